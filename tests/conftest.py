@@ -1,0 +1,44 @@
+"""Shared fixtures: the real default tokenizer and a tiny locally built model.
+
+Both come from ``thinkbudget.models`` aliases, cached under ``$THINKBUDGET_CACHE`` (the first
+session converts the embedded GGUF once). Nothing here downloads anything.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@pytest.fixture(scope="session")
+def tokenizer():
+    """SmolLM2's real tokenizer with the think tokens and the protocol's chat template."""
+    from thinkbudget.models import load_tokenizer
+
+    return load_tokenizer("tiny-llama")
+
+
+@pytest.fixture(scope="session")
+def tiny_model_path() -> str:
+    """Path of the 2-layer Llama checkpoint (real tokenizer) used by trainer smoke tests."""
+    from thinkbudget.models import embedded_checkpoint
+
+    return str(embedded_checkpoint("tiny-llama"))
+
+
+@pytest.fixture()
+def tiny_model(tiny_model_path):
+    from thinkbudget.models import load_model_and_tokenizer
+
+    model, _ = load_model_and_tokenizer(tiny_model_path, dtype="float32")
+    return model

@@ -1,0 +1,77 @@
+"""Budget forcing: end thinking at the budget, token by token.
+
+One logits processor serves evaluation's s1-style budget forcing and the RL stage's
+budget-constrained rollouts (Elastic Reasoning): once a row has produced ``B`` thinking tokens
+(tokens after its ``<think>``) without closing the block, the next token is forced to be
+``</think>`` and the model then writes its answer. The parser then counts exactly ``B`` thinking
+tokens for that row.
+
+Each row's budget is read back out of its own prompt (the protocol's fixed budget sentence), so the
+processor needs no side channel and works inside any ``generate`` call, TRL's included. Rows whose
+prompt states no budget are left alone unless ``default_budget`` is given.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from transformers import LogitsProcessor
+
+from thinkbudget.protocol import THINK_CLOSE, THINK_OPEN, parse_budget_from_prompt
+
+
+class ThinkingBudgetProcessor(LogitsProcessor):
+    """Force ``</think>`` once a row has ``budget`` thinking tokens.
+
+    Args:
+        tokenizer: the tokenizer (with single-token think tags).
+        budgets: per-row budgets in tokens (None = no forcing for that row). If omitted, each row's
+            budget is parsed from its prompt on the first call.
+        default_budget: budget in tokens for rows whose prompt states none (None = leave them).
+    """
+
+    def __init__(self, tokenizer: Any, budgets: Sequence[int | None] | None = None, default_budget: int | None = None):
+        self.tokenizer = tokenizer
+        self.open_id = tokenizer.convert_tokens_to_ids(THINK_OPEN)
+        self.close_id = tokenizer.convert_tokens_to_ids(THINK_CLOSE)
+        self.budgets = list(budgets) if budgets is not None else None
+        self.default_budget = default_budget
+        self.prompt_len: int | None = None
+        self.prefilled: list[bool] = []  # prompt already ends with <think> (s1-style pre-fill)
+        self.fired: list[int] = []  # rows forced so far (for logging and tests)
+
+    def _setup(self, input_ids: torch.LongTensor) -> None:
+        self.prompt_len = input_ids.shape[1]
+        if self.budgets is None:
+            texts = self.tokenizer.batch_decode(input_ids, skip_special_tokens=False)
+            self.budgets = [parse_budget_from_prompt(t) for t in texts]
+        self.budgets = [b if b is not None else self.default_budget for b in self.budgets]
+        # Left-padded batches: a prompt pre-filled with "<think>" ends with it.
+        self.prefilled = (input_ids[:, -1] == self.open_id).tolist()
+        if len(self.budgets) != input_ids.shape[0]:
+            raise ValueError(f"got {len(self.budgets)} budgets for a batch of {input_ids.shape[0]} rows")
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        if self.prompt_len is None:
+            self._setup(input_ids)
+        generated = input_ids[:, self.prompt_len :]
+        for row, budget in enumerate(self.budgets):
+            if budget is None or generated.shape[1] == 0:
+                continue
+            gen = generated[row]
+            if (gen == self.close_id).any():
+                continue
+            if self.prefilled[row]:
+                thinking = gen.shape[0]
+            else:
+                opens = (gen == self.open_id).nonzero()
+                if len(opens) == 0:
+                    continue
+                thinking = gen.shape[0] - int(opens[0]) - 1
+            if thinking >= budget:
+                scores[row] = torch.finfo(scores.dtype).min
+                scores[row, self.close_id] = 0.0
+                self.fired.append(row)
+        return scores

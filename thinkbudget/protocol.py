@@ -1,0 +1,157 @@
+"""The thinking-control protocol: one definition shared by SFT, GRPO and evaluation.
+
+A response is ``<think>`` reasoning ``</think>`` answer, with the final answer in ``\\boxed{}``.
+Thinking is switched by prompt, two ways that agree:
+
+(a) chat-template keyword arguments, rendered by the *saved* chat template so that plain
+    ``tokenizer.apply_chat_template(msgs, enable_thinking=False, thinking_budget=64)`` works for any
+    user of a checkpoint (transformers, vLLM):
+      - ``enable_thinking`` (bool, default True). False is a *hard* switch: the generation prompt is
+        pre-filled with an empty think block, exactly as Qwen3 does.
+      - ``thinking_budget`` (int tokens or None). Stated in the system message in one fixed phrasing
+        (:data:`BUDGET_TEMPLATE`); ignored when thinking is off.
+(b) the text flags ``/think`` and ``/no_think`` in a system or user message (Qwen3's soft switch; the
+    last flag wins). With ``/no_think`` the model itself writes the empty think block; nothing is
+    pre-filled, which is what lets evaluation measure no-think compliance "with only the flag".
+
+The budget counts thinking tokens only (between the tags); the answer is counted separately by
+:mod:`thinkbudget.parsing`, so reasoning cannot hide after ``</think>``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Any
+
+THINK_OPEN = "<think>"
+THINK_CLOSE = "</think>"
+THINK_FLAG = "/think"
+NO_THINK_FLAG = "/no_think"
+# What the template pre-fills with enable_thinking=False, and what a no-think answer starts with.
+EMPTY_THINK_BLOCK = f"{THINK_OPEN}\n\n{THINK_CLOSE}\n\n"
+DEFAULT_SYSTEM_PROMPT = "You are a helpful assistant. Put your final answer in \\boxed{}."
+# The one fixed phrasing of a budget. The budget-forcing logits processor reads budgets back out of
+# rendered prompts with BUDGET_PATTERN, so this sentence is the single source of truth.
+BUDGET_TEMPLATE = "Think for at most {budget} tokens."
+BUDGET_PATTERN = re.compile(r"Think for at most (\d+) tokens\.")
+
+# ChatML (SmolLM2, Qwen2/3) with the thinking controls. Kept readable on purpose: this string is
+# what ships inside every checkpoint we save. `{% generation %}` marks assistant tokens so TRL's
+# `assistant_only_loss` also works on conversational data.
+CHAT_TEMPLATE = r"""{%- set ns = namespace(think=true, hard_off=false, flag='') -%}
+{%- if enable_thinking is defined and enable_thinking is false -%}{%- set ns.hard_off = true -%}{%- endif -%}
+{%- for m in messages -%}
+{%- if m['role'] in ['system', 'user'] and m['content'] is string -%}
+{%- set a = m['content'].rfind('/think') -%}{%- set b = m['content'].rfind('/no_think') -%}
+{%- if a > b -%}{%- set ns.flag = 'think' -%}{%- elif b > a -%}{%- set ns.flag = 'no_think' -%}{%- endif -%}
+{%- endif -%}
+{%- endfor -%}
+{%- if ns.hard_off or ns.flag == 'no_think' -%}{%- set ns.think = false -%}{%- endif -%}
+{%- set budget_line = '' -%}
+{%- if ns.think and thinking_budget is defined and thinking_budget is not none -%}
+{%- set budget_line = 'Think for at most ' ~ thinking_budget ~ ' tokens.' -%}
+{%- endif -%}
+{%- if messages[0]['role'] == 'system' -%}
+{%- set system = messages[0]['content'] -%}{%- set rest = messages[1:] -%}
+{%- else -%}
+{%- set system = 'You are a helpful assistant. Put your final answer in \\boxed{}.' -%}{%- set rest = messages -%}
+{%- endif -%}
+{%- if budget_line -%}{%- set system = system ~ '\n' ~ budget_line -%}{%- endif -%}
+{{- '<|im_start|>system\n' ~ system ~ '<|im_end|>\n' -}}
+{%- for m in rest -%}
+{%- if m['role'] == 'assistant' -%}
+{{- '<|im_start|>assistant\n' -}}{%- generation -%}{{- m['content'] ~ '<|im_end|>' -}}{%- endgeneration -%}{{- '\n' -}}
+{%- else -%}
+{{- '<|im_start|>' ~ m['role'] ~ '\n' ~ m['content'] ~ '<|im_end|>\n' -}}
+{%- endif -%}
+{%- endfor -%}
+{%- if add_generation_prompt -%}
+{{- '<|im_start|>assistant\n' -}}
+{%- if ns.hard_off -%}{{- '<think>\n\n</think>\n\n' -}}{%- endif -%}
+{%- endif -%}"""
+
+
+def budget_sentence(budget: int) -> str:
+    """The fixed sentence that states a thinking budget of ``budget`` tokens."""
+    return BUDGET_TEMPLATE.format(budget=validate_budget(budget))
+
+
+def validate_budget(budget: Any, *, field: str = "thinking_budget") -> int:
+    """Return ``budget`` as a positive int or raise ``ValueError`` naming ``field``."""
+    if isinstance(budget, bool) or not isinstance(budget, int):
+        if isinstance(budget, str) and budget.strip().isdigit():
+            budget = int(budget.strip())
+        else:
+            raise ValueError(f"{field} must be a positive integer number of tokens, got {budget!r}")
+    if budget <= 0:
+        raise ValueError(f"{field} must be a positive integer number of tokens, got {budget}")
+    return budget
+
+
+def parse_budget_from_prompt(prompt: str) -> int | None:
+    """The budget stated in a rendered prompt (the last statement wins), or None."""
+    found = BUDGET_PATTERN.findall(prompt)
+    return int(found[-1]) if found else None
+
+
+def last_flag(messages: Sequence[dict[str, Any]]) -> str | None:
+    """``'think'``, ``'no_think'`` or None: the last text flag in system/user messages (Qwen3 rule)."""
+    flag = None
+    for m in messages:
+        content = m.get("content")
+        if m.get("role") not in ("system", "user") or not isinstance(content, str):
+            continue
+        a, b = content.rfind(THINK_FLAG), content.rfind(NO_THINK_FLAG)
+        if a > b:
+            flag = "think"
+        elif b > a:
+            flag = "no_think"
+    return flag
+
+
+def thinking_enabled(messages: Sequence[dict[str, Any]], enable_thinking: bool = True) -> bool:
+    """Whether the template puts the model in thinking mode (mirrors :data:`CHAT_TEMPLATE`)."""
+    return bool(enable_thinking) and last_flag(messages) != "no_think"
+
+
+def build_messages(question: str, *, system: str | None = None, flag: str | None = None) -> list[dict[str, str]]:
+    """Chat messages for one question; ``flag`` ('think'/'no_think') is appended to the user turn."""
+    if flag not in (None, "think", "no_think"):
+        raise ValueError(f"flag must be one of None, 'think', 'no_think', got {flag!r}")
+    user = question if flag is None else f"{question} /{flag}"
+    msgs = [{"role": "system", "content": system}] if system is not None else []
+    return msgs + [{"role": "user", "content": user}]
+
+
+def render_prompt(
+    tokenizer: Any,
+    messages: Sequence[dict[str, Any]],
+    *,
+    enable_thinking: bool = True,
+    thinking_budget: int | None = None,
+) -> str:
+    """Render a generation prompt with per-row thinking controls (TRL's ``chat_template_kwargs`` is
+    global to a run, so mixed batches render each row themselves through this function)."""
+    if thinking_budget is not None:
+        thinking_budget = validate_budget(thinking_budget)
+    return tokenizer.apply_chat_template(
+        list(messages),
+        tokenize=False,
+        add_generation_prompt=True,
+        enable_thinking=enable_thinking,
+        thinking_budget=thinking_budget,
+    )
+
+
+def format_response(thinking: str | None, answer: str) -> str:
+    """A training target in the protocol's format. ``thinking=None`` means thinking off, which still
+    keeps the empty think block (Qwen3: no-think targets keep an empty block)."""
+    if thinking is None or not thinking.strip():
+        return f"{EMPTY_THINK_BLOCK}{answer}"
+    return f"{THINK_OPEN}\n{thinking.strip()}\n{THINK_CLOSE}\n\n{answer}"
+
+
+def boxed(answer: str) -> str:
+    """``\\boxed{answer}``: the protocol's marker for the final answer."""
+    return f"\\boxed{{{answer}}}"
