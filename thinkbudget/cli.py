@@ -1,0 +1,107 @@
+"""Small pieces every entry point shares: config parsing, run folders, provenance, logging."""
+
+from __future__ import annotations
+
+import difflib
+import json
+import logging
+import os
+import platform
+import subprocess
+import sys
+from collections.abc import Sequence
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+logger = logging.getLogger(__name__)
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def setup_logging(level: int = logging.INFO) -> None:
+    logging.basicConfig(
+        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S", force=True
+    )
+
+
+def parse_config(dataclass_types: Sequence[type], args: Sequence[str] | None = None) -> tuple[Any, ...]:
+    """``TrlParser(...).parse_args_and_config()`` with errors that name the file and the bad keys.
+
+    The YAML sets defaults, CLI flags override, and a key that no dataclass has is an error before
+    anything loads (TRL's default), reported with the closest valid names.
+    """
+    from trl import TrlParser
+
+    args = list(sys.argv[1:] if args is None else args)
+    if "--config" in args:
+        path = Path(args[args.index("--config") + 1])
+        if not path.is_file():
+            raise SystemExit(f"config file {path} does not exist")
+        try:
+            config = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as e:
+            raise SystemExit(f"{path}: not valid YAML: {e}") from e
+        if not isinstance(config, dict):
+            raise SystemExit(f"{path}: must be a YAML mapping of field: value")
+        valid = {f.name for t in dataclass_types for f in fields(t)} | {"env"}
+        unknown = [k for k in config if k not in valid]
+        if unknown:
+            hints = []
+            for k in unknown:
+                close = difflib.get_close_matches(k, valid, n=3)
+                hints.append(f"  {k!r}" + (f" (did you mean {', '.join(close)}?)" if close else ""))
+            raise SystemExit(f"{path}: unknown config keys:\n" + "\n".join(hints))
+    return TrlParser(list(dataclass_types)).parse_args_and_config(args=args)
+
+
+def check_output_dir(output_dir: str | os.PathLike, *, overwrite: bool, resuming: bool = False) -> Path:
+    """Refuse an output directory that already holds another run's checkpoints or results, unless
+    ``overwrite`` is asked for or the run is resuming from it."""
+    out = Path(output_dir)
+    if out.is_dir() and not overwrite and not resuming:
+        taken = sorted(p.name for p in out.iterdir() if p.name.startswith("checkpoint-") or p.name == "model.safetensors")
+        if taken:
+            raise SystemExit(
+                f"output directory {out} already holds a run ({', '.join(taken[:3])}...); pass "
+                "--overwrite_output_dir true to replace it or --resume_from_checkpoint to continue it"
+            )
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def git_commit() -> str:
+    """The repository's HEAD commit (with ``-dirty`` when the tree has changes), or ``unknown``."""
+    try:
+        sha = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO_ROOT, capture_output=True, text=True
+        ).stdout.strip()
+        return sha + ("-dirty" if dirty else "")
+    except Exception:
+        return "unknown"
+
+
+def device_description() -> str:
+    """A human-readable name of the compute device (GPU name, or CPU with core count)."""
+    import torch
+
+    if torch.cuda.is_available():
+        return f"{torch.cuda.get_device_name(0)} x{torch.cuda.device_count()}"
+    return f"CPU ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)"
+
+
+def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
+    """Write JSON so that a reader (or a kill) never sees half a file."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, default=str) + "\n")
+    tmp.replace(path)
+
+
+def command_line() -> str:
+    """The command that started this process, for provenance records."""
+    return " ".join([Path(sys.executable).name, *sys.argv])
