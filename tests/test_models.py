@@ -7,7 +7,12 @@ import sys
 
 import pytest
 
-from thinkbudget.models import MODEL_ALIASES, embedded_checkpoint, load_model_and_tokenizer, resolve_model_path
+from thinkbudget.models import (
+    MODEL_ALIASES,
+    embedded_checkpoint,
+    load_model_and_tokenizer,
+    resolve_model_path,
+)
 
 
 def test_unknown_alias_and_missing_path_errors():
@@ -60,7 +65,11 @@ def test_real_default_model_generates_with_thinking_on_and_off(tmp_path):
 
     msgs = build_messages("What is 12 + 30?")
     results = {}
-    for name, kwargs in {"off": {"enable_thinking": False}, "on": {}, "budget": {"thinking_budget": 16}}.items():
+    for name, kwargs in {
+        "off": {"enable_thinking": False},
+        "on": {},
+        "budget": {"thinking_budget": 16},
+    }.items():
         prompt = render_prompt(tok, msgs, **kwargs)
         enc = tok(prompt, return_tensors="pt", add_special_tokens=False)
         torch.manual_seed(0)

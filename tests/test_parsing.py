@@ -14,10 +14,34 @@ CASES = [
     ("<think>\n\n</think>\n\n\\boxed{5}", "", "\\boxed{5}", True, True, False, "5"),
     ("\\boxed{5}", "", "\\boxed{5}", False, False, False, "5"),  # no-think answer after the pre-fill
     ("<think>\nnever closed", "never closed", "", True, False, False, None),
-    ("reasoning without open tag</think>\\boxed{1}", "reasoning without open tag", "\\boxed{1}", False, True, False, "1"),
+    (
+        "reasoning without open tag</think>\\boxed{1}",
+        "reasoning without open tag",
+        "\\boxed{1}",
+        False,
+        True,
+        False,
+        "1",
+    ),
     ("<think>a</think>b</think>c", "a", "b</think>c", True, True, True, None),
-    ("<think>a<think>b</think>\\boxed{2} trailing", "a<think>b", "\\boxed{2} trailing", True, True, False, "2"),
-    ("<think>x</think>ans<think>more</think>\\boxed{3}", "x", "ans<think>more</think>\\boxed{3}", True, True, True, "3"),
+    (
+        "<think>a<think>b</think>\\boxed{2} trailing",
+        "a<think>b",
+        "\\boxed{2} trailing",
+        True,
+        True,
+        False,
+        "2",
+    ),
+    (
+        "<think>x</think>ans<think>more</think>\\boxed{3}",
+        "x",
+        "ans<think>more</think>\\boxed{3}",
+        True,
+        True,
+        True,
+        "3",
+    ),
     ("  \n<think>x</think>\\boxed{4}", "x", "\\boxed{4}", True, True, False, "4"),
     ("", "", "", False, False, False, None),
     ("<think></think>", "", "", True, True, False, None),
@@ -29,7 +53,12 @@ CASES = [
 def test_literal_cases(tokenizer, text, thinking, answer, opened, closed, extra, boxed):
     p = parse_completion(text, tokenizer)
     assert (p.thinking, p.answer) == (thinking, answer)
-    assert (p.think_opened, p.think_closed, p.extra_think_tags, p.boxed_answer) == (opened, closed, extra, boxed)
+    assert (p.think_opened, p.think_closed, p.extra_think_tags, p.boxed_answer) == (
+        opened,
+        closed,
+        extra,
+        boxed,
+    )
     assert (p.thinking_tokens == 0) == (not thinking)
     # The same completion as generated token ids parses to the same split and counts.
     ids = tokenizer(text, add_special_tokens=False)["input_ids"]
@@ -84,7 +113,21 @@ def test_huge_input(tokenizer):
 
 def test_fuzz_text_never_raises(tokenizer):
     rng = random.Random(1234)
-    alphabet = ["<think>", "</think>", "\\boxed{", "}", "{", "\n", " ", "x", "7", "<|im_end|>", "é", "\x00", "\\"]
+    alphabet = [
+        "<think>",
+        "</think>",
+        "\\boxed{",
+        "}",
+        "{",
+        "\n",
+        " ",
+        "x",
+        "7",
+        "<|im_end|>",
+        "é",
+        "\x00",
+        "\\",
+    ]
     for _ in range(500):
         text = "".join(rng.choices(alphabet, k=rng.randint(0, 40)))
         p = parse_completion(text, tokenizer)

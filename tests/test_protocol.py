@@ -77,7 +77,9 @@ def test_custom_system_message_carries_budget(tokenizer):
 )
 def test_last_flag_wins_and_template_agrees(tokenizer, messages, flag):
     assert last_flag(messages) == flag
-    rendered = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True, thinking_budget=8)
+    rendered = tokenizer.apply_chat_template(
+        messages, tokenize=False, add_generation_prompt=True, thinking_budget=8
+    )
     assert ("Think for at most 8 tokens." in rendered) == thinking_enabled(messages)
 
 
@@ -86,10 +88,15 @@ def test_flags_fuzz_python_mirror_matches_template(tokenizer):
     pieces = ["/think", "/no_think", "hello", " ", "/thinking", "no_think", "/", "x"]
     for _ in range(200):
         msgs = [
-            {"role": rng.choice(["system", "user", "assistant"]), "content": "".join(rng.choices(pieces, k=4))}
+            {
+                "role": rng.choice(["system", "user", "assistant"]),
+                "content": "".join(rng.choices(pieces, k=4)),
+            }
             for _ in range(rng.randint(1, 3))
         ]
-        rendered = tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True, thinking_budget=5)
+        rendered = tokenizer.apply_chat_template(
+            msgs, tokenize=False, add_generation_prompt=True, thinking_budget=5
+        )
         assert ("Think for at most 5 tokens." in rendered) == thinking_enabled(msgs), msgs
 
 
@@ -97,7 +104,9 @@ def test_assistant_turn_and_generation_markers(tokenizer):
     msgs = Q + [{"role": "assistant", "content": format_response("2+3=5", "\\boxed{5}")}]
     out = tokenizer.apply_chat_template(msgs, tokenize=False)
     assert out.endswith("<|im_start|>assistant\n<think>\n2+3=5\n</think>\n\n\\boxed{5}<|im_end|>\n")
-    enc = tokenizer.apply_chat_template(msgs, tokenize=True, return_assistant_tokens_mask=True, return_dict=True)
+    enc = tokenizer.apply_chat_template(
+        msgs, tokenize=True, return_assistant_tokens_mask=True, return_dict=True
+    )
     mask = enc["assistant_masks"]
     supervised = tokenizer.decode([t for t, m in zip(enc["input_ids"], mask) if m])
     assert supervised == "<think>\n2+3=5\n</think>\n\n\\boxed{5}<|im_end|>"

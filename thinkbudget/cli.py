@@ -61,7 +61,9 @@ def check_output_dir(output_dir: str | os.PathLike, *, overwrite: bool, resuming
     ``overwrite`` is asked for or the run is resuming from it."""
     out = Path(output_dir)
     if out.is_dir() and not overwrite and not resuming:
-        taken = sorted(p.name for p in out.iterdir() if p.name.startswith("checkpoint-") or p.name == "model.safetensors")
+        taken = sorted(
+            p.name for p in out.iterdir() if p.name.startswith("checkpoint-") or p.name == "model.safetensors"
+        )
         if taken:
             raise SystemExit(
                 f"output directory {out} already holds a run ({', '.join(taken[:3])}...); pass "
@@ -78,7 +80,10 @@ def git_commit() -> str:
             ["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, check=True
         ).stdout.strip()
         dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO_ROOT, capture_output=True, text=True
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
         ).stdout.strip()
         return sha + ("-dirty" if dirty else "")
     except Exception:

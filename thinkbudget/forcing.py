@@ -32,7 +32,9 @@ class ThinkingBudgetProcessor(LogitsProcessor):
         default_budget: budget in tokens for rows whose prompt states none (None = leave them).
     """
 
-    def __init__(self, tokenizer: Any, budgets: Sequence[int | None] | None = None, default_budget: int | None = None):
+    def __init__(
+        self, tokenizer: Any, budgets: Sequence[int | None] | None = None, default_budget: int | None = None
+    ):
         self.tokenizer = tokenizer
         self.open_id = tokenizer.convert_tokens_to_ids(THINK_OPEN)
         self.close_id = tokenizer.convert_tokens_to_ids(THINK_CLOSE)

@@ -152,7 +152,9 @@ def prepare_tokenizer_and_model(tokenizer: Any, model: Any | None = None) -> boo
     from transformers import AddedToken
 
     old_pieces = {t: tokenizer(t, add_special_tokens=False)["input_ids"] for t in (THINK_OPEN, THINK_CLOSE)}
-    missing = [t for t, ids in old_pieces.items() if len(ids) != 1 or tokenizer.convert_ids_to_tokens(ids[0]) != t]
+    missing = [
+        t for t, ids in old_pieces.items() if len(ids) != 1 or tokenizer.convert_ids_to_tokens(ids[0]) != t
+    ]
     if missing:
         # special=False so that decoding with skip_special_tokens=True (as TRL does) keeps the tags.
         tokenizer.add_tokens([AddedToken(t, special=False, normalized=False) for t in missing])
@@ -168,7 +170,11 @@ def prepare_tokenizer_and_model(tokenizer: Any, model: Any | None = None) -> boo
         for t in missing:
             new_id = tokenizer.convert_tokens_to_ids(t)
             pieces = old_pieces[t]
-            for emb in {id(e): e for e in (model.get_input_embeddings(), model.get_output_embeddings()) if e is not None}.values():
+            for emb in {
+                id(e): e
+                for e in (model.get_input_embeddings(), model.get_output_embeddings())
+                if e is not None
+            }.values():
                 emb.weight[new_id] = emb.weight[pieces].mean(dim=0)
     return True
 
@@ -200,6 +206,8 @@ def load_tokenizer(name_or_path: str, *, trust_remote_code: bool = False) -> Any
     """The tokenizer of an alias, hub id or path, with think tokens and the protocol's template."""
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(name_or_path), trust_remote_code=trust_remote_code)
+    tokenizer = AutoTokenizer.from_pretrained(
+        resolve_model_path(name_or_path), trust_remote_code=trust_remote_code
+    )
     prepare_tokenizer_and_model(tokenizer)
     return tokenizer

@@ -50,12 +50,12 @@ CHAT_TEMPLATE = r"""{%- set ns = namespace(think=true, hard_off=false, flag='') 
 {%- if ns.hard_off or ns.flag == 'no_think' -%}{%- set ns.think = false -%}{%- endif -%}
 {%- set budget_line = '' -%}
 {%- if ns.think and thinking_budget is defined and thinking_budget is not none -%}
-{%- set budget_line = 'Think for at most ' ~ thinking_budget ~ ' tokens.' -%}
+{%- set budget_line = '@BUDGET_PREFIX@' ~ thinking_budget ~ '@BUDGET_SUFFIX@' -%}
 {%- endif -%}
 {%- if messages[0]['role'] == 'system' -%}
 {%- set system = messages[0]['content'] -%}{%- set rest = messages[1:] -%}
 {%- else -%}
-{%- set system = 'You are a helpful assistant. Put your final answer in \\boxed{}.' -%}{%- set rest = messages -%}
+{%- set system = '@DEFAULT_SYSTEM@' -%}{%- set rest = messages -%}
 {%- endif -%}
 {%- if budget_line -%}{%- set system = system ~ '\n' ~ budget_line -%}{%- endif -%}
 {{- '<|im_start|>system\n' ~ system ~ '<|im_end|>\n' -}}
@@ -70,6 +70,14 @@ CHAT_TEMPLATE = r"""{%- set ns = namespace(think=true, hard_off=false, flag='') 
 {{- '<|im_start|>assistant\n' -}}
 {%- if ns.hard_off -%}{{- '<think>\n\n</think>\n\n' -}}{%- endif -%}
 {%- endif -%}"""
+# Fill the template from the constants above so the phrasing is written once (Jinja string literals
+# need backslashes doubled).
+_prefix, _suffix = BUDGET_TEMPLATE.split("{budget}")
+CHAT_TEMPLATE = (
+    CHAT_TEMPLATE.replace("@BUDGET_PREFIX@", _prefix)
+    .replace("@BUDGET_SUFFIX@", _suffix)
+    .replace("@DEFAULT_SYSTEM@", DEFAULT_SYSTEM_PROMPT.replace("\\", "\\\\"))
+)
 
 
 def budget_sentence(budget: int) -> str:
@@ -115,7 +123,9 @@ def thinking_enabled(messages: Sequence[dict[str, Any]], enable_thinking: bool =
     return bool(enable_thinking) and last_flag(messages) != "no_think"
 
 
-def build_messages(question: str, *, system: str | None = None, flag: str | None = None) -> list[dict[str, str]]:
+def build_messages(
+    question: str, *, system: str | None = None, flag: str | None = None
+) -> list[dict[str, str]]:
     """Chat messages for one question; ``flag`` ('think'/'no_think') is appended to the user turn."""
     if flag not in (None, "think", "no_think"):
         raise ValueError(f"flag must be one of None, 'think', 'no_think', got {flag!r}")
