@@ -1,0 +1,117 @@
+"""Build the SFT and RL datasets of a data mix once and write them to disk.
+
+    python data/prepare.py --config configs/data/default.yaml [--output_dir data/prepared/default]
+
+Writes ``sft/{train,test}`` and ``rl/{train,test}`` (``datasets.save_to_disk``), ``manifest.json``
+(the config, row counts per task/mode/control/budget, trace-length statistics, commit) and
+``preview.jsonl`` (a few rendered rows to read). Training recipes load the folder through
+``dataset_path``. The output is a pure function of the config (same seed, same datasets).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import sys
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from statistics import mean
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from a checkout
+
+from thinkbudget.cli import command_line, git_commit, parse_config, setup_logging, write_json_atomic  # noqa: E402
+from thinkbudget.data import DataMixArguments, build_rl_dataset, build_sft_dataset  # noqa: E402
+
+logger = logging.getLogger("prepare")
+
+
+@dataclass
+class PrepareArguments:
+    model_name_or_path: str = field(
+        default="smollm2-135m",
+        metadata={
+            "help": "Model alias, hub id or path whose tokenizer counts thinking tokens (and renders prompts)."
+        },
+    )
+    output_dir: str = field(default="data/prepared/default", metadata={"help": "Folder to write (path)."})
+    overwrite_output_dir: bool = field(
+        default=False, metadata={"help": "Replace an existing prepared folder."}
+    )
+    preview_rows: int = field(default=6, metadata={"help": "Rows per kind written to preview.jsonl (count)."})
+
+
+def summarize(ds, kind: str) -> dict:
+    """Row counts by task, mode, control and budget, and the thinking-token lengths of SFT targets."""
+    budget = ["none" if b is None else str(b) for b in ds["budget"]]
+    summary = {
+        "rows": len(ds),
+        "by_task": dict(sorted(Counter(ds["task"]).items())),
+        "by_mode": dict(sorted(Counter(ds["mode"]).items())),
+        "by_control": dict(sorted(Counter(ds["control"]).items())),
+        "by_budget": dict(sorted(Counter(budget).items())),
+        "by_task_mode_budget": dict(
+            sorted(Counter(f"{t}|{m}|{b}" for t, m, b in zip(ds["task"], ds["mode"], budget)).items())
+        ),
+    }
+    if kind == "sft":
+        summary["by_granularity"] = dict(sorted(Counter(ds["granularity"]).items()))
+        by_budget: dict[str, list[int]] = {}
+        for b, n, m in zip(budget, ds["thinking_tokens"], ds["mode"]):
+            if m == "think":
+                by_budget.setdefault(b, []).append(n)
+        summary["thinking_tokens_by_budget"] = {
+            b: {"mean": round(mean(v), 1), "max": max(v), "answer_only": sum(x == 0 for x in v)}
+            for b, v in sorted(by_budget.items())
+        }
+    return summary
+
+
+def main(script_args: PrepareArguments, data_args: DataMixArguments) -> Path:
+    if data_args.dataset_path:
+        raise SystemExit("dataset_path: must be unset when preparing (it names a prepared folder to load)")
+    out = Path(script_args.output_dir)
+    if out.exists() and any(out.iterdir()):
+        if not script_args.overwrite_output_dir:
+            raise SystemExit(f"output_dir {out} is not empty; pass --overwrite_output_dir true to replace it")
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+
+    from thinkbudget.models import load_tokenizer
+
+    tokenizer = load_tokenizer(script_args.model_name_or_path)
+    start = time.time()
+    summaries, preview = {}, []
+    for kind, build in (("sft", build_sft_dataset), ("rl", build_rl_dataset)):
+        for split in ("train", "test"):
+            ds = build(data_args, tokenizer, split)
+            ds.save_to_disk(str(out / kind / split))
+            summaries[f"{kind}/{split}"] = summarize(ds, kind)
+            logger.info("%s/%s: %d rows", kind, split, len(ds))
+            if split == "train":
+                preview += [
+                    {"kind": kind, **row} for row in ds.select(range(min(script_args.preview_rows, len(ds))))
+                ]
+
+    with (out / "preview.jsonl").open("w") as f:
+        for row in preview:
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+    write_json_atomic(
+        out / "manifest.json",
+        {
+            "config": {"script": asdict(script_args), "data": asdict(data_args)},
+            "datasets": summaries,
+            "commit": git_commit(),
+            "command": command_line(),
+            "build_seconds": round(time.time() - start, 1),
+        },
+    )
+    logger.info("wrote %s", out)
+    return out
+
+
+if __name__ == "__main__":
+    setup_logging()
+    main(*parse_config([PrepareArguments, DataMixArguments]))

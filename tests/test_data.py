@@ -1,0 +1,315 @@
+"""The data mix: SFT targets never exceed their budget, both controls give the right prompts and
+completions, ratios hold, builds are deterministic and splits disjoint, validation names the field,
+and data/prepare.py writes a loadable folder."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections import Counter
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import pytest
+
+from thinkbudget.data import (
+    RL_COLUMNS,
+    SFT_COLUMNS,
+    DataMixArguments,
+    answer_text,
+    build_rl_dataset,
+    build_sft_dataset,
+    fit_trace,
+    load_or_build,
+)
+from thinkbudget.parsing import get_parser, parse_completion
+from thinkbudget.protocol import EMPTY_THINK_BLOCK, NO_THINK_FLAG, THINK_FLAG, parse_budget_from_prompt
+from thinkbudget.scoring import is_correct
+from thinkbudget.tasks import load_problems
+
+ROOT = Path(__file__).resolve().parents[1]
+MIX_TASKS = ["chain", "multiply", "nested", "gsm8k", "rg/leg_counting"]
+
+
+@pytest.fixture(scope="module")
+def mix_args() -> DataMixArguments:
+    return DataMixArguments(tasks=MIX_TASKS, num_train_problems=60, num_test_problems=20, flag_ratio=0.4)
+
+
+@pytest.fixture(scope="module")
+def sft_train(mix_args, tokenizer):
+    return build_sft_dataset(mix_args, tokenizer, "train")
+
+
+@pytest.fixture(scope="module")
+def problems_by_id(mix_args):
+    return {p.id: p for t in MIX_TASKS for s in ("train", "test") for p in load_problems(t, s, n=60, seed=0)}
+
+
+def test_sft_columns(sft_train, mix_args):
+    assert tuple(sft_train.column_names) == SFT_COLUMNS
+    assert len(sft_train) == 60 * len(MIX_TASKS)
+    assert Counter(sft_train["task"]) == dict.fromkeys(MIX_TASKS, 60)
+
+
+def test_sft_rows_never_over_budget(sft_train, tokenizer, problems_by_id):
+    """Every budgeted target fits, its count is the parser's, and the trace is the longest that fits."""
+    parser = get_parser(tokenizer)
+    budgeted = 0
+    for row in sft_train:
+        parsed = parse_completion(row["completion"], tokenizer)
+        assert parsed.thinking_tokens == row["thinking_tokens"]
+        # The same count when the target is parsed as the token ids training feeds the model.
+        ids = tokenizer(row["completion"], add_special_tokens=False)["input_ids"]
+        assert parse_completion(ids, tokenizer).thinking_tokens == row["thinking_tokens"]
+        if row["mode"] == "no_think":
+            assert parsed.thinking_tokens == 0 and row["budget"] is None
+            continue
+        assert parsed.think_closed
+        if row["budget"] is None:
+            assert row["granularity"] == "full"
+            continue
+        budgeted += 1
+        assert parsed.within_budget(row["budget"]), row
+        problem = problems_by_id[row["id"]]
+        grans = ["full", "condensed"]
+        longer = grans[: grans.index(row["granularity"])] if row["granularity"] != "none" else grans
+        for g in longer:  # every longer granularity would have broken the budget
+            if g in problem.traces:
+                assert parser.thinking_token_count(f"\n{problem.traces[g]}\n") > row["budget"]
+    assert budgeted > 50
+    assert {"full", "condensed", "none"} <= set(sft_train["granularity"])
+
+
+@pytest.mark.parametrize("budget", [1, 5, 16, 30, 64, 200, 10_000])
+def test_fit_trace_region_past_the_budget(budget, tokenizer):
+    for p in load_problems("gsm8k", "train", n=40) + load_problems("multiply", "train", n=40):
+        gran, trace, n = fit_trace(p, budget, tokenizer)
+        if gran is None:
+            assert (trace, n) == (None, 0)
+        else:
+            assert trace == p.traces[gran] and 0 < n <= budget
+
+
+def test_sft_controls_and_completions(sft_train, problems_by_id):
+    seen = Counter()
+    for row in sft_train:
+        problem = problems_by_id[row["id"]]
+        prompt, completion = row["prompt"], row["completion"]
+        answer = answer_text(problem.answer)
+        seen[(row["mode"], row["control"])] += 1
+        assert completion.endswith(answer)
+        assert parse_budget_from_prompt(prompt) == row["budget"]
+        if row["control"] == "flag":
+            flag = THINK_FLAG if row["mode"] == "think" else NO_THINK_FLAG
+            assert prompt.count(f" {flag}<|im_end|>") == 1
+        else:  # ("</think>" contains "/think", so look for the flags as the user turn appends them)
+            assert f" {THINK_FLAG}<|im_end|>" not in prompt and f" {NO_THINK_FLAG}<|im_end|>" not in prompt
+        if row["mode"] == "no_think" and row["control"] == "kwargs":
+            assert prompt.endswith("<|im_start|>assistant\n" + EMPTY_THINK_BLOCK) and completion == answer
+        elif row["mode"] == "no_think":
+            assert prompt.endswith("<|im_start|>assistant\n") and completion == EMPTY_THINK_BLOCK + answer
+        else:
+            assert prompt.endswith("<|im_start|>assistant\n") and completion.startswith("<think>")
+        if not problem.traces:  # reasoning-gym: nothing to think with
+            assert row["mode"] == "no_think"
+    assert set(seen) == {("think", "kwargs"), ("think", "flag"), ("no_think", "kwargs"), ("no_think", "flag")}
+
+
+def test_sft_answers_score_correct(sft_train, tokenizer, problems_by_id):
+    for row in sft_train:
+        p = problems_by_id[row["id"]]
+        answer = parse_completion(row["completion"], tokenizer).answer
+        assert is_correct(answer, p.answer, task=p.task, meta=p.meta), row
+
+
+def test_ratios_roughly_respected(tokenizer):
+    args = DataMixArguments(
+        tasks=["chain", "multiply", "nested"],
+        num_train_problems=400,
+        budgets=[16, 64],
+        budget_weights=[3, 1],
+        think_budget_ratio=0.6,
+        think_free_ratio=0.1,
+        no_think_ratio=0.3,
+        flag_ratio=0.2,
+    )
+    ds = build_rl_dataset(args, tokenizer, "train")
+    n = len(ds)
+    budgets = Counter(ds["budget"])
+    assert abs((budgets[16] + budgets[64]) / n - 0.6) < 0.05
+    assert abs(budgets[None] / n - 0.4) < 0.05
+    assert abs(Counter(ds["mode"])["no_think"] / n - 0.3) < 0.05
+    assert abs(Counter(ds["control"])["flag"] / n - 0.2) < 0.05
+    assert abs(budgets[16] / (budgets[16] + budgets[64]) - 0.75) < 0.06
+
+
+def test_extreme_ratios(tokenizer):
+    args = DataMixArguments(
+        tasks=["chain"],
+        num_train_problems=30,
+        think_budget_ratio=0,
+        think_free_ratio=0,
+        no_think_ratio=1,
+        flag_ratio=1,
+    )
+    ds = build_sft_dataset(args, tokenizer, "train")
+    assert set(ds["mode"]) == {"no_think"} and set(ds["control"]) == {"flag"}
+    assert all(c.startswith(EMPTY_THINK_BLOCK) for c in ds["completion"])
+
+
+def test_rl_dataset(mix_args, tokenizer):
+    ds = build_rl_dataset(mix_args, tokenizer, "test")
+    assert tuple(ds.column_names) == RL_COLUMNS and len(ds) == 20 * len(MIX_TASKS)
+    for row in ds:
+        meta = json.loads(row["meta"])
+        assert row["question"] in row["prompt"]
+        assert parse_budget_from_prompt(row["prompt"]) == row["budget"]
+        assert is_correct(answer_text(row["answer"]), row["answer"], task=row["task"], meta=meta)
+        if row["mode"] == "no_think" and row["control"] == "kwargs":
+            assert row["prompt"].endswith(EMPTY_THINK_BLOCK)
+    # In RL, problems without traces still get thinking rows (nothing needs a trace).
+    rg_modes = {r["mode"] for r in ds if r["task"].startswith("rg/")}
+    assert "think" in rg_modes
+
+
+def test_deterministic_and_disjoint(mix_args, tokenizer):
+    small = replace(mix_args, num_train_problems=15, num_test_problems=10)
+    a = build_rl_dataset(small, tokenizer, "train")
+    assert a.to_list() == build_rl_dataset(small, tokenizer, "train").to_list()
+    assert a.to_list() != build_rl_dataset(replace(small, mix_seed=1), tokenizer, "train").to_list()
+    test = build_rl_dataset(small, tokenizer, "test")
+    for task in MIX_TASKS:
+        train_q = {r["question"] for r in a if r["task"] == task}
+        test_q = {r["question"] for r in test if r["task"] == task}
+        assert train_q and test_q and not train_q & test_q, task
+    sft = build_sft_dataset(small, tokenizer, "train")
+    assert sft.to_list() == build_sft_dataset(small, tokenizer, "train").to_list()
+    # The same problem gets the same row type in SFT and RL.
+    rl_plan = {r["id"]: (r["mode"], r["budget"], r["control"]) for r in a}
+    for r in sft:
+        if not r["task"].startswith("rg/"):
+            assert rl_plan[r["id"]] == (r["mode"], r["budget"], r["control"])
+
+
+def test_system_prompt(tokenizer):
+    args = DataMixArguments(tasks=["chain"], num_train_problems=5, system_prompt="Be brief. /no_think")
+    ds = build_rl_dataset(args, tokenizer, "train")
+    assert all(p.startswith("<|im_start|>system\nBe brief. /no_think") for p in ds["prompt"])
+
+
+# -- validation ---------------------------------------------------------------------------------
+BAD_ARGS = [
+    ({"tasks": []}, "tasks"),
+    ({"tasks": ["chain", "chian"]}, "tasks: unknown task 'chian'.*valid tasks: chain"),
+    ({"tasks": ["rg/nope"]}, "tasks: .*rg/<name> for any of"),
+    ({"tasks": ["jsonl:/no/such/file.jsonl"]}, "tasks: .*/no/such/file.jsonl"),
+    ({"tasks": ["chain", "chain"]}, "tasks: duplicate"),
+    ({"budgets": [32, -1]}, "budgets"),
+    ({"budgets": [32, 0]}, "budgets"),
+    ({"budgets": [32, 1.5]}, "budgets"),
+    ({"budgets": [32, True]}, "budgets"),
+    ({"budgets": []}, "budgets"),
+    ({"budget_weights": [1, 2]}, "budget_weights: has 2 weights for 4 budgets"),
+    ({"budget_weights": [1, 2, -1, 1]}, "budget_weights"),
+    ({"budget_weights": [0, 0, 0, 0]}, "budget_weights"),
+    ({"think_budget_ratio": 1.5, "no_think_ratio": 0.0, "think_free_ratio": 0.0}, "think_budget_ratio"),
+    ({"no_think_ratio": -0.1}, "no_think_ratio"),
+    ({"flag_ratio": 2}, "flag_ratio"),
+    ({"flag_ratio": float("nan")}, "flag_ratio"),
+    ({"think_free_ratio": 0.3}, "must sum to 1"),
+    ({"num_train_problems": -1}, "num_train_problems"),
+    ({"num_test_problems": 2.5}, "num_test_problems"),
+    ({"dataset_path": "/no/such/folder"}, "dataset_path"),
+]
+
+
+@pytest.mark.parametrize("kwargs,message", BAD_ARGS)
+def test_validation_names_the_field(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        DataMixArguments(**kwargs)
+    args = DataMixArguments()
+    for k, v in kwargs.items():
+        setattr(args, k, v)
+    with pytest.raises(ValueError, match=message):
+        args.validate()
+
+
+def test_valid_edge_cases():
+    DataMixArguments(budgets=[], think_budget_ratio=0, think_free_ratio=0.5, no_think_ratio=0.5)
+    DataMixArguments(think_budget_ratio=0.1 + 0.2, think_free_ratio=0.2, no_think_ratio=0.5)  # float sums
+    assert DataMixArguments(mix_seed=4).seed == 4
+
+
+def test_parse_config_lists(tmp_path):
+    from trl import TrlParser
+
+    from thinkbudget.cli import parse_config
+
+    cfg = tmp_path / "mix.yaml"
+    cfg.write_text("tasks: [chain, gsm8k]\nbudgets: [8, 16]\nbudget_weights: [1, 3]\nmix_seed: 2\n")
+    (args,) = parse_config([DataMixArguments], ["--config", str(cfg), "--budgets", "4", "8"])
+    assert (args.tasks, args.budgets, args.budget_weights, args.mix_seed) == (
+        ["chain", "gsm8k"],
+        [4, 8],
+        [1.0, 3.0],
+        2,
+    )
+    # Help texts state units, and the mix parses next to TRL's training config (no duplicate --seed).
+    help_text = TrlParser([DataMixArguments]).format_help()
+    assert "(tokens)" in help_text and "(count" in help_text
+    from trl import SFTConfig
+
+    TrlParser([DataMixArguments, SFTConfig])
+
+
+# -- data/prepare.py ----------------------------------------------------------------------------
+def test_prepare_end_to_end(tmp_path, tokenizer):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    out = tmp_path / "smoke"
+    cmd = [sys.executable, str(ROOT / "data/prepare.py"), "--config", str(ROOT / "configs/data/smoke.yaml")]
+    proc = subprocess.run(
+        [*cmd, "--output_dir", str(out)], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for kind in ("sft", "rl"):
+        for split in ("train", "test"):
+            assert (out / kind / split / "dataset_info.json").is_file()
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["config"]["data"]["tasks"] == ["chain", "multiply", "nested", "gsm8k", "rg/leg_counting"]
+    assert manifest["datasets"]["sft/train"]["rows"] == 40 and manifest["commit"]
+    assert manifest["datasets"]["rl/test"]["by_task"]["rg/leg_counting"] == 4
+    preview = [json.loads(line) for line in (out / "preview.jsonl").read_text().splitlines()]
+    assert {r["kind"] for r in preview} == {"sft", "rl"}
+
+    # A second run (in process) gives identical datasets; load_or_build reads the folder back.
+    sys.path.insert(0, str(ROOT / "data"))
+    import prepare
+
+    cfg = prepare.PrepareArguments(model_name_or_path="tiny-llama", output_dir=str(tmp_path / "again"))
+    smoke = DataMixArguments(**{k: v for k, v in manifest["config"]["data"].items()})
+    prepare.main(cfg, smoke)
+    loaded = replace(smoke, dataset_path=str(out))
+    again = replace(smoke, dataset_path=str(tmp_path / "again"))
+    for kind in ("sft", "rl"):
+        for split in ("train", "test"):
+            first = load_or_build(loaded, tokenizer, kind, split).to_list()
+            assert first == load_or_build(again, tokenizer, kind, split).to_list()
+            assert first == load_or_build(smoke, tokenizer, kind, split).to_list()  # built fresh
+    assert asdict(smoke)["dataset_path"] is None
+
+    # It refuses to overwrite a prepared folder unless asked.
+    proc = subprocess.run(
+        [*cmd, "--output_dir", str(out)], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    assert proc.returncode != 0 and "overwrite_output_dir" in proc.stderr
+
+
+def test_load_or_build_errors(tmp_path, mix_args, tokenizer):
+    with pytest.raises(ValueError, match="kind"):
+        load_or_build(mix_args, tokenizer, "dpo")
+    empty = replace(mix_args, dataset_path=str(tmp_path))
+    with pytest.raises(FileNotFoundError, match="data/prepare.py"):
+        load_or_build(empty, tokenizer, "sft", "train")

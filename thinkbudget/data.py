@@ -1,0 +1,338 @@
+"""The data mix: problems from :mod:`thinkbudget.tasks` turned into SFT and RL rows.
+
+Every problem becomes one row of one of three types, drawn per problem with a seeded RNG:
+
+- **think with a budget** B (``think_budget_ratio``; B drawn from ``budgets``/``budget_weights``):
+  the prompt states B, and the SFT target's trace is the *longest* granularity whose thinking fits B
+  tokens (counted by :mod:`thinkbudget.parsing` on exactly the text between the think tags), or no
+  thinking at all when none fits. A target is never over its budget.
+- **think without a budget** (``think_free_ratio``): the full trace.
+- **no think** (``no_think_ratio``): an empty think block and the answer.
+
+Each row is also controlled one of two ways (``flag_ratio``): the chat-template keyword arguments
+(``enable_thinking``/``thinking_budget``; with thinking off the prompt is pre-filled with the empty
+block, so the target is just the answer), or the text flags ``/think``/``/no_think`` (with
+``/no_think`` nothing is pre-filled: the target starts with the empty block the model must write).
+A flag row with a budget still states it through ``thinking_budget``.
+
+Problems without traces (reasoning-gym) only make no-think SFT rows; in RL they take any type.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from thinkbudget.parsing import get_parser
+from thinkbudget.protocol import (
+    THINK_CLOSE,
+    THINK_OPEN,
+    boxed,
+    build_messages,
+    format_response,
+    render_prompt,
+)
+from thinkbudget.tasks import GRANULARITIES, Problem, describe_valid_tasks, load_problems, validate_task_name
+
+logger = logging.getLogger(__name__)
+
+MODES = ("think", "no_think")
+CONTROLS = ("kwargs", "flag")
+KINDS = ("sft", "rl")
+RATIO_TOLERANCE = 1e-6
+
+
+@dataclass
+class DataMixArguments:
+    """What goes into the SFT/RL datasets. Filled from the ``data`` part of a recipe YAML.
+
+    The data seed is ``mix_seed`` (not ``seed``) because TRL's training configs already own ``--seed``
+    and TrlParser refuses two dataclasses with the same field; ``args.seed`` still reads it."""
+
+    tasks: list[str] = field(
+        default_factory=lambda: ["chain", "multiply", "nested", "gsm8k"],
+        metadata={
+            "help": "Task names: chain, multiply, nested, gsm8k, rg/<reasoning-gym name>, or "
+            "jsonl:<path>[?question=..&answer=..&reasoning=..&test=<path>]."
+        },
+    )
+    num_train_problems: int = field(
+        default=2000, metadata={"help": "Training problems per task (count; file tasks may have fewer)."}
+    )
+    num_test_problems: int = field(default=200, metadata={"help": "Test problems per task (count)."})
+    budgets: list[int] = field(
+        default_factory=lambda: [32, 64, 128, 256],
+        metadata={"help": "Thinking budgets drawn for budgeted rows (tokens)."},
+    )
+    budget_weights: list[float] = field(
+        default_factory=list,
+        metadata={"help": "Relative weights of `budgets` (unitless, one per budget); empty = uniform."},
+    )
+    think_budget_ratio: float = field(
+        default=0.5, metadata={"help": "Fraction of rows thinking under a stated budget (0-1)."}
+    )
+    think_free_ratio: float = field(
+        default=0.25, metadata={"help": "Fraction of rows thinking without a budget (0-1)."}
+    )
+    no_think_ratio: float = field(
+        default=0.25, metadata={"help": "Fraction of rows with thinking off (0-1)."}
+    )
+    flag_ratio: float = field(
+        default=0.3,
+        metadata={
+            "help": "Fraction of rows controlled by /think or /no_think text flags instead of template kwargs (0-1)."
+        },
+    )
+    mix_seed: int = field(
+        default=0, metadata={"help": "Seed of problem generation and row-type draws (integer; data only)."}
+    )
+    system_prompt: str | None = field(
+        default=None, metadata={"help": "System message text; None uses the chat template's default."}
+    )
+    dataset_path: str | None = field(
+        default=None,
+        metadata={
+            "help": "Folder written by data/prepare.py to load instead of building (path); None builds."
+        },
+    )
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    @property
+    def seed(self) -> int:
+        """Alias of :attr:`mix_seed`."""
+        return self.mix_seed
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the first bad field and its valid values (cheap: nothing loads)."""
+        if not self.tasks:
+            raise ValueError(f"tasks: must name at least one task; valid tasks: {describe_valid_tasks()}")
+        for t in self.tasks:
+            try:
+                validate_task_name(t)
+            except (ValueError, FileNotFoundError) as e:
+                raise ValueError(f"tasks: {e}") from None
+        if len(set(self.tasks)) != len(self.tasks):
+            raise ValueError(f"tasks: duplicate task names in {self.tasks}")
+        for name in ("num_train_problems", "num_test_problems", "mix_seed"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or (v < 0 and name != "mix_seed"):
+                raise ValueError(f"{name}: must be a non-negative integer, got {v!r}")
+        for b in self.budgets:
+            if isinstance(b, bool) or not isinstance(b, int) or b <= 0:
+                raise ValueError(
+                    f"budgets: every budget must be a positive integer number of tokens, got {b!r}"
+                )
+        if self.think_budget_ratio > 0 and not self.budgets:
+            raise ValueError("budgets: must list at least one budget (tokens) when think_budget_ratio > 0")
+        if self.budget_weights:
+            if len(self.budget_weights) != len(self.budgets):
+                raise ValueError(
+                    f"budget_weights: has {len(self.budget_weights)} weights for {len(self.budgets)} budgets; "
+                    "give one weight per budget or none (uniform)"
+                )
+            if any(not _is_number(w) or w < 0 for w in self.budget_weights) or sum(self.budget_weights) <= 0:
+                raise ValueError(
+                    f"budget_weights: must be non-negative numbers with a positive sum, got {self.budget_weights}"
+                )
+        for name in ("think_budget_ratio", "think_free_ratio", "no_think_ratio", "flag_ratio"):
+            v = getattr(self, name)
+            if not _is_number(v) or not 0.0 <= v <= 1.0:
+                raise ValueError(f"{name}: must be a fraction in [0, 1], got {v!r}")
+        total = self.think_budget_ratio + self.think_free_ratio + self.no_think_ratio
+        if abs(total - 1.0) > RATIO_TOLERANCE:
+            raise ValueError(
+                f"think_budget_ratio + think_free_ratio + no_think_ratio: must sum to 1, got {total:g} "
+                f"({self.think_budget_ratio} + {self.think_free_ratio} + {self.no_think_ratio})"
+            )
+        if self.dataset_path is not None and not Path(self.dataset_path).is_dir():
+            raise ValueError(
+                f"dataset_path: {self.dataset_path} is not a folder (write one with data/prepare.py)"
+            )
+
+
+def _is_number(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def answer_text(answer: str) -> str:
+    """The answer section of a training target: ``The answer is \\boxed{42}.``"""
+    return f"The answer is {boxed(answer)}."
+
+
+@dataclass(frozen=True)
+class RowPlan:
+    """The drawn type of one row."""
+
+    mode: str  # "think" | "no_think"
+    control: str  # "kwargs" | "flag"
+    budget: int | None
+
+
+def draw_row_plan(args: DataMixArguments, split: str, problem_id: str) -> RowPlan:
+    """The row type of one problem. Seeded by (seed, split, problem id), so a problem's row does not
+    depend on which other problems are in the mix."""
+    rng = random.Random(f"mix:{args.mix_seed}:{split}:{problem_id}")
+    u = rng.random()
+    budget = None
+    if u < args.think_budget_ratio:
+        mode = "think"
+        weights = args.budget_weights or None
+        budget = rng.choices(args.budgets, weights=weights, k=1)[0]
+    elif u < args.think_budget_ratio + args.think_free_ratio:
+        mode = "think"
+    else:
+        mode = "no_think"
+    control = "flag" if rng.random() < args.flag_ratio else "kwargs"
+    return RowPlan(mode, control, budget)
+
+
+def render_row_prompt(tokenizer: Any, question: str, plan: RowPlan, system_prompt: str | None = None) -> str:
+    """The generation prompt for one row type (flag rows put ``/think``/``/no_think`` in the user turn)."""
+    flag = plan.mode if plan.control == "flag" else None
+    messages = build_messages(question, system=system_prompt, flag=flag)
+    enable_thinking = plan.mode == "think" or plan.control == "flag"
+    return render_prompt(tokenizer, messages, enable_thinking=enable_thinking, thinking_budget=plan.budget)
+
+
+def thinking_between_tags(response: str) -> str:
+    """The exact text between the think tags of a :func:`format_response` target."""
+    start = response.index(THINK_OPEN) + len(THINK_OPEN)
+    return response[start : response.index(THINK_CLOSE)]
+
+
+def fit_trace(problem: Problem, budget: int | None, tokenizer: Any) -> tuple[str | None, str | None, int]:
+    """``(granularity, trace, thinking tokens)`` of the longest trace that fits ``budget`` tokens
+    (``budget=None``: the full trace). ``(None, None, 0)`` means answer-only."""
+    parser = get_parser(tokenizer)
+    for gran in GRANULARITIES:
+        trace = problem.traces.get(gran)
+        if not trace:
+            continue
+        n = parser.thinking_token_count(thinking_between_tags(format_response(trace, "")))
+        if budget is None or n <= budget:
+            return gran, trace, n
+    return None, None, 0
+
+
+def _problems(args: DataMixArguments, split: str) -> list[Problem]:
+    n = args.num_train_problems if split == "train" else args.num_test_problems
+    out: list[Problem] = []
+    for task in args.tasks:
+        problems = load_problems(task, split, n=n, seed=args.mix_seed)
+        logger.info("%s/%s: %d problems", task, split, len(problems))
+        out.extend(problems)
+    return out
+
+
+SFT_COLUMNS = (
+    "prompt",
+    "completion",
+    "id",
+    "task",
+    "mode",
+    "control",
+    "budget",
+    "thinking_tokens",
+    "granularity",
+)
+RL_COLUMNS = ("prompt", "question", "answer", "task", "meta", "mode", "control", "budget", "id")
+
+
+def _features(kind: str):
+    from datasets import Features, Value
+
+    ints = {"budget", "thinking_tokens"}
+    cols = SFT_COLUMNS if kind == "sft" else RL_COLUMNS
+    return Features({c: Value("int64") if c in ints else Value("string") for c in cols})
+
+
+def build_sft_dataset(args: DataMixArguments, tokenizer: Any, split: str = "train"):
+    """SFT rows (prompt/completion text, no eos) for ``split``; see the module docstring for the mix."""
+    from datasets import Dataset
+
+    args.validate()
+    rows: dict[str, list[Any]] = {c: [] for c in SFT_COLUMNS}
+    for p in tqdm(_problems(args, split), desc=f"sft/{split}", mininterval=5, disable=None):
+        plan = draw_row_plan(args, split, p.id)
+        if not p.traces and plan.mode == "think":
+            plan = RowPlan("no_think", plan.control, None)  # nothing to think with: a no-think row
+        answer = answer_text(p.answer)
+        gran, trace, n_think = None, None, 0
+        if plan.mode == "think":
+            gran, trace, n_think = fit_trace(p, plan.budget, tokenizer)
+            completion = format_response(trace, answer)
+        elif plan.control == "kwargs":
+            completion = answer  # the template pre-filled the empty think block
+        else:
+            completion = format_response(None, answer)  # /no_think: the model writes the empty block
+        row = {
+            "prompt": render_row_prompt(tokenizer, p.question, plan, args.system_prompt),
+            "completion": completion,
+            "id": p.id,
+            "task": p.task,
+            "mode": plan.mode,
+            "control": plan.control,
+            "budget": plan.budget,
+            "thinking_tokens": n_think,
+            "granularity": gran or "none",
+        }
+        for c in SFT_COLUMNS:
+            rows[c].append(row[c])
+    return Dataset.from_dict(rows, features=_features("sft"))
+
+
+def build_rl_dataset(args: DataMixArguments, tokenizer: Any, split: str = "train"):
+    """RL rows: a per-row rendered prompt (mode/budget applied) with gold answer, task and meta."""
+    from datasets import Dataset
+
+    args.validate()
+    rows: dict[str, list[Any]] = {c: [] for c in RL_COLUMNS}
+    for p in tqdm(_problems(args, split), desc=f"rl/{split}", mininterval=5, disable=None):
+        plan = draw_row_plan(args, split, p.id)
+        row = {
+            "prompt": render_row_prompt(tokenizer, p.question, plan, args.system_prompt),
+            "question": p.question,
+            "answer": p.answer,
+            "task": p.task,
+            "meta": json.dumps(p.meta, sort_keys=True),
+            "mode": plan.mode,
+            "control": plan.control,
+            "budget": plan.budget,
+            "id": p.id,
+        }
+        for c in RL_COLUMNS:
+            rows[c].append(row[c])
+    return Dataset.from_dict(rows, features=_features("rl"))
+
+
+def load_or_build(args: DataMixArguments, tokenizer: Any, kind: str, split: str = "train"):
+    """``<dataset_path>/<kind>/<split>`` when ``args.dataset_path`` is set (written by data/prepare.py),
+    else a freshly built dataset. ``kind`` is "sft" or "rl"."""
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
+    if split not in ("train", "test"):
+        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    if args.dataset_path:
+        from datasets import load_from_disk
+
+        path = Path(args.dataset_path) / kind / split
+        if not path.is_dir():
+            raise FileNotFoundError(f"dataset_path: {path} does not exist (write it with data/prepare.py)")
+        ds = load_from_disk(str(path))
+        expected = SFT_COLUMNS if kind == "sft" else RL_COLUMNS
+        missing = [c for c in expected if c not in ds.column_names]
+        if missing:
+            raise ValueError(f"dataset_path: {path} lacks columns {missing}; rebuild it with data/prepare.py")
+        logger.info("loaded %d %s/%s rows from %s", len(ds), kind, split, path)
+        return ds
+    build = build_sft_dataset if kind == "sft" else build_rl_dataset
+    return build(args, tokenizer, split)
