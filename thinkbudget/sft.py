@@ -1,0 +1,261 @@
+"""The SFT stage's configuration and the small pieces ``train/sft.py`` is built from.
+
+Three dataclasses, filled by :func:`thinkbudget.cli.parse_config` from one recipe YAML:
+
+- :class:`SFTScriptArguments`: the data mix (:class:`thinkbudget.data.DataMixArguments`).
+- :class:`ThinkSFTConfig`: TRL's ``SFTConfig`` with this project's defaults (tensorboard, loss on the
+  completion only, checkpoints every N steps, the chat template's end-of-turn token as eos).
+- :class:`SFTModelConfig`: TRL's ``ModelConfig``; ``model_name_or_path`` takes an alias
+  (``smollm2-135m``, ``tiny-llama``), a hub id or a local path.
+
+How a row becomes training tokens (:func:`tokenize_row`). TRL 1.16 tokenizes a string prompt-completion
+row as ``tokenizer(prompt + completion)`` and starts the loss where that sequence stops agreeing with
+``tokenizer(prompt)``. When thinking is switched off with ``enable_thinking=False`` the prompt ends with
+the pre-filled ``</think>\\n\\n``; BPE merges ``\\n\\n`` with the answer's first word differently once
+they are joined (``ĊĊ`` alone, ``Ċ Ċ The`` joined), so TRL would train the model on a prompt it never
+sees at inference (where the prompt is tokenized on its own and the model continues it). We therefore
+tokenize the prompt and the completion separately, exactly as inference does, append the end-of-turn
+token ``<|im_end|>`` once, and hand TRL ``input_ids`` + ``completion_mask``: TRL then only builds the
+labels (-100 on the prompt), truncates to ``max_length`` and drops rows with no supervised token.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from transformers.trainer_utils import get_last_checkpoint
+from trl import ModelConfig, SFTConfig
+
+from thinkbudget.data import DataMixArguments
+from thinkbudget.protocol import THINK_CLOSE, THINK_OPEN
+
+logger = logging.getLogger(__name__)
+
+# The chat template (thinkbudget.protocol.CHAT_TEMPLATE, ChatML) closes every assistant turn with this
+# token; generation stops on it, so every target must end with it exactly once.
+END_OF_TURN = "<|im_end|>"
+RESUME_LATEST = ("true", "last", "latest")
+
+
+@dataclass
+class SFTScriptArguments(DataMixArguments):
+    """The data mix of the SFT stage (every field of :class:`thinkbudget.data.DataMixArguments`)."""
+
+
+@dataclass
+class ThinkSFTConfig(SFTConfig):
+    """TRL's ``SFTConfig`` with defaults for teaching thinking on/off and budgets to a small model."""
+
+    output_dir: str | None = field(
+        default="runs/sft/default",
+        metadata={
+            "help": "Folder for checkpoint-N folders, the final model, logs and run_summary.json (path)."
+        },
+    )
+    overwrite_output_dir: bool = field(
+        default=False,
+        metadata={
+            "help": "Replace a run already in output_dir (true/false); without it such a folder is refused."
+        },
+    )
+    resume_from_checkpoint: str | None = field(
+        default=None,
+        metadata={
+            "help": "Continue a killed run: a checkpoint-N folder (path), or `true` for the newest checkpoint-N "
+            "in output_dir."
+        },
+    )
+    completion_only_loss: bool | None = field(
+        default=True,
+        metadata={"help": "Loss on the assistant's tokens only (true/false); the prompt's labels are -100."},
+    )
+    eos_token: str | None = field(
+        default=END_OF_TURN,
+        metadata={
+            "help": "End-of-turn token appended to every target once and used to stop generation (token)."
+        },
+    )
+    max_length: int | None = field(
+        default=1024,
+        metadata={
+            "help": "Longest training sequence, prompt + completion (tokens); longer rows are cut at the end."
+        },
+    )
+    learning_rate: float = field(default=5e-5, metadata={"help": "Peak learning rate of AdamW (per step)."})
+    num_train_epochs: float = field(default=2.0, metadata={"help": "Passes over the training rows (epochs)."})
+    per_device_train_batch_size: int = field(default=8, metadata={"help": "Rows per device per step (rows)."})
+    warmup_steps: float = field(
+        default=0.03,
+        metadata={
+            "help": "Linear learning-rate warmup: steps if >= 1, else a share of all training steps (0-1)."
+        },
+    )
+    lr_scheduler_type: str = field(
+        default="cosine", metadata={"help": "Learning-rate schedule after warmup."}
+    )
+    activation_checkpointing: bool | None = field(
+        default=False,
+        metadata={
+            "help": "Recompute activations in the backward pass (true/false): less memory, ~20 %% slower."
+        },
+    )
+    gradient_checkpointing: bool | None = field(
+        default=None, metadata={"help": "Deprecated alias of activation_checkpointing (true/false)."}
+    )
+    logging_steps: float = field(default=10, metadata={"help": "Log every N optimizer steps (steps)."})
+    save_strategy: str = field(
+        default="steps", metadata={"help": "When to write checkpoint-N: steps, epoch or no."}
+    )
+    save_steps: float = field(
+        default=200, metadata={"help": "Write a checkpoint-N every N optimizer steps (steps)."}
+    )
+    save_total_limit: int | None = field(
+        default=3, metadata={"help": "Keep at most this many checkpoint-N folders (count); None keeps all."}
+    )
+    report_to: None | str | list[str] = field(
+        default="tensorboard",
+        metadata={"help": "Where metrics go: tensorboard (under output_dir/runs), none, ..."},
+    )
+    include_num_input_tokens_seen: str = field(
+        default="non_padding",
+        metadata={
+            "help": "Count training tokens (non_padding, all or no); gives tokens/s in run_summary.json."
+        },
+    )
+    seed: int = field(default=42, metadata={"help": "Seed of model init, shuffling and dropout (integer)."})
+
+
+@dataclass
+class SFTModelConfig(ModelConfig):
+    """TRL's ``ModelConfig``: the model to fine-tune and the optional LoRA adapter (``use_peft``)."""
+
+    model_name_or_path: str | None = field(
+        default="smollm2-135m",
+        metadata={
+            "help": "Model to fine-tune: an alias (smollm2-135m, tiny-llama), a hub id or a local path."
+        },
+    )
+
+
+def think_token_ids(tokenizer: Any) -> list[int]:
+    """Ids of ``<think>`` and ``</think>`` (single tokens after ``prepare_tokenizer_and_model``)."""
+    ids = tokenizer.convert_tokens_to_ids([THINK_OPEN, THINK_CLOSE])
+    if any(i is None or i == tokenizer.unk_token_id for i in ids):
+        raise ValueError(
+            f"the tokenizer has no single tokens for {THINK_OPEN}/{THINK_CLOSE}; prepare it first"
+        )
+    return list(ids)
+
+
+def resolve_resume(resume_from_checkpoint: str | None, output_dir: str) -> str | None:
+    """The checkpoint folder to resume from: ``true``/``last`` means the newest ``checkpoint-N`` in
+    ``output_dir``; a path must exist; ``false``/empty means a fresh run."""
+    value = (resume_from_checkpoint or "").strip()
+    if value.lower() in ("", "false", "none", "no"):
+        return None
+    if value.lower() in RESUME_LATEST:
+        last = get_last_checkpoint(output_dir) if os.path.isdir(output_dir) else None
+        if last is None:
+            raise SystemExit(f"resume_from_checkpoint: no checkpoint-N folder in output_dir {output_dir}")
+        return last
+    if not (Path(value) / "trainer_state.json").is_file():
+        raise SystemExit(
+            f"resume_from_checkpoint: {value} is not a checkpoint folder (no trainer_state.json)"
+        )
+    return value
+
+
+def tokenize_row(
+    prompt: str, completion: str, tokenizer: Any, eos_token: str = END_OF_TURN
+) -> dict[str, list[int]]:
+    """``input_ids`` and ``completion_mask`` of one row, tokenized as inference sees it: the prompt on its
+    own (as ``tokenizer(prompt)``, like TRL's trainers), then the completion and ``eos_token`` exactly once.
+    A completion may already end with ``eos_token``; one that holds it anywhere else is an error."""
+    body = completion[: -len(eos_token)] if completion.endswith(eos_token) else completion
+    if eos_token in body:
+        raise ValueError(
+            f"completion contains the end-of-turn token {eos_token!r} before its end: {completion!r}"
+        )
+    prompt_ids = tokenizer(prompt)["input_ids"]
+    completion_ids = tokenizer(body + eos_token, add_special_tokens=False)["input_ids"]
+    return {
+        "input_ids": prompt_ids + completion_ids,
+        "completion_mask": [0] * len(prompt_ids) + [1] * len(completion_ids),
+    }
+
+
+def tokenize_dataset(
+    dataset: Any, tokenizer: Any, eos_token: str = END_OF_TURN, num_proc: int | None = None
+) -> Any:
+    """Add ``input_ids``/``completion_mask`` to a prompt/completion dataset (other columns kept for
+    inspection; the trainer drops them before batching)."""
+    return dataset.map(
+        lambda row: tokenize_row(row["prompt"], row["completion"], tokenizer, eos_token),
+        num_proc=num_proc,
+        desc="Tokenizing prompt and completion separately",
+    )
+
+
+def lora_config(model_args: ModelConfig, tokenizer: Any) -> Any:
+    """TRL's LoRA config from ``model_args``, with the think tokens' embedding rows trainable.
+
+    ``<think>``/``</think>`` are new rows, so a frozen embedding would leave them at their initial value.
+    PEFT's ``trainable_token_indices`` trains just those rows of the input embedding; with tied embeddings
+    (SmolLM2) PEFT ties the same delta into ``lm_head``, so the model also learns to emit them, and
+    ``merge_and_unload`` writes them back into the plain weights."""
+    from trl import get_peft_config
+
+    config = get_peft_config(model_args)
+    ids = think_token_ids(tokenizer)
+    existing = config.trainable_token_indices
+    if existing is None:
+        config.trainable_token_indices = ids
+    elif isinstance(existing, dict):
+        key = next(iter(existing), "embed_tokens")
+        existing[key] = sorted(set(existing.get(key, [])) | set(ids))
+    else:
+        config.trainable_token_indices = sorted(set(existing) | set(ids))
+    return config
+
+
+def expose_output_head_bias(model: Any) -> None:
+    """Let TRL's fused LM head read ``lm_head.bias`` through PEFT's trainable-tokens wrapper.
+
+    TRL 1.16's SFTTrainer computes the loss with a fused head that reads ``lm_head.weight`` and
+    ``lm_head.bias``. With tied embeddings PEFT wraps ``lm_head`` in a ``TrainableTokensWrapper`` that
+    forwards ``weight`` (the merged, differentiable weight: think rows included) but not ``bias``, so the
+    first step fails with "'TrainableTokensWrapper' object has no attribute 'bias'". We give the wrapper
+    its base layer's bias (None for Llama/SmolLM2 heads). A no-op for any other head."""
+    head = model.get_output_embeddings()
+    try:
+        head.bias  # noqa: B018 - probing an attribute PEFT may not forward
+    except AttributeError:
+        base = getattr(getattr(head, "token_adapter", None), "base_layer", None)
+        # object.__setattr__: a plain attribute, so the same bias is not registered twice as a parameter.
+        object.__setattr__(head, "bias", getattr(base, "bias", None))
+
+
+def sequence_lengths(dataset: Any, max_length: int | None) -> dict[str, float | int]:
+    """Token lengths of the tokenized rows (prompt + completion) and how many ``max_length`` cuts."""
+    import statistics
+
+    lengths = sorted(len(ids) for ids in dataset["input_ids"])
+    return {
+        "mean": round(statistics.fmean(lengths), 1),
+        "p50": lengths[len(lengths) // 2],
+        "p95": lengths[min(len(lengths) - 1, int(0.95 * len(lengths)))],
+        "max": lengths[-1],
+        "rows_over_max_length": sum(n > max_length for n in lengths) if max_length else 0,
+    }
+
+
+def count_rows(dataset: Any, column: str) -> dict[str, int]:
+    """``{value: count}`` of one column (for the run summary)."""
+    out: dict[str, int] = {}
+    for v in dataset[column]:
+        out[str(v)] = out.get(str(v), 0) + 1
+    return dict(sorted(out.items()))

@@ -1,0 +1,193 @@
+"""Supervised fine-tuning: teach a small model to switch thinking on/off and to keep a token budget.
+
+The data mix (thinkbudget.data) renders each problem as a prompt with its controls (template kwargs
+``enable_thinking``/``thinking_budget`` or the ``/think``/``/no_think`` flags) and a target in the
+protocol's format (``<think>`` trace ``</think>`` answer; thinking off keeps an empty think block, as in
+Qwen3's thinking-mode fusion). TRL's SFTTrainer trains on the target's tokens only.
+
+    accelerate launch train/sft.py --config configs/sft/smollm2-135m.yaml
+    accelerate launch --num_processes 1 --cpu train/sft.py --config configs/sft/smoke.yaml   # CPU, ~1 min
+    accelerate launch train/sft.py --config configs/sft/smollm2-135m.yaml --resume_from_checkpoint true
+
+CLI flags override the YAML (``--max_steps 3 --bf16 false``); LoRA with ``--use_peft true``.
+Output (``output_dir``): checkpoint-N folders, the final model + tokenizer + chat template (LoRA merged
+into the weights; the adapter alone under ``adapter/``), tensorboard logs under ``runs/``, and
+``run_summary.json`` (runtime, tokens/s, loss, config, commit, device).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+if __name__ == "__main__":  # `python train/sft.py` / `accelerate launch train/sft.py` from any folder
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from thinkbudget.cli import (
+    check_output_dir,
+    command_line,
+    device_description,
+    git_commit,
+    parse_config,
+    setup_logging,
+    write_json_atomic,
+)
+from thinkbudget.sft import (
+    SFTModelConfig,
+    SFTScriptArguments,
+    ThinkSFTConfig,
+    count_rows,
+    expose_output_head_bias,
+    lora_config,
+    resolve_resume,
+    sequence_lengths,
+    think_token_ids,
+    tokenize_dataset,
+)
+
+logger = logging.getLogger("train.sft")
+# The dataclasses this entry point parses (read by thinkbudget.pipeline to check recipe keys).
+CONFIG_CLASSES = (SFTScriptArguments, ThinkSFTConfig, SFTModelConfig)
+
+
+def main(script_args: SFTScriptArguments, training_args: ThinkSFTConfig, model_args: SFTModelConfig) -> dict:
+    """Train, save the final model in ``training_args.output_dir`` and return the run summary."""
+    # 1. Everything that can be wrong with the request fails here, before a tokenizer or model loads.
+    try:
+        script_args.validate()
+    except ValueError as e:
+        raise SystemExit(f"invalid data mix: {e}") from None
+    resume = resolve_resume(training_args.resume_from_checkpoint, training_args.output_dir)
+    out = check_output_dir(
+        training_args.output_dir, overwrite=training_args.overwrite_output_dir, resuming=resume is not None
+    )
+    from thinkbudget.models import load_model_and_tokenizer, load_tokenizer, resolve_model_path
+
+    try:
+        model_path = resolve_model_path(model_args.model_name_or_path)
+    except (FileNotFoundError, ValueError) as e:
+        raise SystemExit(f"model_name_or_path: {e}") from None
+
+    # 2. Data: the rows are built with the tokenizer alone (token counts fit the budgets), then tokenized
+    #    prompt and completion separately, as inference sees them (see thinkbudget/sft.py).
+    from thinkbudget.data import load_or_build
+
+    tokenizer = load_tokenizer(model_path, trust_remote_code=training_args.trust_remote_code)
+    eos = training_args.eos_token or tokenizer.eos_token
+    if tokenizer.convert_tokens_to_ids(eos) in (None, tokenizer.unk_token_id):
+        raise SystemExit(f"eos_token: {eos!r} is not a token of {model_path}'s tokenizer")
+    train_rows = load_or_build(script_args, tokenizer, "sft", "train")
+    if len(train_rows) == 0:
+        raise SystemExit("the data mix produced no training rows (num_train_problems = 0?)")
+    train_dataset = tokenize_dataset(train_rows, tokenizer, eos, num_proc=training_args.dataset_num_proc)
+    eval_dataset = None
+    if training_args.eval_strategy != "no":
+        eval_rows = load_or_build(script_args, tokenizer, "sft", "test")
+        eval_dataset = tokenize_dataset(eval_rows, tokenizer, eos, num_proc=training_args.dataset_num_proc)
+    lengths = sequence_lengths(train_dataset, training_args.max_length)
+    logger.info(
+        "training rows: %d by mode %s; lengths %s", len(train_rows), count_rows(train_rows, "mode"), lengths
+    )
+
+    # 3. Model (think tokens added and embeddings resized by load_model_and_tokenizer) and the optional LoRA.
+    model, tokenizer = load_model_and_tokenizer(
+        model_path,
+        dtype=model_args.dtype,
+        trust_remote_code=training_args.trust_remote_code,
+        attn_implementation=model_args.attn_implementation,
+    )
+    peft_config = lora_config(model_args, tokenizer) if model_args.use_peft else None
+
+    # 4. Train. SFTTrainer sees `input_ids` + `completion_mask`, so it only builds labels (-100 on the
+    #    prompt), truncates to max_length and drops rows left without a supervised token.
+    from trl import SFTTrainer
+
+    trainer = SFTTrainer(
+        model=model,
+        args=training_args,
+        train_dataset=train_dataset,
+        eval_dataset=eval_dataset,
+        processing_class=tokenizer,
+        peft_config=peft_config,
+    )
+    if peft_config is not None:
+        expose_output_head_bias(trainer.model)
+        if trainer.accelerator.is_main_process:
+            trainer.model.print_trainable_parameters()
+    # Tokens trained in this session (a resumed run restores the checkpoint's count inside train()).
+    start_tokens = (
+        json.loads((Path(resume) / "trainer_state.json").read_text()).get("num_input_tokens_seen", 0)
+        if resume
+        else 0
+    )
+    t0 = time.perf_counter()
+    result = trainer.train(resume_from_checkpoint=resume)
+    wall = time.perf_counter() - t0
+
+    # 5. Save a checkpoint that plain transformers/vLLM load: LoRA is merged into the weights first.
+    trainer.save_state()
+    if peft_config is None:
+        trainer.save_model(str(out))
+    else:
+        trainer.save_model(str(out / "adapter"))  # the adapter alone, for PEFT users
+        if trainer.accelerator.is_main_process:
+            merged = trainer.accelerator.unwrap_model(trainer.model).merge_and_unload()
+            merged.save_pretrained(str(out))
+    if trainer.accelerator.is_main_process:
+        tokenizer.save_pretrained(str(out))  # carries the protocol's chat template
+
+    # 6. The run summary a person (or the pipeline) reads.
+    tokens = trainer.state.num_input_tokens_seen - start_tokens
+    summary = {
+        "stage": "sft",
+        "output_dir": str(out),
+        "model": model_args.model_name_or_path,
+        "model_path": model_path,
+        "peft": peft_config is not None,
+        "resumed_from": resume,
+        "global_step": trainer.state.global_step,
+        "train_rows": len(train_rows),
+        "train_rows_kept": len(trainer.train_dataset),  # rows with a supervised token after truncation
+        "sequence_lengths_tokens": lengths,
+        "rows_by_mode": count_rows(train_rows, "mode"),
+        "rows_by_control": count_rows(train_rows, "control"),
+        "train_runtime_s": round(result.metrics.get("train_runtime", wall), 3),
+        "train_loss": result.metrics.get("train_loss"),
+        "final_logged_loss": next(
+            (h["loss"] for h in reversed(trainer.state.log_history) if "loss" in h), None
+        ),
+        "train_tokens_this_session": tokens,
+        "train_tokens_per_second": round(tokens / wall, 1) if wall > 0 and tokens else None,
+        "think_token_ids": think_token_ids(tokenizer),
+        "commit": git_commit(),
+        "device": device_description(),
+        "num_processes": trainer.accelerator.num_processes,
+        "command": command_line(),
+        "config": {
+            "script": dataclasses.asdict(script_args),
+            "training": training_args.to_dict(),
+            "model": dataclasses.asdict(model_args),
+        },
+    }
+    if trainer.accelerator.is_main_process:
+        write_json_atomic(out / "run_summary.json", summary)
+        logger.info("saved %s (loss %s, %.1f s)", out, summary["final_logged_loss"], wall)
+    return summary
+
+
+def cli(argv: list[str] | None = None) -> dict:
+    """Parse ``argv`` (default: the command line) and run :func:`main`; bad input exits with a message."""
+    setup_logging()
+    try:
+        args = parse_config(CONFIG_CLASSES, argv)
+    except ValueError as e:  # a field's own check (e.g. DataMixArguments.validate) while parsing
+        raise SystemExit(f"invalid config: {e}") from None
+    return main(*args)
+
+
+if __name__ == "__main__":
+    cli()
