@@ -1,0 +1,459 @@
+"""Evaluate a model: accuracy and tokens spent, per task, thinking mode and budget.
+
+    python eval/evaluate.py --model smollm2-135m --tasks gsm8k,chain --budgets off,32,64,128,256,none \
+        --limit 100 --output results/eval/base
+    python eval/evaluate.py --config configs/eval/smoke.yaml --output /tmp/eval-smoke
+    python eval/evaluate.py --run runs/rl --budgets off,64,none --limit 50   # every checkpoint-* of a run
+    python eval/evaluate.py --list-tasks
+
+Methods (``--methods``) and budgets (``--budgets``): ``off`` runs ``no_think`` (kwargs switch, the empty
+think block pre-filled) and ``no_think_flag`` (``/no_think`` flag only); an integer B runs
+``budget_prompt`` (B stated in the prompt) and ``budget_forcing`` (unbudgeted prompt, ``</think>``
+forced at B thinking tokens); ``none`` runs ``think`` (no budget). See thinkbudget/evaluation.py.
+
+Writes into ``--output``: results.json (rows per task/method/budget, config, throughput), samples.jsonl
+(every sample; a killed run resumes from it), summary.md and accuracy_vs_tokens.png.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from a checkout
+
+from thinkbudget import cli, evaluation, generation, models, tasks  # noqa: E402
+
+logger = logging.getLogger("evaluate")
+OUTPUT_FILES = ("results.json", "samples.jsonl", "summary.md", "accuracy_vs_tokens.png")
+# Settings that change what a sample is: resuming with different ones would mix two evaluations.
+FINGERPRINT_FIELDS = (
+    "system_prompt",
+    "prefill_think",
+    "temperature",
+    "top_p",
+    "top_k",
+    "max_new_tokens",
+    "seed",
+)
+
+
+@dataclass
+class EvalArguments:
+    model: str = field(
+        default=models.DEFAULT_MODEL,
+        metadata={
+            "help": f"Model: an alias ({', '.join(models.MODEL_ALIASES)}), a hub id or a checkpoint path."
+        },
+    )
+    tasks: list[str] = field(
+        default_factory=lambda: ["gsm8k"],
+        metadata={"help": "Task names, comma- or space-separated (see --list-tasks)."},
+    )
+    budgets: list[str] = field(
+        default_factory=lambda: ["off", "32", "64", "128", "256", "none"],
+        metadata={
+            "help": "Thinking budgets (tokens): 'off' = thinking disabled, 'none' = no budget, or integers."
+        },
+    )
+    methods: list[str] = field(
+        default_factory=lambda: list(evaluation.METHODS),
+        metadata={"help": f"Methods to run, among: {', '.join(evaluation.METHODS)}."},
+    )
+    limit: int | None = field(
+        default=None, metadata={"help": "First N test problems per task (problems); all if unset."}
+    )
+    samples: int = field(
+        default=1,
+        metadata={"help": "Samples per problem (answers); >1 adds pass@k, majority vote and best-of-N."},
+    )
+    output: str | None = field(
+        default=None, metadata={"help": "Output folder (default with --run: RUN_DIR/eval)."}
+    )
+    run: str | None = field(
+        default=None,
+        metadata={"help": "A training run folder: evaluate each checkpoint-* and plot curves over steps."},
+    )
+    overwrite: bool = field(
+        default=False, metadata={"help": "Replace results of another evaluation in --output."}
+    )
+    list_tasks: bool = field(
+        default=False, metadata={"help": "Print the valid task names, one a line, and exit."}
+    )
+    backend: str = field(
+        default="auto",
+        metadata={
+            "help": f"Generation backend: {', '.join(generation.BACKENDS)} (auto: vllm/paged on GPU, hf on CPU)."
+        },
+    )
+    batch_size: int | None = field(
+        default=None,
+        metadata={
+            "help": "Samples per generation call (samples); default: the backend's (hf 16, paged 1024)."
+        },
+    )
+    temperature: float = field(default=0.6, metadata={"help": "Sampling temperature (0 = greedy)."})
+    top_p: float = field(default=0.95, metadata={"help": "Nucleus sampling mass (probability, 0..1]."})
+    top_k: int = field(default=20, metadata={"help": "Top-k filtering (tokens; 0 = off)."})
+    max_new_tokens: int = field(default=768, metadata={"help": "Generation limit per sample (tokens)."})
+    seed: int = field(default=0, metadata={"help": "Random seed (sampling, bootstrap, problem order)."})
+    system_prompt: str | None = field(
+        default=None, metadata={"help": "System message (default: the protocol's)."}
+    )
+    prefill_think: bool = field(
+        default=False,
+        metadata={
+            "help": "Pre-fill '<think>' in thinking modes (s1 style), for models that do not open the block."
+        },
+    )
+    answer_token_cap: int = field(
+        default=64,
+        metadata={
+            "help": "Answer sections longer than this (tokens) count as reasoning moved after </think> (as in RL)."
+        },
+    )
+    best_of_n_scorer: str = field(
+        default="logprob",
+        metadata={
+            "help": "Best-of-N choice: 'logprob' (mean token log-probability) or a reward-model checkpoint path."
+        },
+    )
+    dtype: str = field(
+        default="auto",
+        metadata={"help": "Model dtype: auto (bfloat16 on GPU, float32 on CPU) or a torch dtype."},
+    )
+    hf_cache_implementation: str | None = field(
+        default=None,
+        metadata={"help": "KV cache of the hf backend, e.g. 'static' on a GPU (default: dynamic)."},
+    )
+    ci_resamples: int = field(
+        default=1000, metadata={"help": "Bootstrap resamples for the 95% accuracy interval."}
+    )
+
+
+CONFIG_CLASSES = (EvalArguments,)
+
+
+@dataclass
+class Plan:
+    """Validated arguments: what to evaluate, checked before any model loads."""
+
+    tasks: list[str]
+    conditions: list[evaluation.Condition]
+    sampling: generation.SamplingSettings
+    backend: str
+
+
+def validate(args: EvalArguments) -> Plan:
+    """Check every argument, raising ``ValueError`` with a message that names the bad value."""
+    task_names = evaluation.split_list(args.tasks)
+    if not task_names:
+        raise ValueError("no tasks given (see --list-tasks)")
+    for t in task_names:
+        tasks.validate_task_name(t)
+    budgets = evaluation.parse_budgets(args.budgets)
+    conditions = evaluation.plan_conditions(task_names, budgets, evaluation.parse_methods(args.methods))
+    if args.limit is not None and args.limit < 1:
+        raise ValueError(f"--limit must be a positive number of problems, got {args.limit}")
+    if args.samples < 1:
+        raise ValueError(f"--samples must be at least 1, got {args.samples}")
+    if args.samples > 1 and args.temperature <= 0:
+        raise ValueError("--samples > 1 needs --temperature > 0 (greedy decoding repeats the same answer)")
+    if args.max_new_tokens < 1:
+        raise ValueError(f"--max_new_tokens must be positive (tokens), got {args.max_new_tokens}")
+    if args.best_of_n_scorer != "logprob" and not Path(args.best_of_n_scorer).is_dir():
+        raise ValueError(
+            f"--best_of_n_scorer must be 'logprob' or a reward-model folder; {args.best_of_n_scorer!r} is neither"
+        )
+    sampling = generation.SamplingSettings(
+        args.max_new_tokens, args.temperature, args.top_p, args.top_k, args.seed
+    )
+    return Plan(task_names, conditions, sampling, generation.resolve_backend(args.backend))
+
+
+def check_model(name: str) -> str:
+    """The resolved model path, or ``ValueError`` when it can be neither found nor loaded offline."""
+    try:
+        path = models.resolve_model_path(name)
+    except FileNotFoundError as e:
+        raise ValueError(str(e)) from None
+    if not Path(path).exists() and os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes"):
+        from huggingface_hub import try_to_load_from_cache
+
+        if not isinstance(try_to_load_from_cache(path, "config.json"), str):
+            raise ValueError(
+                f"model {name!r} is neither a local path, an alias ({', '.join(models.MODEL_ALIASES)}) nor a hub "
+                "model in the local cache (HF_HUB_OFFLINE is set, nothing can be downloaded)"
+            )
+    return path
+
+
+def prepare_output(out: Path, model_path: str, args: EvalArguments) -> None:
+    """Refuse a folder that holds another model's (or other settings') results unless --overwrite."""
+    results_file = out / "results.json"
+    existing = [f for f in OUTPUT_FILES if (out / f).exists()]
+    if existing and args.overwrite:
+        for f in existing:
+            (out / f).unlink()
+        return
+    if results_file.is_file():
+        old = json.loads(results_file.read_text())
+        if old.get("model_path") != model_path:
+            raise ValueError(
+                f"{out} holds results of model {old.get('model')!r}, not {model_path!r}; "
+                "pass --overwrite to replace them or choose another --output"
+            )
+        old_cfg = old.get("config", {})
+        changed = [
+            f"{k}: {old_cfg.get(k)!r} -> {getattr(args, k)!r}"
+            for k in FINGERPRINT_FIELDS
+            if old_cfg.get(k) != getattr(args, k)
+        ]
+        if changed:
+            raise ValueError(
+                f"{out} was evaluated with other settings ({'; '.join(changed)}); pass --overwrite or change --output"
+            )
+    elif (out / "samples.jsonl").exists():
+        raise ValueError(
+            f"{out} has samples.jsonl but no results.json (not made by this script?); pass --overwrite"
+        )
+    out.mkdir(parents=True, exist_ok=True)
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One sample to exist in samples.jsonl: a problem under a condition, answered the index-th time."""
+
+    key: str
+    condition: evaluation.Condition
+    problem: tasks.Problem
+    index: int
+    prompt: evaluation.Prompt
+
+
+def plan_samples(args: EvalArguments, plan: Plan, tokenizer: Any) -> list[Sample]:
+    """Every sample of the evaluation (prompts rendered once per problem and condition)."""
+    problems = {t: tasks.load_problems(t, "test", args.limit, seed=args.seed) for t in plan.tasks}
+    samples = []
+    for cond in plan.conditions:
+        for p in problems[cond.task]:
+            prompt = evaluation.build_prompt(
+                tokenizer,
+                p.question,
+                cond,
+                system_prompt=args.system_prompt,
+                prefill_think=args.prefill_think,
+            )
+            for i in range(args.samples):
+                key = evaluation.sample_key(cond.task, cond.method, cond.budget_label, p.id, i)
+                samples.append(Sample(key, cond, p, i, prompt))
+    return samples
+
+
+def evaluate_model(args: EvalArguments, plan: Plan, model_name: str, out: Path) -> dict[str, Any]:
+    """Generate what samples.jsonl lacks, then aggregate and write every output file."""
+    model_path = check_model(model_name)
+    prepare_output(out, model_path, args)
+    tokenizer = models.load_tokenizer(model_path)
+    planned = plan_samples(args, plan, tokenizer)
+    samples_path = out / "samples.jsonl"
+    done = evaluation.load_records(samples_path)
+    # Sorted by prompt length so that a batch pads little.
+    pending = sorted((s for s in planned if s.key not in done), key=lambda s: len(s.prompt.ids))
+    logger.info(
+        "%s: %d samples planned, %d already in %s, %d to generate",
+        model_name,
+        len(planned),
+        len(planned) - len(pending),
+        samples_path,
+        len(pending),
+    )
+
+    base = {
+        "model": model_name,
+        "model_path": model_path,
+        "commit": cli.git_commit(),
+        "device": cli.device_description(),
+    }
+    config = {
+        **asdict(args),
+        "tasks": plan.tasks,
+        "budgets": [str(b) for b in evaluation.parse_budgets(args.budgets)],
+        "methods": evaluation.parse_methods(args.methods),
+    }
+    generated_tokens, seconds = 0, 0.0
+    if pending:
+        # Written first so that the folder names its model and settings even if this run is killed.
+        cli.write_json_atomic(
+            out / "results.json", {**base, "backend": plan.backend, "config": config, "complete": False}
+        )
+        generated_tokens, seconds = generate_pending(args, plan, model_path, tokenizer, pending, samples_path)
+
+    records = evaluation.load_records(samples_path)
+    keys = {s.key for s in planned}
+    rows = evaluation.aggregate(
+        (r for k, r in records.items() if k in keys),
+        plan.conditions,
+        samples=args.samples,
+        best_of_n_scorer="logprob" if args.best_of_n_scorer == "logprob" else "reward_model",
+        ci_resamples=args.ci_resamples,
+        seed=args.seed,
+    )
+    results = {
+        **base,
+        "backend": plan.backend,
+        "command": cli.command_line(),
+        "config": config,
+        "sampling": asdict(plan.sampling),
+        "rows": rows,
+        "throughput": {
+            "generated_tokens": generated_tokens,
+            "seconds": seconds,
+            "tokens_per_second": generated_tokens / seconds if seconds > 0 else None,
+            "samples_generated": len(pending),
+            "samples_resumed": len(planned) - len(pending),
+        },
+        "complete": keys <= records.keys(),
+        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }
+    evaluation.validate_results(results)
+    cli.write_json_atomic(out / "results.json", results)
+    (out / "summary.md").write_text(evaluation.summary_markdown(results))
+    plots().plot_accuracy_vs_tokens(results, out / "accuracy_vs_tokens.png")
+    logger.info("wrote %s (results.json, samples.jsonl, summary.md, accuracy_vs_tokens.png)", out)
+    return results
+
+
+def generate_pending(
+    args: EvalArguments,
+    plan: Plan,
+    model_path: str,
+    tokenizer: Any,
+    pending: list[Sample],
+    samples_path: Path,
+) -> tuple[int, float]:
+    """Generate ``pending`` in batches, appending each batch's records to samples.jsonl at once.
+    Returns the generated tokens and the seconds spent generating."""
+    import torch
+    from tqdm import tqdm
+    from transformers import set_seed
+
+    set_seed(args.seed)
+    gpu = torch.cuda.is_available()
+    model = None
+    dtype = args.dtype if args.dtype != "auto" else ("bfloat16" if gpu else "float32")
+    if plan.backend != "vllm":  # vLLM loads the checkpoint itself
+        model, _ = models.load_model_and_tokenizer(
+            model_path, dtype=dtype, device_map="cuda" if gpu else None
+        )
+        model.eval()
+    generator = generation.build_generator(
+        plan.backend,
+        model=model,
+        tokenizer=tokenizer,
+        sampling=plan.sampling,
+        model_path=model_path,
+        cache_implementation=args.hf_cache_implementation,
+        dtype=dtype,
+    )
+    reward_model = None
+    if args.samples > 1 and args.best_of_n_scorer != "logprob":
+        reward_model = evaluation.RewardModelScorer(args.best_of_n_scorer)
+    # A GPU takes bigger hf batches; paged/vllm schedule internally, their batch is only the resume unit.
+    batch_size = args.batch_size or generator.default_batch_size * (4 if gpu and plan.backend == "hf" else 1)
+    tokens, seconds = 0, 0.0
+    try:
+        with tqdm(
+            total=len(pending), unit="sample", desc=f"generating ({plan.backend})", dynamic_ncols=True
+        ) as bar:
+            for lo in range(0, len(pending), batch_size):
+                batch = pending[lo : lo + batch_size]
+                start = time.perf_counter()
+                outputs = generator.generate(
+                    [generation.GenerationRequest(s.prompt.ids, s.prompt.force_budget) for s in batch]
+                )
+                seconds += time.perf_counter() - start
+                tokens += sum(len(o.token_ids) for o in outputs)
+                records = [
+                    evaluation.make_record(
+                        tokenizer,
+                        condition=s.condition,
+                        problem=s.problem,
+                        sample_idx=s.index,
+                        prompt=s.prompt,
+                        token_ids=o.token_ids,
+                        finish_reason=o.finish_reason,
+                        forced=o.forced,
+                        mean_logprob=o.mean_logprob,
+                        answer_token_cap=args.answer_token_cap,
+                    )
+                    for s, o in zip(batch, outputs)
+                ]
+                if reward_model is not None:
+                    scores = reward_model.score([r["prompt"] + r["completion"] for r in records])
+                    for rec, score in zip(records, scores):
+                        rec["reward_score"] = score
+                evaluation.append_records(samples_path, records)
+                bar.update(len(batch))
+                bar.set_postfix(tok_s=f"{tokens / max(seconds, 1e-9):.0f}")
+    finally:
+        generator.close()
+    return tokens, seconds
+
+
+def evaluate_run(args: EvalArguments, plan: Plan) -> Path:
+    """Evaluate every checkpoint-* of a training run and plot accuracy and thinking tokens over steps."""
+    run = Path(args.run)
+    checkpoints = sorted(
+        (p for p in run.glob("checkpoint-*") if p.is_dir() and p.name.split("-")[-1].isdigit()),
+        key=lambda p: int(p.name.split("-")[-1]),
+    )
+    if not checkpoints:
+        raise ValueError(f"{run} holds no checkpoint-<step> folders")
+    root = Path(args.output) if args.output else run / "eval"
+    points = []
+    for ckpt in checkpoints:
+        logger.info("evaluating %s", ckpt)
+        results = evaluate_model(args, plan, str(ckpt.resolve()), root / ckpt.name)
+        points.append((int(ckpt.name.split("-")[-1]), results))
+    plots().write_training_curves(points, root)
+    return root
+
+
+def plots():
+    """eval/plot.py (beside this script; imported late because matplotlib is slow to load)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import plot
+
+    return plot
+
+
+def main(args: EvalArguments) -> None:
+    if args.list_tasks:
+        print("\n".join(tasks.list_tasks()))
+        return
+    try:
+        plan = validate(args)
+        if args.run:
+            if not Path(args.run).is_dir():
+                raise ValueError(f"--run {args.run}: no such folder")
+            evaluate_run(args, plan)
+        else:
+            if not args.output:
+                raise ValueError("--output is required (the folder for results.json, samples.jsonl, ...)")
+            check_model(args.model)
+            evaluate_model(args, plan, args.model, Path(args.output))
+    except ValueError as e:
+        raise SystemExit(f"evaluate.py: error: {e}") from None
+
+
+if __name__ == "__main__":
+    cli.setup_logging()
+    (eval_args,) = cli.parse_config(CONFIG_CLASSES)
+    main(eval_args)

@@ -1,0 +1,678 @@
+"""Evaluation: what is measured, how it is aggregated, and the results schema.
+
+One evaluation crosses tasks with *conditions* (a method and a budget):
+
+========================  ========  ===========================================================
+method                    mode      prompt
+========================  ========  ===========================================================
+``no_think``              no_think  ``enable_thinking=False``: the template pre-fills the empty block
+``no_think_flag``         no_think  ``/no_think`` flag only, nothing pre-filled (compliance test)
+``budget_prompt``         think     "Think for at most B tokens." stated in the prompt
+``think``                 think     thinking with no budget
+``budget_forcing``        think     unbudgeted prompt; ``</think>`` forced after B thinking tokens
+========================  ========  ===========================================================
+
+Budgets on the command line are ``off`` (the no-think methods), ``none`` (``think``) or a positive
+integer number of tokens (``budget_prompt``, ``budget_forcing``).
+
+Every sample is parsed by :func:`thinkbudget.parsing.parse_completion` on its token ids (pre-filled
+tokens included, so the pre-filled empty block reads as "no thinking") and scored by
+:func:`thinkbudget.scoring.is_correct` on the answer section: the numbers the RL rewards optimise.
+
+Reward-hacking checks (per sample, reported as rates per condition):
+
+- ``reasoning_after_think``: the answer section is longer than ``answer_token_cap`` tokens or holds
+  :data:`STEP_LINES_MIN` or more calculation lines (lines with ``=``): reasoning moved past ``</think>``
+  escapes a thinking budget.
+- ``thinking_in_no_think``: a no-think answer with thinking tokens, or with a further think block
+  after the pre-filled one.
+- ``unclosed_think``: ``<think>`` opened and never closed (no answer section at all).
+- ``padding``: a thinking section of at least :data:`PADDING_MIN_TOKENS` tokens that is mostly
+  repeated word n-grams or filler (words without a letter or digit): length targets met with junk.
+
+Row metrics (one row per task, method and budget; ``None`` where a metric does not apply):
+``n`` problems; ``accuracy`` (mean over problems of the share of correct samples) and
+``accuracy_ci`` (95 % percentile bootstrap over problems); mean/median/p95 of ``thinking``,
+``answer`` and ``total`` tokens; ``within_budget_rate`` (closed block and thinking <= B);
+``relative_length_error`` (mean |n - B| / B, thinking tokens); ``no_think_compliance`` (no-think
+rows: share with zero thinking tokens and no further think block); ``truncation_rate`` (hit
+max_new_tokens without end-of-sequence); ``boxed_rate``; ``forced_rate`` (budget forcing); one
+``<flag>_rate`` per hacking flag. With several samples per problem: ``pass_at_k`` (unbiased
+estimator, k = 1, 2, 4, ..., N), ``majority_accuracy``, ``best_of_n_accuracy`` and
+``mean_tokens_per_problem`` (all N samples' tokens: the cost of parallel test-time compute).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import re
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from thinkbudget.parsing import ParsedCompletion, parse_completion
+from thinkbudget.protocol import EMPTY_THINK_BLOCK, THINK_OPEN, build_messages, render_prompt, validate_budget
+from thinkbudget.scoring import extract_final_answer, is_correct
+
+logger = logging.getLogger(__name__)
+
+METHODS = ("no_think", "no_think_flag", "budget_prompt", "think", "budget_forcing")
+METHOD_MODE = {
+    "no_think": "no_think",
+    "no_think_flag": "no_think",
+    "budget_prompt": "think",
+    "think": "think",
+    "budget_forcing": "think",
+}
+# Which kind of --budgets entry each method runs under.
+METHOD_BUDGET_KIND = {
+    "no_think": "off",
+    "no_think_flag": "off",
+    "budget_prompt": "int",
+    "think": "none",
+    "budget_forcing": "int",
+}
+OFF, NONE = "off", "none"
+
+# Hacking-check thresholds (see the module docstring).
+STEP_LINES_MIN = 3
+PADDING_MIN_TOKENS = 16
+PADDING_RATE = 0.5
+NGRAM = 4
+
+REQUIRED_RESULT_KEYS = ("model", "commit", "device", "backend", "config", "rows", "throughput")
+REQUIRED_ROW_KEYS = (
+    "task",
+    "mode",
+    "method",
+    "budget",
+    "n",
+    "accuracy",
+    "accuracy_ci",
+    "mean_thinking_tokens",
+    "mean_answer_tokens",
+    "mean_total_tokens",
+    "within_budget_rate",
+    "relative_length_error",
+    "no_think_compliance",
+    "truncation_rate",
+)
+REQUIRED_THROUGHPUT_KEYS = ("generated_tokens", "seconds", "tokens_per_second")
+
+
+# ------------------------------------------------------------------------------------------------
+# Conditions: what to run
+# ------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Condition:
+    """One (task, method, budget) cell of an evaluation; ``budget`` in tokens or None."""
+
+    task: str
+    method: str
+    budget: int | None
+
+    @property
+    def mode(self) -> str:
+        return METHOD_MODE[self.method]
+
+    @property
+    def budget_label(self) -> str:
+        kind = METHOD_BUDGET_KIND[self.method]
+        return OFF if kind == "off" else (NONE if kind == "none" else str(self.budget))
+
+
+def split_list(values: str | Iterable[Any] | None) -> list[str]:
+    """``"a,b"``, ``["a", "b,c"]`` or ``[32, "none"]`` -> a flat list of stripped strings."""
+    if values is None:
+        return []
+    items = [values] if isinstance(values, str | int) else list(values)
+    return [part.strip() for item in items for part in str(item).split(",") if part.strip()]
+
+
+def parse_budgets(values: str | Iterable[Any]) -> list[int | str]:
+    """Budgets from the command line: ``off``, ``none`` or positive integers (tokens), in order,
+    without repeats. Raises ``ValueError`` naming the bad entry."""
+    out: list[int | str] = []
+    if isinstance(values, list | tuple):  # YAML 1.1 reads an unquoted `off` as false
+        values = [OFF if v is False else v for v in values]
+    for item in split_list(values):
+        low = item.lower()
+        if low in (OFF, NONE):
+            value: int | str = low
+        else:
+            try:
+                value = validate_budget(item, field="budget")
+            except ValueError:
+                raise ValueError(
+                    f"budget {item!r} is not valid: use 'off' (thinking disabled), 'none' (thinking without "
+                    "a budget) or a positive integer number of thinking tokens"
+                ) from None
+        if value not in out:
+            out.append(value)
+    if not out:
+        raise ValueError("no budgets given: use e.g. --budgets off,32,64,128,256,none")
+    return out
+
+
+def parse_methods(values: str | Iterable[Any]) -> list[str]:
+    """Method names, validated against :data:`METHODS`."""
+    methods = []
+    for m in split_list(values):
+        if m not in METHODS:
+            raise ValueError(f"unknown method {m!r}; valid methods: {', '.join(METHODS)}")
+        if m not in methods:
+            methods.append(m)
+    if not methods:
+        raise ValueError(f"no methods given; valid methods: {', '.join(METHODS)}")
+    return methods
+
+
+def plan_conditions(
+    tasks: Sequence[str], budgets: Sequence[int | str], methods: Sequence[str]
+) -> list[Condition]:
+    """Every (task, method, budget) to evaluate. A method with no budget of its kind, or a budget that
+    no chosen method uses, is an error (it would silently evaluate nothing)."""
+    ints = [b for b in budgets if isinstance(b, int)]
+    by_kind: dict[str, list[int | None]] = {
+        OFF: [None] if OFF in budgets else [],
+        NONE: [None] if NONE in budgets else [],
+    }
+    by_kind["int"] = list(ints)
+    for m in methods:
+        kind = METHOD_BUDGET_KIND[m]
+        if not by_kind[kind]:
+            need = "an integer budget" if kind == "int" else f"the budget '{kind}'"
+            raise ValueError(f"method {m!r} needs {need} in --budgets (got {', '.join(map(str, budgets))})")
+    for b in budgets:
+        kind = "int" if isinstance(b, int) else b
+        if not any(METHOD_BUDGET_KIND[m] == kind for m in methods):
+            users = [m for m in METHODS if METHOD_BUDGET_KIND[m] == kind]
+            raise ValueError(
+                f"budget {b!r} is used by none of the chosen methods (it needs one of {', '.join(users)})"
+            )
+    return [Condition(t, m, b) for t in tasks for m in methods for b in by_kind[METHOD_BUDGET_KIND[m]]]
+
+
+# ------------------------------------------------------------------------------------------------
+# Prompts
+# ------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Prompt:
+    """A rendered prompt. ``text``/``ids`` include ``prefill`` (tokens placed in the assistant turn
+    before generation), which also counts as the start of the completion when parsing."""
+
+    text: str
+    ids: list[int]
+    prefill: str
+    prefill_ids: list[int]
+    force_budget: int | None
+
+
+def build_prompt(
+    tokenizer: Any,
+    question: str,
+    condition: Condition,
+    *,
+    system_prompt: str | None = None,
+    prefill_think: bool = False,
+) -> Prompt:
+    """The prompt of ``question`` under ``condition`` (see the module docstring's table).
+
+    ``prefill_think`` pre-fills ``<think>`` in thinking modes (s1 style), for models that do not open
+    the block themselves (a base model under budget forcing)."""
+    m = condition.method
+    flag = "no_think" if m == "no_think_flag" else None
+    messages = build_messages(question, system=system_prompt, flag=flag)
+    text = render_prompt(
+        tokenizer,
+        messages,
+        enable_thinking=m != "no_think",
+        thinking_budget=condition.budget if m == "budget_prompt" else None,
+    )
+    prefill = ""
+    if m == "no_think" and text.endswith(EMPTY_THINK_BLOCK):
+        text, prefill = text[: -len(EMPTY_THINK_BLOCK)], EMPTY_THINK_BLOCK
+    elif condition.mode == "think" and prefill_think:
+        prefill = THINK_OPEN
+    # Prompt and pre-fill are tokenized apart so the pre-filled ids are exactly those of the completion.
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    prefill_ids = tokenizer(prefill, add_special_tokens=False)["input_ids"] if prefill else []
+    force = condition.budget if m == "budget_forcing" else None
+    return Prompt(text + prefill, ids + prefill_ids, prefill, prefill_ids, force)
+
+
+# ------------------------------------------------------------------------------------------------
+# Per-sample scoring and hacking checks
+# ------------------------------------------------------------------------------------------------
+def repeated_ngram_rate(text: str, n: int = NGRAM) -> float:
+    """Share of word n-grams that repeat an earlier one (0 = all distinct, near 1 = a loop)."""
+    words = text.split()
+    grams = [tuple(words[i : i + n]) for i in range(len(words) - n + 1)]
+    if not grams:
+        return 0.0
+    return 1.0 - len(set(grams)) / len(grams)
+
+
+def filler_share(text: str) -> float:
+    """Share of words with no letter or digit ('...', '---', '!!!')."""
+    words = text.split()
+    if not words:
+        return 0.0
+    return sum(1 for w in words if not any(c.isalnum() for c in w)) / len(words)
+
+
+_BOXED = re.compile(r"\\(?:boxed|fbox)\{[^{}]*\}")
+
+
+def step_lines(text: str) -> int:
+    """Lines that look like calculation steps (contain '=' outside a ``\\boxed{}``)."""
+    return sum(1 for line in text.splitlines() if "=" in _BOXED.sub("", line))
+
+
+def hack_flags(parsed: ParsedCompletion, mode: str, answer_token_cap: int) -> dict[str, bool]:
+    """The reward-hacking flags of one parsed completion (see the module docstring)."""
+    thinking = parsed.thinking
+    padded = parsed.thinking_tokens >= PADDING_MIN_TOKENS and (
+        repeated_ngram_rate(thinking) >= PADDING_RATE or filler_share(thinking) >= PADDING_RATE
+    )
+    return {
+        "reasoning_after_think": parsed.answer_tokens > answer_token_cap
+        or step_lines(parsed.answer) >= STEP_LINES_MIN,
+        "thinking_in_no_think": mode == "no_think"
+        and (parsed.thinking_tokens > 0 or parsed.extra_think_tags),
+        "unclosed_think": parsed.think_opened and not parsed.think_closed,
+        "padding": padded,
+    }
+
+
+def sample_key(task: str, method: str, budget_label: str, problem_id: str, sample_idx: int) -> str:
+    """The resume key of one sample."""
+    return json.dumps([task, method, budget_label, problem_id, sample_idx])
+
+
+def make_record(
+    tokenizer: Any,
+    *,
+    condition: Condition,
+    problem: Any,
+    sample_idx: int,
+    prompt: Prompt,
+    token_ids: Sequence[int],
+    finish_reason: str,
+    forced: bool = False,
+    mean_logprob: float | None = None,
+    answer_token_cap: int = 64,
+) -> dict[str, Any]:
+    """One line of samples.jsonl: the prompt, the completion, its token counts, correctness, flags."""
+    parsed = parse_completion(list(prompt.prefill_ids) + list(token_ids), tokenizer)
+    correct = is_correct(parsed.answer, problem.answer, task=problem.task, meta=problem.meta)
+    budget = condition.budget
+    return {
+        "key": sample_key(condition.task, condition.method, condition.budget_label, problem.id, sample_idx),
+        "task": condition.task,
+        "method": condition.method,
+        "mode": condition.mode,
+        "budget": budget,
+        "budget_label": condition.budget_label,
+        "problem_id": problem.id,
+        "sample_idx": sample_idx,
+        "prompt": prompt.text,
+        "completion": tokenizer.decode(list(token_ids), skip_special_tokens=False),
+        "completion_ids": list(token_ids),
+        "gold": problem.answer,
+        "final_answer": extract_final_answer(parsed.answer),
+        "correct": bool(correct),
+        "thinking_tokens": parsed.thinking_tokens,
+        "answer_tokens": parsed.answer_tokens,
+        "total_tokens": parsed.total_tokens,
+        "generated_tokens": len(token_ids),
+        "finish_reason": finish_reason,
+        "truncated": finish_reason == "length",
+        "forced": bool(forced),
+        "think_opened": parsed.think_opened,
+        "think_closed": parsed.think_closed,
+        "extra_think_tags": parsed.extra_think_tags,
+        "has_boxed": parsed.has_boxed,
+        "within_budget": parsed.within_budget(budget) if budget is not None else None,
+        "mean_logprob": mean_logprob,
+        "repeated_ngram_rate": repeated_ngram_rate(parsed.thinking),
+        "filler_share": filler_share(parsed.thinking),
+        "answer_step_lines": step_lines(parsed.answer),
+        "flags": hack_flags(parsed, condition.mode, answer_token_cap),
+    }
+
+
+# ------------------------------------------------------------------------------------------------
+# samples.jsonl: append per batch, read back for resuming
+# ------------------------------------------------------------------------------------------------
+def append_records(path: str | os.PathLike, records: Sequence[dict[str, Any]]) -> None:
+    """Append records and force them to disk, so a kill loses at most the batch being generated."""
+    with open(path, "a", encoding="utf-8") as f:
+        for rec in records:
+            f.write(json.dumps(rec, ensure_ascii=False) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def load_records(path: str | os.PathLike) -> dict[str, dict[str, Any]]:
+    """Records of samples.jsonl by key. A line cut by a kill and repeated keys are dropped, and the file
+    is rewritten without them (atomically) so that appending continues on a clean line."""
+    path = Path(path)
+    if not path.is_file():
+        return {}
+    records: dict[str, dict[str, Any]] = {}
+    bad = 0
+    lines = path.read_text(encoding="utf-8").splitlines()
+    for line in lines:
+        try:
+            rec = json.loads(line)
+            key = rec["key"]
+        except (json.JSONDecodeError, KeyError, TypeError):
+            bad += 1
+            continue
+        if key in records:
+            bad += 1
+            continue
+        records[key] = rec
+    if bad or (path.stat().st_size and not path.read_bytes().endswith(b"\n")):
+        logger.warning(
+            "%s: dropped %d broken or repeated lines (an interrupted run); rewriting it", path, bad
+        )
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(
+            "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records.values()), encoding="utf-8"
+        )
+        tmp.replace(path)
+    return records
+
+
+# ------------------------------------------------------------------------------------------------
+# Statistics
+# ------------------------------------------------------------------------------------------------
+def bootstrap_ci(
+    values: Sequence[float], *, resamples: int = 1000, confidence: float = 0.95, seed: int = 0
+) -> tuple[float | None, float | None]:
+    """Percentile bootstrap interval of the mean of ``values`` (None, None for no values)."""
+    x = np.asarray(values, dtype=float)
+    if x.size == 0:
+        return None, None
+    rng = np.random.default_rng(seed)
+    means = x[rng.integers(0, x.size, size=(resamples, x.size))].mean(axis=1)
+    tail = (1.0 - confidence) / 2 * 100
+    lo, hi = np.percentile(means, [tail, 100 - tail])
+    return float(lo), float(hi)
+
+
+def pass_at_k(n: int, c: int, k: int) -> float:
+    """Unbiased pass@k (Chen et al. 2021): 1 - C(n-c, k) / C(n, k) for n samples with c correct."""
+    if k > n or k < 1:
+        raise ValueError(f"pass@k needs 1 <= k <= n, got k={k}, n={n}")
+    if n - c < k:
+        return 1.0
+    return 1.0 - math.prod(1.0 - k / i for i in range(n - c + 1, n + 1))
+
+
+def _normalize_answer(answer: str) -> str:
+    return re.sub(r"\s+", "", answer).rstrip(".").replace("\\!", "").replace(",", "")
+
+
+def majority_vote(answers: Sequence[str | None], correct: Sequence[bool]) -> bool:
+    """Whether the most frequent final answer is correct (answers compared after removing spaces,
+    commas and a final period; ties go to the answer seen first; no answer never wins)."""
+    keys = [_normalize_answer(a) if a else None for a in answers]
+    counts = Counter(k for k in keys if k)
+    if not counts:
+        return False
+    top = max(counts.values())
+    winner = next(k for k in keys if k and counts[k] == top)
+    return bool(correct[keys.index(winner)])
+
+
+def best_of_n(scores: Sequence[float | None], correct: Sequence[bool]) -> bool:
+    """Whether the sample with the highest score is correct (missing scores rank last)."""
+    if not correct:
+        return False
+    ranked = [(-math.inf if s is None else s) for s in scores]
+    return bool(correct[int(np.argmax(ranked))])
+
+
+def pass_at_k_values(n_samples: int) -> list[int]:
+    """k = 1, 2, 4, ... up to and including ``n_samples``."""
+    ks, k = [], 1
+    while k < n_samples:
+        ks.append(k)
+        k *= 2
+    return ks + [n_samples]
+
+
+def _stats(values: Sequence[float], prefix: str, suffix: str) -> dict[str, float | None]:
+    x = np.asarray(values, dtype=float)
+    if x.size == 0:
+        return {
+            f"mean_{prefix}{suffix}": None,
+            f"median_{prefix}{suffix}": None,
+            f"p95_{prefix}{suffix}": None,
+        }
+    return {
+        f"mean_{prefix}{suffix}": float(x.mean()),
+        f"median_{prefix}{suffix}": float(np.median(x)),
+        f"p95_{prefix}{suffix}": float(np.percentile(x, 95)),
+    }
+
+
+def _rate(flags: Iterable[bool]) -> float | None:
+    flags = list(flags)
+    return float(np.mean(flags)) if flags else None
+
+
+def aggregate(
+    records: Iterable[dict[str, Any]],
+    conditions: Sequence[Condition],
+    *,
+    samples: int = 1,
+    best_of_n_scorer: str = "logprob",
+    ci_resamples: int = 1000,
+    seed: int = 0,
+) -> list[dict[str, Any]]:
+    """One row of metrics per condition (the fields are listed in the module docstring)."""
+    by_cond: dict[tuple[str, str, str], list[dict[str, Any]]] = defaultdict(list)
+    for r in records:
+        by_cond[(r["task"], r["method"], r["budget_label"])].append(r)
+    rows = []
+    for cond in conditions:
+        recs = sorted(by_cond.get((cond.task, cond.method, cond.budget_label), []), key=lambda r: r["key"])
+        by_problem: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for r in recs:
+            by_problem[r["problem_id"]].append(r)
+        per_problem_acc = [float(np.mean([r["correct"] for r in rs])) for rs in by_problem.values()]
+        lo, hi = bootstrap_ci(per_problem_acc, resamples=ci_resamples, seed=seed)
+        budget = cond.budget
+        row: dict[str, Any] = {
+            "task": cond.task,
+            "mode": cond.mode,
+            "method": cond.method,
+            "budget": budget,
+            "budget_label": cond.budget_label,
+            "n": len(by_problem),
+            "samples_per_problem": samples,
+            "num_samples": len(recs),
+            "accuracy": float(np.mean(per_problem_acc)) if per_problem_acc else None,
+            "accuracy_ci": [lo, hi],
+        }
+        for kind in ("thinking", "answer", "total"):
+            row.update(_stats([r[f"{kind}_tokens"] for r in recs], kind, "_tokens"))
+        with_budget = budget is not None and bool(recs)
+        rel = [abs(r["thinking_tokens"] - budget) / budget for r in recs] if with_budget else []
+        row["within_budget_rate"] = _rate(r["within_budget"] for r in recs) if with_budget else None
+        row["relative_length_error"] = float(np.mean(rel)) if rel else None
+        row["median_relative_length_error"] = float(np.median(rel)) if rel else None
+        no_think = cond.mode == "no_think"
+        row["no_think_compliance"] = (
+            _rate(r["thinking_tokens"] == 0 and not r["extra_think_tags"] for r in recs) if no_think else None
+        )
+        row["truncation_rate"] = _rate(r["truncated"] for r in recs)
+        row["boxed_rate"] = _rate(r["has_boxed"] for r in recs)
+        row["forced_rate"] = _rate(r["forced"] for r in recs) if cond.method == "budget_forcing" else None
+        for flag in ("reasoning_after_think", "thinking_in_no_think", "unclosed_think", "padding"):
+            applies = flag != "thinking_in_no_think" or no_think
+            row[f"{flag}_rate"] = _rate(r["flags"][flag] for r in recs) if applies else None
+        row["mean_repeated_ngram_rate"] = _rate(r["repeated_ngram_rate"] for r in recs)
+        row["mean_filler_share"] = _rate(r["filler_share"] for r in recs)
+        if samples > 1:
+            row.update(_parallel_metrics(by_problem, samples, best_of_n_scorer))
+        rows.append(row)
+    return rows
+
+
+def _parallel_metrics(
+    by_problem: dict[str, list[dict[str, Any]]], samples: int, scorer: str
+) -> dict[str, Any]:
+    """pass@k, majority vote and best-of-N over the N samples of each problem, with the tokens all
+    N samples cost (parallel test-time compute is paid N times)."""
+    groups = [sorted(rs, key=lambda r: r["sample_idx"]) for rs in by_problem.values()]
+    score_field = "mean_logprob" if scorer == "logprob" else "reward_score"
+    out: dict[str, Any] = {"pass_at_k": {}, "best_of_n_scorer": scorer}
+    for k in pass_at_k_values(samples):
+        vals = [pass_at_k(len(g), sum(r["correct"] for r in g), k) for g in groups if len(g) >= k]
+        out["pass_at_k"][str(k)] = float(np.mean(vals)) if vals else None
+    out["majority_accuracy"] = _rate(
+        majority_vote([r["final_answer"] for r in g], [r["correct"] for r in g]) for g in groups
+    )
+    out["best_of_n_accuracy"] = _rate(
+        best_of_n([r.get(score_field) for r in g], [r["correct"] for r in g]) for g in groups
+    )
+    out["mean_tokens_per_problem"] = _rate(sum(r["total_tokens"] for r in g) for g in groups)
+    out["mean_thinking_tokens_per_problem"] = _rate(sum(r["thinking_tokens"] for r in g) for g in groups)
+    return out
+
+
+# ------------------------------------------------------------------------------------------------
+# Results schema and the Markdown summary
+# ------------------------------------------------------------------------------------------------
+def validate_results(results: dict[str, Any], source: str = "results") -> None:
+    """Raise ``ValueError`` naming the first missing key of a results.json object."""
+    for key in REQUIRED_RESULT_KEYS:
+        if key not in results:
+            raise ValueError(f"{source}: missing key {key!r}")
+    for i, row in enumerate(results["rows"]):
+        for key in REQUIRED_ROW_KEYS:
+            if key not in row:
+                raise ValueError(f"{source}: rows[{i}] is missing {key!r}")
+    for key in REQUIRED_THROUGHPUT_KEYS:
+        if key not in results["throughput"]:
+            raise ValueError(f"{source}: throughput is missing {key!r}")
+
+
+def load_results(path: str | os.PathLike) -> dict[str, Any]:
+    """Read and check ``results.json`` (a folder holding one, or the file itself)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "results.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist (not an evaluation folder?)")
+    results = json.loads(path.read_text())
+    validate_results(results, str(path))
+    return results
+
+
+def fmt(value: Any, kind: str = "float") -> str:
+    """A table cell: percentages for rates, one decimal for token counts, '–' for not applicable."""
+    if value is None:
+        return "–"
+    if kind == "pct":
+        return f"{100 * value:.1f}%"
+    if kind == "tokens":
+        return f"{value:.1f}"
+    return f"{value:.3f}" if isinstance(value, float) else str(value)
+
+
+def summary_markdown(results: dict[str, Any]) -> str:
+    """The summary.md of one evaluation: provenance and one table row per condition."""
+    cfg = results.get("config", {})
+    tp = results["throughput"]
+    lines = [
+        f"# Evaluation of `{results['model']}`",
+        "",
+        f"- commit `{results['commit']}`, device {results['device']}, backend `{results['backend']}`",
+        f"- sampling: temperature {cfg.get('temperature')}, top_p {cfg.get('top_p')}, top_k {cfg.get('top_k')}, "
+        f"max_new_tokens {cfg.get('max_new_tokens')}, seed {cfg.get('seed')}, samples {cfg.get('samples')}",
+        f"- throughput: {tp['generated_tokens']} tokens in {tp['seconds']:.1f} s "
+        f"({fmt(tp['tokens_per_second'], 'tokens')} tokens/s) this session",
+        "- token counts are mean / p95 (thinking, answer); accuracy with its 95% bootstrap interval",
+        "",
+        "| task | method | budget | n | accuracy (95% CI) | thinking | answer | total | within budget | "
+        "rel. error | no-think compl. | truncated | after-think | unclosed | padding |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results["rows"]:
+        lo, hi = r["accuracy_ci"]
+        ci = f"{fmt(r['accuracy'], 'pct')} ({fmt(lo, 'pct')}–{fmt(hi, 'pct')})" if lo is not None else "–"
+        lines.append(
+            f"| {r['task']} | {r['method']} | {r.get('budget_label', r['budget'])} | {r['n']} | {ci} | "
+            f"{fmt(r['mean_thinking_tokens'], 'tokens')} / {fmt(r.get('p95_thinking_tokens'), 'tokens')} | "
+            f"{fmt(r['mean_answer_tokens'], 'tokens')} / {fmt(r.get('p95_answer_tokens'), 'tokens')} | "
+            f"{fmt(r['mean_total_tokens'], 'tokens')} | {fmt(r['within_budget_rate'], 'pct')} | "
+            f"{fmt(r['relative_length_error'], 'pct')} | {fmt(r['no_think_compliance'], 'pct')} | "
+            f"{fmt(r['truncation_rate'], 'pct')} | {fmt(r.get('reasoning_after_think_rate'), 'pct')} | "
+            f"{fmt(r.get('unclosed_think_rate'), 'pct')} | {fmt(r.get('padding_rate'), 'pct')} |"
+        )
+    parallel = [r for r in results["rows"] if "pass_at_k" in r]
+    if parallel:
+        ks = list(parallel[0]["pass_at_k"])
+        lines += [
+            "",
+            f"## Parallel test-time compute ({cfg.get('samples')} samples per problem; best-of-N by "
+            f"{parallel[0]['best_of_n_scorer']})",
+            "",
+            "| task | method | budget | " + " | ".join(f"pass@{k}" for k in ks) + " | majority | best-of-N | "
+            "tokens per problem |",
+            "|---|---|---|" + "---|" * (len(ks) + 3),
+        ]
+        for r in parallel:
+            lines.append(
+                f"| {r['task']} | {r['method']} | {r.get('budget_label', r['budget'])} | "
+                + " | ".join(fmt(r["pass_at_k"][k], "pct") for k in ks)
+                + f" | {fmt(r['majority_accuracy'], 'pct')} | {fmt(r['best_of_n_accuracy'], 'pct')} | "
+                f"{fmt(r['mean_tokens_per_problem'], 'tokens')} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+# ------------------------------------------------------------------------------------------------
+# Best-of-N with a reward model
+# ------------------------------------------------------------------------------------------------
+class RewardModelScorer:
+    """Scores (prompt + completion) texts with a sequence-classification reward model (one logit)."""
+
+    def __init__(self, path: str, *, device: str | None = None, batch_size: int = 8):
+        import torch
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.tokenizer = AutoTokenizer.from_pretrained(path)
+        if self.tokenizer.pad_token is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.model = AutoModelForSequenceClassification.from_pretrained(path).to(self.device).eval()
+        if self.model.config.pad_token_id is None:
+            self.model.config.pad_token_id = self.tokenizer.pad_token_id
+        self.batch_size = batch_size
+
+    def score(self, texts: Sequence[str]) -> list[float]:
+        import torch
+
+        out: list[float] = []
+        for lo in range(0, len(texts), self.batch_size):
+            batch = self.tokenizer(
+                list(texts[lo : lo + self.batch_size]), return_tensors="pt", padding=True, truncation=True
+            ).to(self.device)
+            with torch.inference_mode():
+                logits = self.model(**batch).logits
+            out.extend(float(x) for x in logits[:, 0].float().cpu())
+        return out

@@ -1,0 +1,499 @@
+"""Generation backends for evaluation: token ids in, generated token ids out.
+
+Three backends share one contract (:meth:`Generator.generate`): a list of :class:`GenerationRequest`
+(prompt token ids, optional budget-forcing budget) becomes a list of :class:`GenerationResult`
+(generated token ids up to and including end-of-sequence, why generation stopped, the summed token
+log-probability). Token counts are always taken from these ids by :mod:`thinkbudget.parsing`.
+
+- ``hf``: batched ``model.generate`` with left padding (the caller sorts requests by prompt length).
+  Budget forcing uses :class:`thinkbudget.forcing.ThinkingBudgetProcessor`, the same processor the
+  RL stage uses for budget-constrained rollouts. Runs everywhere; the only backend tests need.
+- ``paged``: transformers continuous batching (paged KV cache, ``init_continuous_batching``), for GPUs.
+  It accepts no custom logits processor, so budget forcing runs in rounds: generate until
+  ``<think>``, then at most the remaining budget with ``</think>`` as a stop token, append
+  ``</think>`` if the budget ran out, and continue. The result is the same token sequence rule as the
+  processor's (``</think>`` forced right after ``B`` thinking tokens).
+- ``vllm``: the same rounds on a vLLM engine, when ``vllm`` is importable and a GPU is present.
+
+``auto`` picks vllm, then paged on a GPU, and hf on a CPU.
+
+The summed log-probability (best-of-N's default scorer) is the model's own distribution under hf
+(before temperature and top-p) and vllm (its default raw log-probabilities), and the sampling
+distribution under paged (transformers returns log-probabilities of the processed logits); a forced
+``</think>`` counts 0. Compare best-of-N across backends with that in mind.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from transformers import GenerationConfig, LogitsProcessor, LogitsProcessorList
+
+from thinkbudget.forcing import ThinkingBudgetProcessor
+from thinkbudget.protocol import THINK_CLOSE, THINK_OPEN
+
+logger = logging.getLogger(__name__)
+
+BACKENDS = ("auto", "hf", "paged", "vllm")
+
+
+@dataclass(frozen=True)
+class SamplingSettings:
+    """Decoding settings shared by every backend (recorded in results.json)."""
+
+    max_new_tokens: int = 512
+    temperature: float = 0.6  # 0 = greedy decoding
+    top_p: float = 1.0
+    top_k: int = 0  # 0 = no top-k filtering
+    seed: int = 0
+
+    @property
+    def do_sample(self) -> bool:
+        return self.temperature > 0
+
+    def generation_config(self, tokenizer: Any) -> GenerationConfig:
+        kwargs: dict[str, Any] = {
+            "max_new_tokens": self.max_new_tokens,
+            "do_sample": self.do_sample,
+            "eos_token_id": tokenizer.eos_token_id,
+            "pad_token_id": tokenizer.pad_token_id,
+        }
+        if self.do_sample:
+            # Explicit values: an unset (None) one would be filled from the model's generation_config or
+            # transformers' defaults (top_k=50), which results.json would not show. top_k=0 = off.
+            kwargs.update(temperature=self.temperature, top_p=self.top_p, top_k=self.top_k)
+        return GenerationConfig(**kwargs)
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    """One completion to generate. ``prompt_ids`` is the whole prompt, pre-filled tokens included;
+    ``force_budget`` (tokens) forces ``</think>`` after that many thinking tokens (None = never)."""
+
+    prompt_ids: list[int]
+    force_budget: int | None = None
+
+
+@dataclass
+class GenerationResult:
+    """Generated token ids (up to and including end-of-sequence, never padding)."""
+
+    token_ids: list[int]
+    finish_reason: str  # "stop" (end-of-sequence) or "length" (hit max_new_tokens)
+    logprob_sum: float | None = None  # summed log-probabilities of the generated tokens, if known
+    forced: bool = False  # True when </think> was forced by the budget
+
+    @property
+    def mean_logprob(self) -> float | None:
+        if self.logprob_sum is None or not self.token_ids:
+            return None
+        return self.logprob_sum / len(self.token_ids)
+
+
+@dataclass
+class Generator:
+    """Base class: subclasses implement :meth:`generate` for one batch of requests."""
+
+    tokenizer: Any
+    sampling: SamplingSettings
+    name: str = "base"
+    default_batch_size: int = 16
+    stop_ids: set[int] = field(init=False, default_factory=set)  # end-of-sequence ids
+
+    def __post_init__(self) -> None:
+        self.stop_ids = {i for i in (self.tokenizer.eos_token_id,) if i is not None}
+
+    def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResult]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Free the engine (the model stays owned by the caller)."""
+
+    def _finish(self, ids: list[int]) -> tuple[list[int], str]:
+        """Cut generated ids after the first end-of-sequence token (padding follows it)."""
+        for k, i in enumerate(ids):
+            if i in self.stop_ids:
+                return ids[: k + 1], "stop"
+        return ids, "length"
+
+
+# ------------------------------------------------------------------------------------------------
+# hf: plain batched model.generate
+# ------------------------------------------------------------------------------------------------
+class _LogprobRecorder(LogitsProcessor):
+    """Records the log-probability of each generated token. A processor sees the scores of step t
+    and, at step t+1, the token chosen at step t; the last token is collected by :meth:`finish`.
+    It runs after budget forcing and before temperature/top-p, so a forced token counts 0 and the
+    others count their probability under the model (not the sampling) distribution."""
+
+    def __init__(self) -> None:
+        self.pending: torch.Tensor | None = None
+        self.steps: list[torch.Tensor] = []
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        self._collect(input_ids[:, -1])
+        self.pending = torch.log_softmax(scores.float(), dim=-1)
+        return scores
+
+    def _collect(self, chosen: torch.Tensor) -> None:
+        if self.pending is not None:
+            self.steps.append(self.pending.gather(1, chosen[:, None].to(self.pending.device))[:, 0].cpu())
+            self.pending = None
+
+    def finish(self, sequences: torch.Tensor) -> torch.Tensor:
+        """(batch, generated steps) log-probabilities."""
+        self._collect(sequences[:, -1])
+        return torch.stack(self.steps, dim=1) if self.steps else torch.zeros(sequences.shape[0], 0)
+
+
+@dataclass
+class HFGenerator(Generator):
+    """Batched ``model.generate`` with left padding; budget forcing by logits processor."""
+
+    model: Any = None
+    cache_implementation: str | None = None  # e.g. "static" on a GPU
+    name: str = "hf"
+
+    def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResult]:
+        if not requests:
+            return []
+        pad = self.tokenizer.pad_token_id
+        width = max(len(r.prompt_ids) for r in requests)
+        input_ids = torch.tensor([[pad] * (width - len(r.prompt_ids)) + list(r.prompt_ids) for r in requests])
+        attention_mask = torch.tensor(
+            [[0] * (width - len(r.prompt_ids)) + [1] * len(r.prompt_ids) for r in requests]
+        )
+        processors = LogitsProcessorList()
+        forcing = None
+        if any(r.force_budget is not None for r in requests):
+            forcing = ThinkingBudgetProcessor(self.tokenizer, budgets=[r.force_budget for r in requests])
+            processors.append(forcing)
+        recorder = _LogprobRecorder()
+        processors.append(recorder)
+        config = self.sampling.generation_config(self.tokenizer)
+        if self.cache_implementation:
+            config.cache_implementation = self.cache_implementation
+        device = self.model.device
+        with torch.inference_mode():
+            sequences = self.model.generate(
+                input_ids=input_ids.to(device),
+                attention_mask=attention_mask.to(device),
+                generation_config=config,
+                logits_processor=processors,
+            )
+        generated = sequences[:, width:].cpu()
+        logprobs = recorder.finish(sequences)
+        forced_rows = set(forcing.fired) if forcing is not None else set()
+        results = []
+        for row in range(len(requests)):
+            ids, reason = self._finish(generated[row].tolist())
+            lp = float(logprobs[row, : len(ids)].sum()) if logprobs.shape[1] >= len(ids) else None
+            results.append(GenerationResult(ids, reason, lp, forced=row in forced_rows))
+        return results
+
+
+# ------------------------------------------------------------------------------------------------
+# Budget forcing in rounds, for engines that take stop tokens but no custom logits processor
+# ------------------------------------------------------------------------------------------------
+# A step function generates, for each (prompt ids, max new tokens, stop token ids), the new ids
+# (a stop token included when it ended generation) and their summed log-probability (or None).
+StepFn = Callable[[list[tuple[list[int], int, set[int]]]], list[tuple[list[int], float | None]]]
+
+
+@dataclass
+class _RoundState:
+    prompt: list[int]
+    budget: int | None
+    gen: list[int] = field(default_factory=list)
+    logprob: float | None = 0.0
+    forced: bool = False
+    finish: str | None = None
+
+
+def generate_in_rounds(
+    step: StepFn,
+    requests: Sequence[GenerationRequest],
+    *,
+    open_id: int,
+    close_id: int,
+    stop_ids: set[int],
+    max_new_tokens: int,
+) -> list[GenerationResult]:
+    """Generate with budget forcing by stop tokens: the token sequence rule of
+    :class:`~thinkbudget.forcing.ThinkingBudgetProcessor` (thinking = tokens after the first
+    ``<think>`` of the generation, or all of it when the prompt ends with ``<think>``; once it reaches
+    the budget, ``</think>`` is the next token), applied between engine calls instead of per token."""
+    rows = [_RoundState(list(r.prompt_ids), r.force_budget) for r in requests]
+    while True:
+        calls: list[tuple[int, int, set[int]]] = []
+        for k, row in enumerate(rows):
+            if row.finish is None:
+                plan = _next_round(row, open_id, close_id, stop_ids, max_new_tokens)
+                if plan is not None:
+                    calls.append((k, *plan))
+        if not calls:
+            break
+        outputs = step([(rows[k].prompt + rows[k].gen, n, stops) for k, n, stops in calls])
+        for (k, _, _), (new_ids, lp) in zip(calls, outputs):
+            row = rows[k]
+            row.gen.extend(new_ids)
+            row.logprob = None if (lp is None or row.logprob is None) else row.logprob + lp
+            if not new_ids:  # the engine produced nothing: stop rather than loop
+                row.finish = "length"
+    return [GenerationResult(r.gen, r.finish or "length", r.logprob, r.forced) for r in rows]
+
+
+def _next_round(
+    row: _RoundState, open_id: int, close_id: int, stop_ids: set[int], max_new_tokens: int
+) -> tuple[int, set[int]] | None:
+    """(max new tokens, stop ids) of the row's next engine call, or None once it is finished.
+    Appends a forced ``</think>`` when the thinking budget is spent."""
+    while True:
+        if row.gen and row.gen[-1] in stop_ids:
+            row.finish = "stop"
+            return None
+        remaining = max_new_tokens - len(row.gen)
+        if remaining <= 0:
+            row.finish = "length"
+            return None
+        if row.budget is None or close_id in row.gen:  # as the processor: a closed block is never forced
+            return remaining, stop_ids
+        if row.prompt and row.prompt[-1] == open_id:
+            opened_at = -1
+        elif open_id in row.gen:
+            opened_at = row.gen.index(open_id)
+        else:  # not thinking yet: stop at <think> to start counting
+            return remaining, stop_ids | {open_id}
+        thinking = len(row.gen) - opened_at - 1
+        if thinking < row.budget:
+            return min(remaining, row.budget - thinking), stop_ids | {close_id}
+        row.gen.append(close_id)  # the budget is spent: force the end of thinking (log-prob 0)
+        row.forced = True
+
+
+# ------------------------------------------------------------------------------------------------
+# paged: transformers continuous batching
+# ------------------------------------------------------------------------------------------------
+@dataclass
+class PagedGenerator(Generator):
+    """transformers continuous batching (paged attention); one manager for the generator's life."""
+
+    model: Any = None
+    name: str = "paged"
+    default_batch_size: int = 1024
+    num_blocks: int | None = None  # KV-cache blocks; None = sized from free GPU memory
+    max_batch_tokens: int | None = None  # tokens per forward pass; None = sized from free GPU memory
+    manager: Any = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        from dataclasses import fields
+
+        from transformers.generation.configuration_utils import ContinuousBatchingConfig
+
+        on_cpu = self.model.device.type == "cpu"
+        # On a CPU the memory-based sizing allocates gigabytes; small fixed sizes keep tests fast.
+        wanted = {
+            "return_logprobs": True,
+            "seed": self.sampling.seed,
+            "num_blocks": self.num_blocks or (64 if on_cpu else None),
+            "max_batch_tokens": self.max_batch_tokens or (512 if on_cpu else None),
+            "page_size": 64 if on_cpu else 256,
+        }
+        # Only the fields this transformers version has (written against 5.23; GPU images may be older).
+        known = {f.name for f in fields(ContinuousBatchingConfig)}
+        cb_config = ContinuousBatchingConfig(**{k: v for k, v in wanted.items() if k in known})
+        gen_config = self.sampling.generation_config(self.tokenizer)
+        try:
+            self.manager = self.model.init_continuous_batching(
+                generation_config=gen_config, continuous_batching_config=cb_config
+            )
+        except TypeError:  # older transformers read the config from the generation config
+            gen_config.continuous_batching_config = cb_config
+            self.manager = self.model.init_continuous_batching(generation_config=gen_config)
+        if not on_cpu:
+            self.manager.warmup()
+        self.manager.start()
+        self.open_id = self.tokenizer.convert_tokens_to_ids(THINK_OPEN)
+        self.close_id = self.tokenizer.convert_tokens_to_ids(THINK_CLOSE)
+
+    def _step(self, calls: list[tuple[list[int], int, set[int]]]) -> list[tuple[list[int], float | None]]:
+        ids = [
+            self.manager.add_request(prompt, max_new_tokens=n, eos_token_id=sorted(stops))
+            for prompt, n, stops in calls
+        ]
+        done: dict[str, Any] = {}
+        while len(done) < len(ids):
+            result = self.manager.get_result(timeout=1)
+            if result is None:
+                if not self.manager.is_running():
+                    raise RuntimeError("the continuous-batching generation thread stopped unexpectedly")
+                continue
+            if result.is_finished():
+                if result.error is not None:
+                    raise RuntimeError(
+                        f"continuous batching failed on request {result.request_id}: {result.error}"
+                    )
+                done[result.request_id] = result
+        out = []
+        for rid in ids:
+            r = done[rid]
+            lp = float(sum(r.logprobs)) if len(r.logprobs) == len(r.generated_tokens) else None
+            out.append((list(r.generated_tokens), lp))
+        return out
+
+    def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResult]:
+        return generate_in_rounds(
+            self._step,
+            requests,
+            open_id=self.open_id,
+            close_id=self.close_id,
+            stop_ids=self.stop_ids,
+            max_new_tokens=self.sampling.max_new_tokens,
+        )
+
+    def close(self) -> None:
+        if self.manager is not None:
+            self.manager.stop(block=True, timeout=10)
+            self.model.destroy_cached_continuous_batching_manager()
+            self.manager = None
+
+
+# ------------------------------------------------------------------------------------------------
+# vllm
+# ------------------------------------------------------------------------------------------------
+@dataclass
+class VLLMGenerator(Generator):
+    """A vLLM engine over the checkpoint at ``model_path`` (prompts go in as token ids)."""
+
+    model_path: str = ""
+    name: str = "vllm"
+    default_batch_size: int = 4096
+    gpu_memory_utilization: float = 0.85
+    dtype: str = "auto"
+    llm: Any = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        from vllm import LLM
+
+        self.llm = LLM(
+            model=self.model_path,
+            dtype=self.dtype,
+            seed=self.sampling.seed,
+            gpu_memory_utilization=self.gpu_memory_utilization,
+            enable_prefix_caching=True,  # the rounds of budget forcing re-send their prefix
+        )
+        self.open_id = self.tokenizer.convert_tokens_to_ids(THINK_OPEN)
+        self.close_id = self.tokenizer.convert_tokens_to_ids(THINK_CLOSE)
+
+    def _step(self, calls: list[tuple[list[int], int, set[int]]]) -> list[tuple[list[int], float | None]]:
+        from vllm import SamplingParams
+
+        s = self.sampling
+        params = [
+            SamplingParams(
+                max_tokens=n,
+                temperature=s.temperature,
+                top_p=s.top_p if s.do_sample else 1.0,
+                top_k=(s.top_k or -1) if s.do_sample else -1,
+                stop_token_ids=sorted(stops),
+                logprobs=0,  # the sampled token's log-probability only
+            )
+            for _, n, stops in calls
+        ]
+        outputs = self.llm.generate([{"prompt_token_ids": p} for p, _, _ in calls], params, use_tqdm=False)
+        out = []
+        for o in outputs:
+            c = o.outputs[0]
+            ids = list(c.token_ids)
+            # A stop token ends the output; make sure it is part of it (as with end-of-sequence).
+            if (
+                c.finish_reason == "stop"
+                and isinstance(c.stop_reason, int)
+                and (not ids or ids[-1] != c.stop_reason)
+            ):
+                ids.append(c.stop_reason)
+            out.append((ids, c.cumulative_logprob))
+        return out
+
+    def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResult]:
+        return generate_in_rounds(
+            self._step,
+            requests,
+            open_id=self.open_id,
+            close_id=self.close_id,
+            stop_ids=self.stop_ids,
+            max_new_tokens=self.sampling.max_new_tokens,
+        )
+
+    def close(self) -> None:
+        import gc
+
+        self.llm = None
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+
+# ------------------------------------------------------------------------------------------------
+# Choosing and building a backend
+# ------------------------------------------------------------------------------------------------
+def vllm_available() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("vllm") is not None
+
+
+def resolve_backend(backend: str) -> str:
+    """The concrete backend for ``backend`` (``auto``: vllm, then paged on a GPU, else hf)."""
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    gpu = torch.cuda.is_available()
+    if backend == "auto":
+        return "vllm" if gpu and vllm_available() else ("paged" if gpu else "hf")
+    if backend == "vllm" and not vllm_available():
+        raise ValueError("backend 'vllm' needs the vllm package (pip install 'thinkbudget[vllm]')")
+    return backend
+
+
+def build_generator(
+    backend: str,
+    *,
+    model: Any,
+    tokenizer: Any,
+    sampling: SamplingSettings,
+    model_path: str | None = None,
+    cache_implementation: str | None = None,
+    dtype: str = "auto",
+) -> Generator:
+    """A ready generator. ``model`` is the loaded HF model (unused by vllm, which loads ``model_path``)."""
+    backend = resolve_backend(backend)
+    if backend == "hf":
+        return HFGenerator(tokenizer, sampling, model=model, cache_implementation=cache_implementation)
+    if backend == "paged":
+        return PagedGenerator(tokenizer, sampling, model=model)
+    if model_path is None:
+        raise ValueError("the vllm backend needs model_path")
+    return VLLMGenerator(tokenizer, sampling, model_path=model_path, dtype=dtype)
+
+
+def generate_all(
+    generator: Generator, requests: Sequence[GenerationRequest], batch_size: int | None = None
+) -> tuple[list[GenerationResult], float]:
+    """Generate every request in batches sorted by prompt length; returns results in input order and
+    the seconds spent."""
+    batch_size = batch_size or generator.default_batch_size
+    order = sorted(range(len(requests)), key=lambda i: len(requests[i].prompt_ids))
+    results: list[GenerationResult | None] = [None] * len(requests)
+    start = time.perf_counter()
+    for lo in range(0, len(order), batch_size):
+        chunk = order[lo : lo + batch_size]
+        for i, res in zip(chunk, generator.generate([requests[i] for i in chunk])):
+            results[i] = res
+    return [r for r in results if r is not None], time.perf_counter() - start
