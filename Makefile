@@ -7,7 +7,8 @@ BIN := $(VENV)/bin
 TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.thinkbudget-installed
 
-.PHONY: setup demo pipeline test test-fast lint format clean
+# `make demo` is the main job (data, SFT, GRPO, evaluation); `make ask` asks the default model one question.
+.PHONY: setup demo ask test test-fast lint format clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -22,6 +23,9 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 demo: setup
+	$(BIN)/python scripts/pipeline.py
+
+ask: setup
 	$(BIN)/python scripts/demo.py
 
 test: setup

@@ -1,0 +1,370 @@
+"""The GRPO stage end to end on CPU: recipes parse, bad input fails early, training changes the
+weights on one and on two processes (DDP over gloo), a killed run resumes, rollouts can be
+budget-forced.
+
+The trainer runs start from a tiny-llama variant whose output layer gives ``<think>``, ``</think>``
+and the end-of-turn token a few percent of probability each (see ``varied_model_path``): a random
+tiny model otherwise writes 40 tokens of noise for every rollout, every reward is the same within a
+group, GRPO's advantages are all zero and no weight can move. With the bias, rollouts differ in
+thinking and answer length, so the rewards differ and the updates are real.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+ROOT = Path(__file__).resolve().parents[1]
+SMOKE = ROOT / "configs" / "rl" / "smoke.yaml"
+ENV = {
+    **os.environ,
+    "HF_HUB_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "HF_DATASETS_OFFLINE": "1",
+    "TOKENIZERS_PARALLELISM": "false",
+    "OMP_NUM_THREADS": "1",
+    "PYTHONPATH": str(ROOT),
+}
+# Small overrides on top of the smoke recipe (already tiny): 3 steps, checkpoint at step 2.
+FAST = ["--max_steps", "3", "--save_steps", "2", "--overwrite_output_dir", "true"]
+
+
+def _entry_point():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("_rl_entry", ROOT / "train" / "rl.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def rl_entry():
+    return _entry_point()
+
+
+@pytest.fixture(scope="session")
+def varied_model_path(tmp_path_factory, tiny_model_path) -> str:
+    """tiny-llama with an untied output layer whose rows for the protocol tokens are set so that each
+    gets about `p` probability at an average position (rollouts then vary in length and structure)."""
+    from thinkbudget.models import load_model_and_tokenizer
+    from thinkbudget.protocol import build_messages, render_prompt
+
+    model, tok = load_model_and_tokenizer(tiny_model_path, dtype="float32")
+    model.config.tie_word_embeddings = False
+    model.lm_head.weight = torch.nn.Parameter(model.get_input_embeddings().weight.detach().clone())
+    prompts = [
+        render_prompt(tok, build_messages("What is 3*4?"), thinking_budget=16),
+        render_prompt(tok, build_messages("Compute 17+5."), enable_thinking=False),
+    ]
+    tok.padding_side = "left"
+    with torch.no_grad():
+        enc = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+        out = model(**enc, output_hidden_states=True)
+        mask = enc["attention_mask"].bool()
+        hidden = out.hidden_states[-1][mask]  # after the final norm: what the output layer sees
+        log_z = torch.logsumexp(out.logits[mask], dim=-1).mean().item()
+        mean = hidden.mean(0)
+        for token, p in {"<|im_end|>": 0.1, "<think>": 0.1, "</think>": 0.06}.items():
+            # h . w = log(p) + log Z at the mean hidden state -> probability ~p there.
+            row = tok.convert_tokens_to_ids(token)
+            model.lm_head.weight[row] = (math.log(p) + log_z) * mean / mean.dot(mean)
+    path = tmp_path_factory.mktemp("varied-tiny-llama")
+    model.save_pretrained(path)
+    tok.padding_side = "right"
+    tok.save_pretrained(path)
+    return str(path)
+
+
+def _launch(args: list[str], *, processes: int = 1, timeout: int = 300) -> subprocess.CompletedProcess:
+    if processes == 1:
+        launcher = ["--num_processes", "1", "--cpu"]
+    else:  # accelerate only spawns several processes for multi-GPU types; use_cpu (in smoke.yaml) makes it gloo
+        launcher = ["--multi_gpu", "--num_processes", str(processes), "--main_process_port", "29517"]
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", *launcher, "train/rl.py", *args]
+    proc = subprocess.run(cmd, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
+    return proc
+
+
+def _weights(path: str | Path) -> dict[str, torch.Tensor]:
+    return load_file(str(Path(path) / "model.safetensors"))
+
+
+def _assert_trained(initial: str, out: Path) -> dict:
+    before, after = _weights(initial), _weights(out)
+    changed = [k for k in before if k in after and not torch.equal(before[k], after[k])]
+    assert changed, "no parameter changed"
+    state = json.loads((out / "trainer_state.json").read_text())
+    logs = [e for e in state["log_history"] if "reward_std" in e]
+    # The change came from a GRPO signal: some group had differing rewards and a non-zero gradient.
+    assert any(e["reward_std"] > 0 and e["grad_norm"] > 0 for e in logs), logs
+    for e in logs:  # the stage's own metrics land in every logged step
+        assert "thinkbudget/accuracy" in e and "timing/generation_s" in e and "rewards/l1_max/mean" in e
+    summary = json.loads((out / "run_summary.json").read_text())
+    assert summary["global_step"] == 3
+    timing = summary["timing"]
+    assert timing["generation_s"] > 0 and timing["generated_tokens_all_processes"] > 0
+    assert timing["step_s_total"] >= timing["generation_s"]
+    assert summary["commit"] and summary["device"]
+    # The final folder is a standard checkpoint with the protocol's chat template.
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(out)
+    assert "enable_thinking" in tok.chat_template
+    assert (out / "checkpoint-2" / "trainer_state.json").is_file()
+    return summary
+
+
+# ------------------------------------------------------------------------------------------------
+# Recipes and bad input (fast)
+# ------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("recipe", sorted((ROOT / "configs" / "rl").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_recipe_parses_through_the_real_parser(rl_entry, recipe):
+    from thinkbudget.cli import parse_config
+    from thinkbudget.rl import validate_run
+
+    # bf16 recipes need a GPU or use_cpu to pass TrainingArguments' own check on this machine.
+    extra = [] if torch.cuda.is_available() else ["--use_cpu", "true"]
+    script_args, training_args, model_args = parse_config(
+        rl_entry.CONFIG_CLASSES, ["--config", str(recipe), *extra]
+    )
+    validate_run(script_args, training_args)
+    assert model_args.model_name_or_path
+    assert len(training_args.reward_weights or script_args.reward_funcs) == len(script_args.reward_funcs)
+
+
+def _main_fails(rl_entry, monkeypatch, args: list[str]) -> str:
+    """Run main() with the smoke recipe + ``args``; it must exit before any model loads."""
+    import thinkbudget.models
+    from thinkbudget.cli import parse_config
+
+    def no_model(*a, **k):
+        raise AssertionError("a model was loaded before the bad input was reported")
+
+    monkeypatch.setattr(thinkbudget.models, "load_model_and_tokenizer", no_model)
+    try:
+        parsed = parse_config(rl_entry.CONFIG_CLASSES, ["--config", str(SMOKE), *args])
+    except ValueError as e:  # a dataclass's own check while parsing (train/rl.py exits with it)
+        return str(e)
+    with pytest.raises(SystemExit) as info:
+        rl_entry.main(*parsed)
+    return str(info.value)
+
+
+@pytest.mark.parametrize(
+    "args,field",
+    [
+        (["--reward_funcs", "correctness", "lenght_reward"], "reward_funcs"),
+        (["--reward_weights", "1.0", "2.0"], "reward_weights"),
+        (["--length_alpha", "0"], "length_alpha"),
+        (["--length_alpha", "-0.1"], "length_alpha"),
+        (["--budgets", "16", "64", "--max_completion_length", "40"], "budgets"),
+        (
+            ["--budget_forcing_rollouts", "true", "--use_transformers_paged", "true"],
+            "budget_forcing_rollouts",
+        ),
+    ],
+)
+def test_bad_input_names_the_field_before_loading(rl_entry, monkeypatch, tmp_path, args, field):
+    message = _main_fails(rl_entry, monkeypatch, [*args, "--output_dir", str(tmp_path / "out")])
+    assert field in message
+    if field == "reward_funcs":
+        assert "l1_max" in message and "correctness" in message  # lists the valid names
+
+
+@pytest.mark.parametrize("missing", ["budget", "answer"])
+def test_dataset_without_a_required_column(rl_entry, monkeypatch, tmp_path, tokenizer, missing):
+    from thinkbudget.data import DataMixArguments, build_rl_dataset
+
+    rows = build_rl_dataset(
+        DataMixArguments(tasks=["chain"], num_train_problems=4, num_test_problems=1), tokenizer
+    )
+    rows.remove_columns([missing]).save_to_disk(str(tmp_path / "prepared" / "rl" / "train"))
+    message = _main_fails(
+        rl_entry,
+        monkeypatch,
+        ["--dataset_path", str(tmp_path / "prepared"), "--output_dir", str(tmp_path / "out")],
+    )
+    assert missing in message
+
+
+def test_bad_input_exits_non_zero_from_the_command_line(tmp_path):
+    cmd = [sys.executable, "train/rl.py", "--config", str(SMOKE), "--reward_funcs", "correctness", "bogus"]
+    proc = subprocess.run(cmd, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0
+    assert "reward_funcs" in proc.stderr and "valid names" in proc.stderr
+    assert "Loading weights" not in proc.stderr
+
+
+def test_resume_skips_a_checkpoint_killed_while_saving(tmp_path):
+    from thinkbudget.rl import resolve_resume
+
+    for step, complete in [(2, True), (4, True), (6, False)]:
+        (tmp_path / f"checkpoint-{step}").mkdir()
+        if complete:
+            (tmp_path / f"checkpoint-{step}" / "trainer_state.json").write_text("{}")
+    assert resolve_resume("true", str(tmp_path)).endswith("checkpoint-4")
+    assert resolve_resume(None, str(tmp_path)) is None
+    with pytest.raises(SystemExit, match="resume_from_checkpoint"):
+        resolve_resume(str(tmp_path / "checkpoint-6"), str(tmp_path))
+    with pytest.raises(SystemExit, match="resume_from_checkpoint"):
+        resolve_resume("true", str(tmp_path / "empty"))
+
+
+# ------------------------------------------------------------------------------------------------
+# Budget-forced rollouts inside GRPOTrainer's own generation path
+# ------------------------------------------------------------------------------------------------
+def test_budget_forced_rollouts_stop_thinking_at_the_budget(tiny_model_path, tokenizer, tmp_path):
+    from datasets import Dataset
+
+    from thinkbudget.models import load_model_and_tokenizer
+    from thinkbudget.parsing import parse_completion
+    from thinkbudget.protocol import build_messages, render_prompt
+    from thinkbudget.rewards import get_reward_funcs
+    from thinkbudget.rl import ThinkBudgetGRPOTrainer, ThinkGRPOConfig
+
+    model, tok = load_model_and_tokenizer(tiny_model_path, dtype="float32")
+    tok.padding_side = "left"
+    budgets = [3, 7, None]
+    # Pre-filled "<think>": the random tiny model never opens the block itself (an SFT'd model does,
+    # and the processor counts from its own <think> then); rows without a budget are never forced.
+    prompts = [
+        render_prompt(tok, build_messages(f"Q{i}?"), thinking_budget=b) + "<think>"
+        for i, b in enumerate(budgets)
+    ]
+    dataset = Dataset.from_dict(
+        {
+            "prompt": prompts,
+            "answer": ["1"] * 3,
+            "budget": budgets,
+            "mode": ["think"] * 3,
+            "task": ["chain"] * 3,
+        }
+    )
+    args = ThinkGRPOConfig(
+        output_dir=str(tmp_path),
+        use_cpu=True,
+        bf16=False,
+        report_to="none",
+        num_generations=3,
+        per_device_train_batch_size=3,
+        max_completion_length=16,
+        max_steps=1,
+    )
+    trainer = ThinkBudgetGRPOTrainer(
+        model=model,
+        reward_funcs=get_reward_funcs(["correctness"], tok),
+        args=args,
+        train_dataset=dataset,
+        processing_class=tok,
+        budget_forcing_rollouts=True,
+    )
+    prompt_ids = [tok(p, add_special_tokens=False)["input_ids"] for p in prompts]
+    torch.manual_seed(0)
+    completion_ids, _ = trainer._generate_single_turn(prompt_ids, None, {}, 3)
+    close_id = tok.convert_tokens_to_ids("</think>")
+    for ids, budget in zip(completion_ids, budgets):
+        parsed = parse_completion(ids, tok)  # no <think> in the completion: the prompt opened it
+        if budget is None:
+            assert close_id not in ids[:15]
+        else:
+            assert parsed.think_closed and parsed.thinking_tokens == budget
+            assert ids[budget] == close_id
+    assert "generate" not in vars(trainer.accelerator.unwrap_model(trainer.model_wrapped))  # wrapper removed
+    assert (
+        trainer._metrics["train"]["rollouts/forced_share"]
+        or trainer._metrics["eval"]["rollouts/forced_share"]
+    )
+
+    # Without the option nothing is forced: the random model does not close the block by itself.
+    trainer.budget_forcing_rollouts = False
+    torch.manual_seed(0)
+    free_ids, _ = trainer._generate_single_turn(prompt_ids, None, {}, 3)
+    assert any(close_id not in ids for ids in free_ids)
+
+
+# ------------------------------------------------------------------------------------------------
+# Trainer runs (accelerate launch, CPU)
+# ------------------------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_smoke_recipe_one_process(varied_model_path, tmp_path):
+    out = tmp_path / "rl"
+    _launch(
+        ["--config", str(SMOKE), "--model_name_or_path", varied_model_path, "--output_dir", str(out), *FAST]
+    )
+    summary = _assert_trained(varied_model_path, out)
+    assert summary["num_processes"] == 1
+
+
+@pytest.mark.slow
+def test_smoke_recipe_two_processes_ddp_gloo(varied_model_path, tmp_path):
+    out = tmp_path / "rl"
+    _launch(
+        ["--config", str(SMOKE), "--model_name_or_path", varied_model_path, "--output_dir", str(out), *FAST],
+        processes=2,
+    )
+    summary = _assert_trained(varied_model_path, out)
+    assert summary["num_processes"] == 2
+
+
+@pytest.mark.slow
+def test_kill_then_resume_continues_the_step_count(varied_model_path, tmp_path):
+    out = tmp_path / "rl"
+    base = ["--config", str(SMOKE), "--model_name_or_path", varied_model_path, "--output_dir", str(out)]
+    # A long run, killed (SIGKILL, whole process group) as soon as its first checkpoint is complete.
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "train/rl.py",
+            *base,
+            "--max_steps",
+            "200",
+            "--save_steps",
+            "2",
+            "--overwrite_output_dir",
+            "true",
+        ],
+        cwd=ROOT,
+        env=ENV,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    from thinkbudget.rl import complete_checkpoints
+
+    deadline = time.time() + 240
+    try:
+        while not complete_checkpoints(out) and proc.poll() is None and time.time() < deadline:
+            time.sleep(0.2)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        stderr = proc.communicate()[1]
+    assert complete_checkpoints(out), stderr[-4000:]
+    assert not (out / "run_summary.json").exists()  # it really was killed mid-run
+    resumed = complete_checkpoints(out)[-1]
+    step = int(resumed.name.split("-")[1])
+    weights_at_kill = _weights(resumed)
+
+    _launch([*base, "--max_steps", str(step + 2), "--save_steps", "2", "--resume_from_checkpoint", "true"])
+    summary = json.loads((out / "run_summary.json").read_text())
+    assert summary["resumed_from"] == str(resumed)
+    assert (summary["initial_global_step"], summary["global_step"]) == (step, step + 2)
+    state = json.loads((out / "trainer_state.json").read_text())
+    assert state["global_step"] == step + 2
+    assert {e["step"] for e in state["log_history"] if "reward" in e} >= {step + 1, step + 2}
+    # The checkpoint resumed from is intact, and the new one exists.
+    assert all(torch.equal(v, _weights(resumed)[k]) for k, v in weights_at_kill.items())
+    assert (out / f"checkpoint-{step + 2}" / "trainer_state.json").is_file()

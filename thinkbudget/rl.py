@@ -1,0 +1,413 @@
+"""The GRPO stage's configuration, trainer and checks (``train/rl.py`` is built from these pieces).
+
+Three dataclasses, filled by :func:`thinkbudget.cli.parse_config` from one recipe YAML:
+
+- :class:`RLScriptArguments`: the data mix (:class:`thinkbudget.data.DataMixArguments`), the reward
+  names and their parameters (:class:`thinkbudget.rewards.RewardParams`), and
+  ``budget_forcing_rollouts``.
+- :class:`ThinkGRPOConfig`: TRL's ``GRPOConfig`` with this project's defaults.
+- :class:`RLModelConfig`: TRL's ``ModelConfig`` (alias, hub id or path; LoRA with ``use_peft``).
+
+Prompts are pre-rendered strings, one per row, because TRL's ``chat_template_kwargs`` is global to a
+run while each row here has its own mode and budget. TRL 1.16 passes string prompts straight to the
+tokenizer (``GRPOTrainer._tokenize_prompts``: ``processing_class(text=prompts)``, no chat template
+applied), so the rendered text is exactly what the policy sees.
+
+:class:`ThinkBudgetGRPOTrainer` adds to TRL's ``GRPOTrainer``:
+
+- budget-constrained rollouts (Elastic Reasoning): with ``budget_forcing_rollouts`` the
+  :class:`~thinkbudget.forcing.ThinkingBudgetProcessor` forces ``</think>`` once a row has used the
+  budget stated in its prompt, then the model writes its answer. TRL's transformers generation path
+  calls ``unwrapped_model.generate(**inputs, generation_config=...)`` with no way to pass a logits
+  processor, so for the duration of one rollout the unwrapped model's ``generate`` is wrapped to add
+  one (a fresh processor per call: it reads each row's budget from that call's prompts);
+- per-step metrics: accuracy, thinking tokens and within-budget share per budget, no-think
+  compliance, answer tokens, forced-rollout share, and generation vs scoring time;
+- run totals for ``run_summary.json`` (generation / scoring / whole-step seconds, generated tokens).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from transformers import LogitsProcessorList, TrainerCallback
+from trl import GRPOConfig, GRPOTrainer, ModelConfig
+
+from thinkbudget.data import RL_COLUMNS, DataMixArguments
+from thinkbudget.forcing import ThinkingBudgetProcessor
+from thinkbudget.rewards import RewardParams, check_reward_names, completion_stats
+
+logger = logging.getLogger(__name__)
+
+RESUME_LATEST = ("true", "last", "latest")
+# Columns the rewards cannot do without (the rest of RL_COLUMNS only enrich logs).
+REQUIRED_COLUMNS = ("prompt", "answer", "budget", "mode", "task")
+DEFAULT_REWARDS = ["correctness", "format", "mode_compliance", "l1_max"]
+
+
+@dataclass
+class RLScriptArguments(DataMixArguments, RewardParams):
+    """The data mix, the rewards (names and parameters) and the rollout option of the GRPO stage."""
+
+    reward_funcs: list[str] = field(
+        default_factory=lambda: list(DEFAULT_REWARDS),
+        metadata={
+            "help": "Reward names (see thinkbudget.rewards.REWARDS): correctness, format, mode_compliance, "
+            "l1_exact, l1_max, budget_cutoff, soft_overlong, group_length, cosine, answer_length. "
+            "Weights go in reward_weights (one per name)."
+        },
+    )
+    budget_forcing_rollouts: bool = field(
+        default=False,
+        metadata={
+            "help": "Elastic Reasoning's budget-constrained rollouts (true/false): force </think> once a row "
+            "has used its budget (tokens), then let it answer. transformers generation only."
+        },
+    )
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the first bad field (data mix, reward names, reward parameters)."""
+        DataMixArguments.validate(self)
+        check_reward_names(self.reward_funcs)
+        RewardParams.validate(self)
+
+    def reward_params(self) -> RewardParams:
+        """The reward parameters alone."""
+        from dataclasses import fields
+
+        return RewardParams(**{f.name: getattr(self, f.name) for f in fields(RewardParams)})
+
+
+@dataclass
+class ThinkGRPOConfig(GRPOConfig):
+    """TRL's ``GRPOConfig`` with defaults for length-controlled RL of a small hybrid-reasoning model."""
+
+    output_dir: str | None = field(
+        default="runs/rl/default",
+        metadata={
+            "help": "Folder for checkpoint-N folders, the final model, logs and run_summary.json (path)."
+        },
+    )
+    overwrite_output_dir: bool = field(
+        default=False,
+        metadata={
+            "help": "Replace a run already in output_dir (true/false); without it such a folder is refused."
+        },
+    )
+    resume_from_checkpoint: str | None = field(
+        default=None,
+        metadata={
+            "help": "Continue a killed run: a checkpoint-N folder (path), or `true` for the newest complete "
+            "checkpoint-N in output_dir."
+        },
+    )
+    learning_rate: float = field(default=2e-6, metadata={"help": "Peak learning rate of AdamW (per step)."})
+    num_generations: int | None = field(
+        default=8, metadata={"help": "Completions sampled per prompt, the GRPO group (count)."}
+    )
+    max_completion_length: int | None = field(
+        default=384,
+        metadata={"help": "Longest completion, thinking + answer (tokens); budgets must be below it."},
+    )
+    activation_checkpointing: bool | None = field(
+        default=False,
+        metadata={
+            "help": "Recompute activations in the backward pass (true/false): less memory, ~20 %% slower."
+        },
+    )
+    gradient_checkpointing: bool | None = field(
+        default=None, metadata={"help": "Deprecated alias of activation_checkpointing (true/false)."}
+    )
+    logging_steps: float = field(default=1, metadata={"help": "Log every N optimizer steps (steps)."})
+    save_strategy: str = field(
+        default="steps", metadata={"help": "When to write checkpoint-N: steps, epoch or no."}
+    )
+    save_steps: float = field(
+        default=50, metadata={"help": "Write a checkpoint-N every N optimizer steps (steps)."}
+    )
+    save_total_limit: int | None = field(
+        default=3, metadata={"help": "Keep at most this many checkpoint-N folders (count); None keeps all."}
+    )
+    report_to: None | str | list[str] = field(
+        default="tensorboard",
+        metadata={"help": "Where metrics go: tensorboard (under output_dir/runs), none, ..."},
+    )
+    seed: int = field(default=42, metadata={"help": "Seed of sampling, shuffling and LoRA init (integer)."})
+
+
+@dataclass
+class RLModelConfig(ModelConfig):
+    """TRL's ``ModelConfig``: the policy to start from (usually the SFT output) and the optional LoRA."""
+
+    model_name_or_path: str | None = field(
+        default="runs/sft/smollm2-135m",
+        metadata={
+            "help": "Policy to start from: an SFT output folder (path), an alias (smollm2-135m, tiny-llama) or a hub id."
+        },
+    )
+
+
+# --------------------------------------------------------------------------------------------------
+# Checks that run before anything loads
+# --------------------------------------------------------------------------------------------------
+def validate_run(script_args: RLScriptArguments, training_args: ThinkGRPOConfig) -> None:
+    """Cross-field checks of a recipe; raise ``ValueError`` naming the field."""
+    script_args.validate()
+    weights = training_args.reward_weights
+    if weights is not None and len(weights) != len(script_args.reward_funcs):
+        raise ValueError(
+            f"reward_weights: {len(weights)} weights for {len(script_args.reward_funcs)} rewards "
+            f"{script_args.reward_funcs}; give one weight per reward (or none for all 1.0)"
+        )
+    if weights is not None and any(not (isinstance(w, int | float) and math.isfinite(w)) for w in weights):
+        raise ValueError(f"reward_weights: must be finite numbers, got {weights}")
+    max_len = training_args.max_completion_length
+    if max_len is None or max_len <= 0:
+        raise ValueError(f"max_completion_length: must be a positive number of tokens, got {max_len!r}")
+    if script_args.think_budget_ratio > 0:
+        too_big = [b for b in script_args.budgets if b >= max_len]
+        if too_big:
+            raise ValueError(
+                f"budgets: {too_big} tokens do not fit max_completion_length={max_len} tokens (a budget must "
+                "leave room for </think> and the answer); lower them or raise max_completion_length"
+            )
+    if script_args.answer_cap is not None and script_args.answer_cap >= max_len:
+        raise ValueError(
+            f"answer_cap: {script_args.answer_cap} tokens must be below max_completion_length={max_len}"
+        )
+    if script_args.budget_forcing_rollouts and (
+        training_args.use_vllm or training_args.use_transformers_continuous_batching
+    ):
+        raise ValueError(
+            "budget_forcing_rollouts: works with transformers generation only; set use_vllm and "
+            "use_transformers_continuous_batching (alias use_transformers_paged) to false"
+        )
+    if "group_length" in script_args.reward_funcs:
+        local = training_args.per_device_train_batch_size * (training_args.steps_per_generation or 1)
+        if local % training_args.num_generations != 0:
+            logger.warning(
+                "group_length: %d rows per process per generation is not a multiple of num_generations=%d, so "
+                "some groups are split across processes and ranked on part of their rows",
+                local,
+                training_args.num_generations,
+            )
+
+
+def check_rl_columns(dataset: Any, where: str = "RL dataset") -> None:
+    """Raise ``ValueError`` naming the first column the rewards need that ``dataset`` lacks."""
+    missing = [c for c in REQUIRED_COLUMNS if c not in dataset.column_names]
+    if missing:
+        raise ValueError(
+            f"{where}: missing column(s) {missing}; an RL dataset needs {list(REQUIRED_COLUMNS)} "
+            f"(thinkbudget.data.build_rl_dataset writes {list(RL_COLUMNS)})"
+        )
+
+
+def check_dataset_budgets(dataset: Any, max_completion_length: int) -> None:
+    """Raise ``ValueError`` when a row's budget does not fit ``max_completion_length`` (prepared datasets
+    may carry budgets from another recipe)."""
+    budgets = [b for b in dataset["budget"] if b is not None]
+    if budgets and max(budgets) >= max_completion_length:
+        raise ValueError(
+            f"budget: the dataset holds budgets up to {max(budgets)} tokens, which do not fit "
+            f"max_completion_length={max_completion_length} tokens"
+        )
+
+
+def _checkpoint_step(path: Path) -> int:
+    m = re.fullmatch(r"checkpoint-(\d+)", path.name)
+    return int(m.group(1)) if m else -1
+
+
+def complete_checkpoints(output_dir: str | Path) -> list[Path]:
+    """``checkpoint-N`` folders in ``output_dir`` that were written to the end, oldest first.
+
+    transformers writes ``trainer_state.json`` last, so a folder without it (a run killed while
+    saving) is skipped rather than resumed from.
+    """
+    out = Path(output_dir)
+    if not out.is_dir():
+        return []
+    found = [p for p in out.iterdir() if p.is_dir() and _checkpoint_step(p) >= 0]
+    return sorted((p for p in found if (p / "trainer_state.json").is_file()), key=_checkpoint_step)
+
+
+def resolve_resume(resume_from_checkpoint: str | None, output_dir: str) -> str | None:
+    """The checkpoint to resume from: ``true``/``last`` = newest complete ``checkpoint-N`` in
+    ``output_dir``; a path must be a checkpoint folder; empty/``false`` = a fresh run."""
+    value = (resume_from_checkpoint or "").strip()
+    if value.lower() in ("", "false", "none", "no"):
+        return None
+    if value.lower() in RESUME_LATEST:
+        found = complete_checkpoints(output_dir)
+        if not found:
+            raise SystemExit(
+                f"resume_from_checkpoint: no complete checkpoint-N folder in output_dir {output_dir}"
+            )
+        return str(found[-1])
+    if not (Path(value) / "trainer_state.json").is_file():
+        raise SystemExit(
+            f"resume_from_checkpoint: {value} is not a complete checkpoint folder (no trainer_state.json)"
+        )
+    return value
+
+
+# --------------------------------------------------------------------------------------------------
+# The trainer
+# --------------------------------------------------------------------------------------------------
+def rollout_metrics(stats: Sequence[dict[str, Any]]) -> list[tuple[str, float]]:
+    """``(metric name, value)`` pairs, one per row and fact, from :func:`thinkbudget.rewards.completion_stats`.
+
+    One pair per row (not a pre-averaged value) so that TRL's ``log_metric`` mean over all rows of all
+    processes is the exact share/mean. Names: ``thinkbudget/accuracy`` (and ``.../think/accuracy``,
+    ``.../no_think/accuracy``), ``thinkbudget/budget_<B>/{thinking_tokens,within_budget,accuracy}``,
+    ``thinkbudget/no_budget/thinking_tokens``, ``thinkbudget/no_think/compliance``,
+    ``thinkbudget/answer_tokens``.
+    """
+    out: list[tuple[str, float]] = []
+    for s in stats:
+        out.append(("thinkbudget/answer_tokens", float(s["answer_tokens"])))
+        if s["correct"] is not None:
+            out.append(("thinkbudget/accuracy", float(s["correct"])))
+            out.append((f"thinkbudget/{s['mode']}/accuracy", float(s["correct"])))
+        if s["mode"] == "no_think":
+            out.append(("thinkbudget/no_think/compliance", float(s["no_think_compliant"])))
+        elif s["budget"] is not None:
+            bucket = f"thinkbudget/budget_{s['budget']}"
+            out.append((f"{bucket}/thinking_tokens", float(s["thinking_tokens"])))
+            out.append((f"{bucket}/within_budget", float(s["within_budget"])))
+            if s["correct"] is not None:
+                out.append((f"{bucket}/accuracy", float(s["correct"])))
+        else:
+            out.append(("thinkbudget/no_budget/thinking_tokens", float(s["thinking_tokens"])))
+    return out
+
+
+class ThinkBudgetGRPOTrainer(GRPOTrainer):
+    """``GRPOTrainer`` with optional budget-forced rollouts, per-budget metrics and run timing."""
+
+    def __init__(self, *args: Any, budget_forcing_rollouts: bool = False, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.budget_forcing_rollouts = budget_forcing_rollouts
+        if budget_forcing_rollouts and (self.use_vllm or self.use_transformers_continuous_batching):
+            raise ValueError(
+                "budget_forcing_rollouts: works with transformers generation only (not vLLM/paged)"
+            )
+        # Totals of this process for run_summary.json.
+        self.run_totals = {
+            "generation_s": 0.0,
+            "scoring_s": 0.0,
+            "generated_tokens": 0,
+            "rollouts": 0,
+            "forced": 0,
+        }
+
+    def _generate(self, prompts: list):
+        t0 = time.perf_counter()
+        out = super()._generate(prompts)
+        seconds = time.perf_counter() - t0
+        completion_ids = out[1]
+        mode = "train" if self.model.training else "eval"
+        self._metrics[mode]["timing/generation_s"].append(seconds)
+        if mode == "train":
+            self.run_totals["generation_s"] += seconds
+            self.run_totals["generated_tokens"] += sum(len(c) for c in completion_ids)
+            self.run_totals["rollouts"] += len(completion_ids)
+        return out
+
+    def _generate_single_turn(
+        self, prompt_ids, images, multimodal_fields, num_generations, has_tool_images=False
+    ):
+        if not self.budget_forcing_rollouts:
+            return super()._generate_single_turn(
+                prompt_ids, images, multimodal_fields, num_generations, has_tool_images=has_tool_images
+            )
+        model = self.accelerator.unwrap_model(self.model_wrapped)
+        original_generate = model.generate
+        processors: list[ThinkingBudgetProcessor] = []
+
+        def generate_with_budget(*args: Any, **kwargs: Any):
+            # A fresh processor per call: it reads each row's budget from this call's prompts.
+            processor = ThinkingBudgetProcessor(self.processing_class)
+            processors.append(processor)
+            chain = LogitsProcessorList(kwargs.pop("logits_processor", None) or [])
+            chain.append(processor)
+            return original_generate(*args, logits_processor=chain, **kwargs)
+
+        model.generate = generate_with_budget
+        try:
+            out = super()._generate_single_turn(
+                prompt_ids, images, multimodal_fields, num_generations, has_tool_images=has_tool_images
+            )
+        finally:
+            del model.generate  # back to the class's method
+        forced = sum(len(set(p.fired)) for p in processors)
+        mode = "train" if self.model.training else "eval"
+        self._metrics[mode]["rollouts/forced_share"].append(forced / max(1, len(prompt_ids)))
+        if mode == "train":
+            self.run_totals["forced"] += forced
+        return out
+
+    def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
+        t0 = time.perf_counter()
+        rewards = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
+        columns = {k: [x.get(k) for x in inputs] for k in ("answer", "budget", "mode", "task", "meta")}
+        stats = completion_stats(completion_ids_list, self.processing_class, prompts=prompts, **columns)
+        for name, value in rollout_metrics(stats):
+            self._log_metric(name, value)  # averaged over all rows of all processes by TRL
+        seconds = time.perf_counter() - t0
+        mode = "train" if self.model.training else "eval"
+        self._metrics[mode]["timing/scoring_s"].append(seconds)
+        if mode == "train":
+            self.run_totals["scoring_s"] += seconds
+        return rewards
+
+
+class StepTimer(TrainerCallback):
+    """Wall-clock seconds of whole optimizer steps (generation, scoring, forward/backward, optimizer),
+    and the step a ``train()`` call started from (non-zero when resuming)."""
+
+    def __init__(self) -> None:
+        self.step_s = 0.0
+        self.steps = 0
+        self.initial_global_step: int | None = None
+        self._t0: float | None = None
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.initial_global_step = state.global_step
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        self._t0 = time.perf_counter()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self._t0 is not None:
+            self.step_s += time.perf_counter() - self._t0
+            self.steps += 1
+            self._t0 = None
+
+
+def timing_summary(totals: dict[str, float], timer: StepTimer, world_generated_tokens: int) -> dict[str, Any]:
+    """Generation vs optimisation seconds and throughput of this ``train()`` call (main process view)."""
+    gen, score, step = totals["generation_s"], totals["scoring_s"], timer.step_s
+    optim = max(0.0, step - gen - score)
+    return {
+        "steps_timed": timer.steps,
+        "step_s_total": round(step, 3),
+        "step_s_mean": round(step / timer.steps, 3) if timer.steps else None,
+        "generation_s": round(gen, 3),
+        "scoring_s": round(score, 3),
+        "optimisation_s": round(optim, 3),
+        "generation_share": round(gen / step, 4) if step > 0 else None,
+        "generated_tokens_this_process": int(totals["generated_tokens"]),
+        "generated_tokens_all_processes": int(world_generated_tokens),
+        "generated_tokens_per_s": round(world_generated_tokens / gen, 1) if gen > 0 else None,
+        "rollouts_this_process": int(totals["rollouts"]),
+        "forced_rollouts_this_process": int(totals["forced"]),
+    }

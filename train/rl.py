@@ -1,0 +1,193 @@
+"""GRPO with length rewards: teach the SFT model to keep its thinking within the budget in the prompt.
+
+Each RL row is a prompt rendered with its own controls (thinking on/off, a budget or none; see
+thinkbudget.data) and a gold answer. TRL's GRPOTrainer samples ``num_generations`` completions per
+prompt and scores them with the rewards named in the recipe (thinkbudget.rewards: correctness, format,
+mode compliance and L1/ThinkPrune/DAPO/Kimi/cosine length terms, all on thinking *tokens* from the
+one parser). Optionally rollouts are budget-forced (Elastic Reasoning).
+
+    accelerate launch train/rl.py --config configs/rl/smollm2-135m.yaml
+    accelerate launch --num_processes 1 --cpu train/rl.py --config configs/rl/smoke.yaml     # CPU, ~1 min
+    accelerate launch train/rl.py --config configs/rl/smollm2-135m.yaml --resume_from_checkpoint true
+    accelerate launch --config_file configs/accelerate/ddp.yaml train/rl.py --config configs/rl/smollm2-135m.yaml
+
+CLI flags override the YAML (``--max_steps 2 --bf16 false``); LoRA with ``--use_peft true``; vLLM with
+``--use_vllm true --vllm_mode colocate``. Output (``output_dir``): checkpoint-N folders, the final model +
+tokenizer + chat template (LoRA merged), tensorboard logs under ``runs/`` (rewards, accuracy, thinking
+tokens and within-budget share per budget, no-think compliance, generation time), and
+``run_summary.json`` (generation vs optimisation time, generated tokens/s, config, commit, device).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import sys
+import time
+from pathlib import Path
+
+if __name__ == "__main__":  # `python train/rl.py` / `accelerate launch train/rl.py` from any folder
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from thinkbudget.cli import (
+    check_output_dir,
+    command_line,
+    device_description,
+    git_commit,
+    parse_config,
+    setup_logging,
+    write_json_atomic,
+)
+from thinkbudget.rl import (
+    RLModelConfig,
+    RLScriptArguments,
+    StepTimer,
+    ThinkBudgetGRPOTrainer,
+    ThinkGRPOConfig,
+    check_dataset_budgets,
+    check_rl_columns,
+    resolve_resume,
+    timing_summary,
+    validate_run,
+)
+
+logger = logging.getLogger("train.rl")
+# The dataclasses this entry point parses (read by thinkbudget.pipeline to check recipe keys).
+CONFIG_CLASSES = (RLScriptArguments, ThinkGRPOConfig, RLModelConfig)
+
+
+def main(script_args: RLScriptArguments, training_args: ThinkGRPOConfig, model_args: RLModelConfig) -> dict:
+    """Train, save the final model in ``training_args.output_dir`` and return the run summary."""
+    # 1. Everything that can be wrong with the request fails here, before a tokenizer or model loads.
+    try:
+        validate_run(script_args, training_args)
+    except ValueError as e:
+        raise SystemExit(f"invalid RL config: {e}") from None
+    resume = resolve_resume(training_args.resume_from_checkpoint, training_args.output_dir)
+    out = check_output_dir(
+        training_args.output_dir, overwrite=training_args.overwrite_output_dir, resuming=resume is not None
+    )
+    from thinkbudget.models import load_model_and_tokenizer, load_tokenizer, resolve_model_path
+
+    try:
+        model_path = resolve_model_path(model_args.model_name_or_path)
+    except (FileNotFoundError, ValueError) as e:
+        raise SystemExit(f"model_name_or_path: {e}") from None
+
+    # 2. Data: one pre-rendered prompt per row (its own mode and budget), checked before the model loads.
+    from thinkbudget.data import load_or_build
+
+    tokenizer = load_tokenizer(model_path, trust_remote_code=training_args.trust_remote_code)
+    try:
+        train_dataset = load_or_build(script_args, tokenizer, "rl", "train")
+        check_rl_columns(train_dataset, where=script_args.dataset_path or "RL dataset")
+        check_dataset_budgets(train_dataset, training_args.max_completion_length)
+    except (ValueError, FileNotFoundError) as e:
+        raise SystemExit(f"invalid RL dataset: {e}") from None
+    if len(train_dataset) == 0:
+        raise SystemExit("num_train_problems: the data mix produced no training rows")
+    modes = {m: train_dataset["mode"].count(m) for m in ("think", "no_think")}
+    logger.info("RL rows: %d (%s)", len(train_dataset), modes)
+
+    # 3. Policy (think tokens and chat template installed), rewards, optional LoRA.
+    model, tokenizer = load_model_and_tokenizer(
+        model_path,
+        dtype=model_args.dtype,
+        trust_remote_code=training_args.trust_remote_code,
+        attn_implementation=model_args.attn_implementation,
+    )
+    tokenizer.padding_side = "left"  # GRPO generates from left-padded prompts
+    from trl import get_peft_config
+
+    from thinkbudget.rewards import get_reward_funcs
+
+    reward_funcs = get_reward_funcs(script_args.reward_funcs, tokenizer, script_args.reward_params())
+    peft_config = get_peft_config(model_args) if model_args.use_peft else None
+
+    # 4. Train.
+    timer = StepTimer()
+    trainer = ThinkBudgetGRPOTrainer(
+        model=model,
+        reward_funcs=reward_funcs,
+        args=training_args,
+        train_dataset=train_dataset,
+        processing_class=tokenizer,
+        peft_config=peft_config,
+        callbacks=[timer],
+        budget_forcing_rollouts=script_args.budget_forcing_rollouts,
+    )
+    t0 = time.perf_counter()
+    result = trainer.train(resume_from_checkpoint=resume)
+    wall = time.perf_counter() - t0
+
+    # 5. Save a checkpoint that plain transformers/vLLM load (LoRA merged into the weights).
+    trainer.save_state()
+    if peft_config is None:
+        trainer.save_model(str(out))
+    else:
+        trainer.save_model(str(out / "adapter"))
+        if trainer.accelerator.is_main_process:
+            merged = trainer.accelerator.unwrap_model(trainer.model).merge_and_unload()
+            merged.save_pretrained(str(out))
+    if trainer.accelerator.is_main_process:
+        tokenizer.padding_side = "right"
+        tokenizer.save_pretrained(str(out))  # carries the protocol's chat template
+
+    # 6. The run summary: where the time went, and the last logged figures.
+    import torch
+
+    world_tokens = trainer.accelerator.gather(
+        torch.tensor([trainer.run_totals["generated_tokens"]], device=trainer.accelerator.device)
+    )
+    last = {}
+    for entry in trainer.state.log_history:
+        last.update({k: v for k, v in entry.items() if isinstance(v, int | float)})
+    summary = {
+        "stage": "rl",
+        "output_dir": str(out),
+        "model": model_args.model_name_or_path,
+        "model_path": model_path,
+        "peft": peft_config is not None,
+        "resumed_from": resume,
+        "initial_global_step": timer.initial_global_step,
+        "global_step": trainer.state.global_step,
+        "train_rows": len(train_dataset),
+        "rows_by_mode": modes,
+        "rewards": dict(
+            zip(script_args.reward_funcs, training_args.reward_weights or [1.0] * len(reward_funcs))
+        ),
+        "budget_forcing_rollouts": script_args.budget_forcing_rollouts,
+        "train_runtime_s": round(result.metrics.get("train_runtime", wall), 3),
+        "timing": timing_summary(trainer.run_totals, timer, int(world_tokens.sum().item())),
+        "last_logged": {
+            k: v for k, v in last.items() if k.startswith(("rewards/", "thinkbudget/", "reward"))
+        },
+        "commit": git_commit(),
+        "device": device_description(),
+        "num_processes": trainer.accelerator.num_processes,
+        "command": command_line(),
+        "config": {
+            "script": dataclasses.asdict(script_args),
+            "training": training_args.to_dict(),
+            "model": dataclasses.asdict(model_args),
+        },
+    }
+    if trainer.accelerator.is_main_process:
+        write_json_atomic(out / "run_summary.json", summary)
+        logger.info(
+            "saved %s: %d steps, %.1f s (generation %.0f %%)",
+            out,
+            trainer.state.global_step,
+            wall,
+            100 * (summary["timing"]["generation_share"] or 0),
+        )
+    return summary
+
+
+if __name__ == "__main__":
+    setup_logging()
+    try:
+        args = parse_config(CONFIG_CLASSES)
+    except ValueError as e:  # a field's own check (e.g. DataMixArguments.validate) while parsing
+        raise SystemExit(f"invalid config: {e}") from None
+    main(*args)
