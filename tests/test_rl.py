@@ -171,7 +171,7 @@ def _main_fails(rl_entry, monkeypatch, args: list[str]) -> str:
         (["--length_alpha", "-0.1"], "length_alpha"),
         (["--budgets", "16", "64", "--max_completion_length", "40"], "budgets"),
         (
-            ["--budget_forcing_rollouts", "true", "--use_transformers_paged", "true"],
+            ["--budget_forcing_rollouts", "true", "--use_transformers_continuous_batching", "true"],
             "budget_forcing_rollouts",
         ),
     ],
