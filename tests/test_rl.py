@@ -208,7 +208,7 @@ def test_bad_input_exits_non_zero_from_the_command_line(tmp_path):
 
 
 def test_resume_skips_a_checkpoint_killed_while_saving(tmp_path):
-    from thinkbudget.rl import resolve_resume
+    from thinkbudget.cli import resolve_resume
 
     for step, complete in [(2, True), (4, True), (6, False)]:
         (tmp_path / f"checkpoint-{step}").mkdir()
@@ -342,7 +342,7 @@ def test_kill_then_resume_continues_the_step_count(varied_model_path, tmp_path):
         text=True,
         start_new_session=True,
     )
-    from thinkbudget.rl import complete_checkpoints
+    from thinkbudget.cli import complete_checkpoints
 
     deadline = time.time() + 240
     try:

@@ -275,13 +275,13 @@ def test_lora_think_rows_get_gradient_from_being_predicted(tiny_model, tokenizer
 
 
 def test_resolve_resume(tmp_path):
-    from thinkbudget.sft import resolve_resume
+    from thinkbudget.cli import resolve_resume
 
     for fresh in (None, "", "false", "None", "no"):
         assert resolve_resume(fresh, str(tmp_path)) is None
-    with pytest.raises(SystemExit, match="no checkpoint-N folder"):
+    with pytest.raises(SystemExit, match="no complete checkpoint-N folder"):
         resolve_resume("true", str(tmp_path))
-    with pytest.raises(SystemExit, match="not a checkpoint folder"):
+    with pytest.raises(SystemExit, match="not a complete checkpoint folder"):
         resolve_resume(str(tmp_path), str(tmp_path))
     for step in (2, 10):
         (tmp_path / f"checkpoint-{step}").mkdir()

@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import platform
+import re
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -71,6 +72,48 @@ def check_output_dir(output_dir: str | os.PathLike, *, overwrite: bool, resuming
             )
     out.mkdir(parents=True, exist_ok=True)
     return out
+
+
+# Values of --resume_from_checkpoint that mean "the newest complete checkpoint in output_dir".
+RESUME_LATEST = ("true", "last", "latest")
+
+
+def _checkpoint_step(path: Path) -> int:
+    m = re.fullmatch(r"checkpoint-(\d+)", path.name)
+    return int(m.group(1)) if m else -1
+
+
+def complete_checkpoints(output_dir: str | Path) -> list[Path]:
+    """``checkpoint-N`` folders in ``output_dir`` that were written to the end, oldest first.
+
+    transformers writes ``trainer_state.json`` last, so a folder without it (a run killed while
+    saving) is skipped rather than resumed from.
+    """
+    out = Path(output_dir)
+    if not out.is_dir():
+        return []
+    found = [p for p in out.iterdir() if p.is_dir() and _checkpoint_step(p) >= 0]
+    return sorted((p for p in found if (p / "trainer_state.json").is_file()), key=_checkpoint_step)
+
+
+def resolve_resume(resume_from_checkpoint: str | None, output_dir: str) -> str | None:
+    """The checkpoint to resume from: ``true``/``last`` = newest complete ``checkpoint-N`` in
+    ``output_dir``; a path must be a checkpoint folder; empty/``false`` = a fresh run."""
+    value = (resume_from_checkpoint or "").strip()
+    if value.lower() in ("", "false", "none", "no"):
+        return None
+    if value.lower() in RESUME_LATEST:
+        found = complete_checkpoints(output_dir)
+        if not found:
+            raise SystemExit(
+                f"resume_from_checkpoint: no complete checkpoint-N folder in output_dir {output_dir}"
+            )
+        return str(found[-1])
+    if not (Path(value) / "trainer_state.json").is_file():
+        raise SystemExit(
+            f"resume_from_checkpoint: {value} is not a complete checkpoint folder (no trainer_state.json)"
+        )
+    return value
 
 
 def git_commit() -> str:

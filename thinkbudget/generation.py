@@ -276,11 +276,30 @@ def _next_round(
         row.forced = True
 
 
+@dataclass
+class RoundsGenerator(Generator):
+    """Engines that take no custom logits processor (paged, vLLM): budget forcing runs as rounds of
+    generation with stop tokens (:func:`generate_in_rounds`); subclasses implement ``_step``."""
+
+    def _step(self, calls: list[tuple[list[int], int, set[int]]]) -> list[tuple[list[int], float | None]]:
+        raise NotImplementedError
+
+    def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResult]:
+        return generate_in_rounds(
+            self._step,
+            requests,
+            open_id=self.open_id,
+            close_id=self.close_id,
+            stop_ids=self.stop_ids,
+            max_new_tokens=self.sampling.max_new_tokens,
+        )
+
+
 # ------------------------------------------------------------------------------------------------
 # paged: transformers continuous batching
 # ------------------------------------------------------------------------------------------------
 @dataclass
-class PagedGenerator(Generator):
+class PagedGenerator(RoundsGenerator):
     """transformers continuous batching (paged attention); one manager for the generator's life."""
 
     model: Any = None
@@ -347,16 +366,6 @@ class PagedGenerator(Generator):
             out.append((list(r.generated_tokens), lp))
         return out
 
-    def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResult]:
-        return generate_in_rounds(
-            self._step,
-            requests,
-            open_id=self.open_id,
-            close_id=self.close_id,
-            stop_ids=self.stop_ids,
-            max_new_tokens=self.sampling.max_new_tokens,
-        )
-
     def close(self) -> None:
         if self.manager is not None:
             self.manager.stop(block=True, timeout=10)
@@ -368,7 +377,7 @@ class PagedGenerator(Generator):
 # vllm
 # ------------------------------------------------------------------------------------------------
 @dataclass
-class VLLMGenerator(Generator):
+class VLLMGenerator(RoundsGenerator):
     """A vLLM engine over the checkpoint at ``model_path`` (prompts go in as token ids)."""
 
     model_path: str = ""
@@ -421,16 +430,6 @@ class VLLMGenerator(Generator):
                 ids.append(c.stop_reason)
             out.append((ids, c.cumulative_logprob))
         return out
-
-    def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResult]:
-        return generate_in_rounds(
-            self._step,
-            requests,
-            open_id=self.open_id,
-            close_id=self.close_id,
-            stop_ids=self.stop_ids,
-            max_new_tokens=self.sampling.max_new_tokens,
-        )
 
     def close(self) -> None:
         import gc

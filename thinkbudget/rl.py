@@ -30,11 +30,9 @@ from __future__ import annotations
 
 import logging
 import math
-import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from transformers import LogitsProcessorList, TrainerCallback
@@ -46,7 +44,6 @@ from thinkbudget.rewards import RewardParams, check_reward_names, completion_sta
 
 logger = logging.getLogger(__name__)
 
-RESUME_LATEST = ("true", "last", "latest")
 # Columns the rewards cannot do without (the rest of RL_COLUMNS only enrich logs).
 REQUIRED_COLUMNS = ("prompt", "answer", "budget", "mode", "task")
 DEFAULT_REWARDS = ["correctness", "format", "mode_compliance", "l1_max"]
@@ -219,44 +216,6 @@ def check_dataset_budgets(dataset: Any, max_completion_length: int) -> None:
             f"budget: the dataset holds budgets up to {max(budgets)} tokens, which do not fit "
             f"max_completion_length={max_completion_length} tokens"
         )
-
-
-def _checkpoint_step(path: Path) -> int:
-    m = re.fullmatch(r"checkpoint-(\d+)", path.name)
-    return int(m.group(1)) if m else -1
-
-
-def complete_checkpoints(output_dir: str | Path) -> list[Path]:
-    """``checkpoint-N`` folders in ``output_dir`` that were written to the end, oldest first.
-
-    transformers writes ``trainer_state.json`` last, so a folder without it (a run killed while
-    saving) is skipped rather than resumed from.
-    """
-    out = Path(output_dir)
-    if not out.is_dir():
-        return []
-    found = [p for p in out.iterdir() if p.is_dir() and _checkpoint_step(p) >= 0]
-    return sorted((p for p in found if (p / "trainer_state.json").is_file()), key=_checkpoint_step)
-
-
-def resolve_resume(resume_from_checkpoint: str | None, output_dir: str) -> str | None:
-    """The checkpoint to resume from: ``true``/``last`` = newest complete ``checkpoint-N`` in
-    ``output_dir``; a path must be a checkpoint folder; empty/``false`` = a fresh run."""
-    value = (resume_from_checkpoint or "").strip()
-    if value.lower() in ("", "false", "none", "no"):
-        return None
-    if value.lower() in RESUME_LATEST:
-        found = complete_checkpoints(output_dir)
-        if not found:
-            raise SystemExit(
-                f"resume_from_checkpoint: no complete checkpoint-N folder in output_dir {output_dir}"
-            )
-        return str(found[-1])
-    if not (Path(value) / "trainer_state.json").is_file():
-        raise SystemExit(
-            f"resume_from_checkpoint: {value} is not a complete checkpoint folder (no trainer_state.json)"
-        )
-    return value
 
 
 # --------------------------------------------------------------------------------------------------

@@ -22,12 +22,9 @@ labels (-100 on the prompt), truncates to ``max_length`` and drops rows with no 
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from transformers.trainer_utils import get_last_checkpoint
 from trl import ModelConfig, SFTConfig
 
 from thinkbudget.data import DataMixArguments
@@ -38,7 +35,6 @@ logger = logging.getLogger(__name__)
 # The chat template (thinkbudget.protocol.CHAT_TEMPLATE, ChatML) closes every assistant turn with this
 # token; generation stops on it, so every target must end with it exactly once.
 END_OF_TURN = "<|im_end|>"
-RESUME_LATEST = ("true", "last", "latest")
 
 
 @dataclass
@@ -149,24 +145,6 @@ def think_token_ids(tokenizer: Any) -> list[int]:
             f"the tokenizer has no single tokens for {THINK_OPEN}/{THINK_CLOSE}; prepare it first"
         )
     return list(ids)
-
-
-def resolve_resume(resume_from_checkpoint: str | None, output_dir: str) -> str | None:
-    """The checkpoint folder to resume from: ``true``/``last`` means the newest ``checkpoint-N`` in
-    ``output_dir``; a path must exist; ``false``/empty means a fresh run."""
-    value = (resume_from_checkpoint or "").strip()
-    if value.lower() in ("", "false", "none", "no"):
-        return None
-    if value.lower() in RESUME_LATEST:
-        last = get_last_checkpoint(output_dir) if os.path.isdir(output_dir) else None
-        if last is None:
-            raise SystemExit(f"resume_from_checkpoint: no checkpoint-N folder in output_dir {output_dir}")
-        return last
-    if not (Path(value) / "trainer_state.json").is_file():
-        raise SystemExit(
-            f"resume_from_checkpoint: {value} is not a checkpoint folder (no trainer_state.json)"
-        )
-    return value
 
 
 def tokenize_row(

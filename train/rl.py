@@ -35,6 +35,7 @@ from thinkbudget.cli import (
     device_description,
     git_commit,
     parse_config,
+    resolve_resume,
     setup_logging,
     write_json_atomic,
 )
@@ -46,7 +47,6 @@ from thinkbudget.rl import (
     ThinkGRPOConfig,
     check_dataset_budgets,
     check_rl_columns,
-    resolve_resume,
     timing_summary,
     validate_run,
 )

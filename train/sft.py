@@ -33,6 +33,7 @@ from thinkbudget.cli import (
     device_description,
     git_commit,
     parse_config,
+    resolve_resume,
     setup_logging,
     write_json_atomic,
 )
@@ -43,7 +44,6 @@ from thinkbudget.sft import (
     count_rows,
     expose_output_head_bias,
     lora_config,
-    resolve_resume,
     sequence_lengths,
     think_token_ids,
     tokenize_dataset,
