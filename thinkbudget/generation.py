@@ -281,6 +281,11 @@ class RoundsGenerator(Generator):
     """Engines that take no custom logits processor (paged, vLLM): budget forcing runs as rounds of
     generation with stop tokens (:func:`generate_in_rounds`); subclasses implement ``_step``."""
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.open_id = self.tokenizer.convert_tokens_to_ids(THINK_OPEN)
+        self.close_id = self.tokenizer.convert_tokens_to_ids(THINK_CLOSE)
+
     def _step(self, calls: list[tuple[list[int], int, set[int]]]) -> list[tuple[list[int], float | None]]:
         raise NotImplementedError
 
@@ -338,8 +343,6 @@ class PagedGenerator(RoundsGenerator):
         if not on_cpu:
             self.manager.warmup()
         self.manager.start()
-        self.open_id = self.tokenizer.convert_tokens_to_ids(THINK_OPEN)
-        self.close_id = self.tokenizer.convert_tokens_to_ids(THINK_CLOSE)
 
     def _step(self, calls: list[tuple[list[int], int, set[int]]]) -> list[tuple[list[int], float | None]]:
         ids = [
@@ -398,8 +401,6 @@ class VLLMGenerator(RoundsGenerator):
             gpu_memory_utilization=self.gpu_memory_utilization,
             enable_prefix_caching=True,  # the rounds of budget forcing re-send their prefix
         )
-        self.open_id = self.tokenizer.convert_tokens_to_ids(THINK_OPEN)
-        self.close_id = self.tokenizer.convert_tokens_to_ids(THINK_CLOSE)
 
     def _step(self, calls: list[tuple[list[int], int, set[int]]]) -> list[tuple[list[int], float | None]]:
         from vllm import SamplingParams
