@@ -313,3 +313,32 @@ def test_load_or_build_errors(tmp_path, mix_args, tokenizer):
     empty = replace(mix_args, dataset_path=str(tmp_path))
     with pytest.raises(FileNotFoundError, match="data/prepare.py"):
         load_or_build(empty, tokenizer, "sft", "train")
+
+
+def test_prepared_dataset_with_a_different_mix_is_announced(tmp_path, tokenizer, caplog):
+    """A config whose mix fields disagree with the prepared dataset's manifest gets a warning naming them."""
+    import json as _json
+    import logging
+
+    from thinkbudget.data import DataMixArguments, build_rl_dataset, load_or_build
+
+    written = DataMixArguments(tasks=["chain"], num_train_problems=4, num_test_problems=1, budgets=[32, 64])
+    build_rl_dataset(written, tokenizer, "train").save_to_disk(str(tmp_path / "rl" / "train"))
+    (tmp_path / "manifest.json").write_text(_json.dumps({"config": {"data": written.__dict__}}, default=str))
+    same = DataMixArguments(
+        tasks=["chain"],
+        num_train_problems=4,
+        num_test_problems=1,
+        budgets=[32, 64],
+        dataset_path=str(tmp_path),
+    )
+    with caplog.at_level(logging.WARNING, logger="thinkbudget.data"):
+        load_or_build(same, tokenizer, "rl", "train")
+    assert "different mix" not in caplog.text
+    other = DataMixArguments(
+        tasks=["chain"], num_train_problems=4, num_test_problems=1, budgets=[128], dataset_path=str(tmp_path)
+    )
+    with caplog.at_level(logging.WARNING, logger="thinkbudget.data"):
+        ds = load_or_build(other, tokenizer, "rl", "train")
+    assert len(ds) == 4
+    assert "different mix" in caplog.text and "budgets=[32, 64]" in caplog.text

@@ -24,7 +24,7 @@ import json
 import logging
 import math
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -314,6 +314,25 @@ def build_rl_dataset(args: DataMixArguments, tokenizer: Any, split: str = "train
     return Dataset.from_dict(rows, features=_features("rl"))
 
 
+def _warn_if_mix_differs(args: DataMixArguments, dataset_path: Path) -> None:
+    """A prepared dataset *is* the mix: say so loudly when the config's own mix fields disagree with the
+    mix it was written from (manifest.json), instead of ignoring them silently."""
+    manifest = dataset_path / "manifest.json"
+    if not manifest.is_file():
+        return
+    written = json.loads(manifest.read_text()).get("config", {}).get("data", {})
+    ours = {f.name: getattr(args, f.name) for f in fields(DataMixArguments) if f.name != "dataset_path"}
+    differ = sorted(k for k, v in ours.items() if k in written and written[k] != v)
+    if differ:
+        logger.warning(
+            "dataset_path %s was prepared with a different mix; its rows are used and this config's %s "
+            "are ignored (prepared: %s)",
+            dataset_path,
+            ", ".join(differ),
+            ", ".join(f"{k}={written[k]}" for k in differ),
+        )
+
+
 def load_or_build(args: DataMixArguments, tokenizer: Any, kind: str, split: str = "train"):
     """``<dataset_path>/<kind>/<split>`` when ``args.dataset_path`` is set (written by data/prepare.py),
     else a freshly built dataset. ``kind`` is "sft" or "rl"."""
@@ -333,6 +352,7 @@ def load_or_build(args: DataMixArguments, tokenizer: Any, kind: str, split: str 
         if missing:
             raise ValueError(f"dataset_path: {path} lacks columns {missing}; rebuild it with data/prepare.py")
         logger.info("loaded %d %s/%s rows from %s", len(ds), kind, split, path)
+        _warn_if_mix_differs(args, Path(args.dataset_path))
         return ds
     build = build_sft_dataset if kind == "sft" else build_rl_dataset
     return build(args, tokenizer, split)
