@@ -53,7 +53,12 @@ class ParsedCompletion:
         return self.thinking_tokens > 0
 
     def within_budget(self, budget: int | None) -> bool:
-        """Thinking fits ``budget`` tokens and the block is closed (an unclosed thought never fits)."""
+        """Thinking fits ``budget`` tokens *and* the think block was closed.
+
+        Deliberately strict: a completion without a closed block (unclosed, or no block at all, e.g. a
+        model that never opened ``<think>``, so budget forcing had nothing to cut) never counts as within
+        budget, so format failures cannot inflate the within-budget share. ``budget=None`` always fits.
+        """
         if budget is None:
             return True
         return self.think_closed and self.thinking_tokens <= budget
