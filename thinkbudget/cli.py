@@ -11,7 +11,7 @@ import re
 import subprocess
 import sys
 from collections.abc import Sequence
-from dataclasses import fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +55,45 @@ def parse_config(dataclass_types: Sequence[type], args: Sequence[str] | None = N
                 hints.append(f"  {k!r}" + (f" (did you mean {', '.join(close)}?)" if close else ""))
             raise SystemExit(f"{path}: unknown config keys:\n" + "\n".join(hints))
     return TrlParser(list(dataclass_types)).parse_args_and_config(args=args)
+
+
+@dataclass
+class RunFolderArguments:
+    """Run-folder fields shared by the SFT and GRPO configs (placed before TRL's config class in the
+    bases, so these definitions win): one help text and one default each, written once."""
+
+    overwrite_output_dir: bool = field(
+        default=False,
+        metadata={
+            "help": "Replace a run already in output_dir (true/false); without it such a folder is refused."
+        },
+    )
+    resume_from_checkpoint: str | None = field(
+        default=None,
+        metadata={
+            "help": "Continue a killed run: a checkpoint-N folder (path), or `true` for the newest complete "
+            "checkpoint-N in output_dir."
+        },
+    )
+    activation_checkpointing: bool | None = field(
+        default=False,
+        metadata={
+            "help": "Recompute activations in the backward pass (true/false): less memory, ~20 %% slower."
+        },
+    )
+    gradient_checkpointing: bool | None = field(
+        default=None, metadata={"help": "Deprecated alias of activation_checkpointing (true/false)."}
+    )
+    save_strategy: str = field(
+        default="steps", metadata={"help": "When to write checkpoint-N: steps, epoch or no."}
+    )
+    save_total_limit: int | None = field(
+        default=3, metadata={"help": "Keep at most this many checkpoint-N folders (count); None keeps all."}
+    )
+    report_to: None | str | list[str] = field(
+        default="tensorboard",
+        metadata={"help": "Where metrics go: tensorboard (under output_dir/runs), none, ..."},
+    )
 
 
 def check_output_dir(output_dir: str | os.PathLike, *, overwrite: bool, resuming: bool = False) -> Path:

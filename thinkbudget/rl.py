@@ -38,6 +38,7 @@ from typing import Any
 from transformers import LogitsProcessorList, TrainerCallback
 from trl import GRPOConfig, GRPOTrainer, ModelConfig
 
+from thinkbudget.cli import RunFolderArguments
 from thinkbudget.data import RL_COLUMNS, DataMixArguments
 from thinkbudget.forcing import ThinkingBudgetProcessor
 from thinkbudget.rewards import RewardParams, check_reward_names, completion_stats
@@ -83,26 +84,13 @@ class RLScriptArguments(DataMixArguments, RewardParams):
 
 
 @dataclass
-class ThinkGRPOConfig(GRPOConfig):
+class ThinkGRPOConfig(RunFolderArguments, GRPOConfig):
     """TRL's ``GRPOConfig`` with defaults for length-controlled RL of a small hybrid-reasoning model."""
 
     output_dir: str | None = field(
         default="runs/rl/default",
         metadata={
             "help": "Folder for checkpoint-N folders, the final model, logs and run_summary.json (path)."
-        },
-    )
-    overwrite_output_dir: bool = field(
-        default=False,
-        metadata={
-            "help": "Replace a run already in output_dir (true/false); without it such a folder is refused."
-        },
-    )
-    resume_from_checkpoint: str | None = field(
-        default=None,
-        metadata={
-            "help": "Continue a killed run: a checkpoint-N folder (path), or `true` for the newest complete "
-            "checkpoint-N in output_dir."
         },
     )
     learning_rate: float = field(default=2e-6, metadata={"help": "Peak learning rate of AdamW (per step)."})
@@ -113,28 +101,9 @@ class ThinkGRPOConfig(GRPOConfig):
         default=384,
         metadata={"help": "Longest completion, thinking + answer (tokens); budgets must be below it."},
     )
-    activation_checkpointing: bool | None = field(
-        default=False,
-        metadata={
-            "help": "Recompute activations in the backward pass (true/false): less memory, ~20 %% slower."
-        },
-    )
-    gradient_checkpointing: bool | None = field(
-        default=None, metadata={"help": "Deprecated alias of activation_checkpointing (true/false)."}
-    )
     logging_steps: float = field(default=1, metadata={"help": "Log every N optimizer steps (steps)."})
-    save_strategy: str = field(
-        default="steps", metadata={"help": "When to write checkpoint-N: steps, epoch or no."}
-    )
     save_steps: float = field(
         default=50, metadata={"help": "Write a checkpoint-N every N optimizer steps (steps)."}
-    )
-    save_total_limit: int | None = field(
-        default=3, metadata={"help": "Keep at most this many checkpoint-N folders (count); None keeps all."}
-    )
-    report_to: None | str | list[str] = field(
-        default="tensorboard",
-        metadata={"help": "Where metrics go: tensorboard (under output_dir/runs), none, ..."},
     )
     seed: int = field(default=42, metadata={"help": "Seed of sampling, shuffling and LoRA init (integer)."})
 

@@ -27,6 +27,7 @@ from typing import Any
 
 from trl import ModelConfig, SFTConfig
 
+from thinkbudget.cli import RunFolderArguments
 from thinkbudget.data import DataMixArguments
 from thinkbudget.protocol import THINK_CLOSE, THINK_OPEN
 
@@ -43,26 +44,13 @@ class SFTScriptArguments(DataMixArguments):
 
 
 @dataclass
-class ThinkSFTConfig(SFTConfig):
+class ThinkSFTConfig(RunFolderArguments, SFTConfig):
     """TRL's ``SFTConfig`` with defaults for teaching thinking on/off and budgets to a small model."""
 
     output_dir: str | None = field(
         default="runs/sft/default",
         metadata={
             "help": "Folder for checkpoint-N folders, the final model, logs and run_summary.json (path)."
-        },
-    )
-    overwrite_output_dir: bool = field(
-        default=False,
-        metadata={
-            "help": "Replace a run already in output_dir (true/false); without it such a folder is refused."
-        },
-    )
-    resume_from_checkpoint: str | None = field(
-        default=None,
-        metadata={
-            "help": "Continue a killed run: a checkpoint-N folder (path), or `true` for the newest checkpoint-N "
-            "in output_dir."
         },
     )
     completion_only_loss: bool | None = field(
@@ -93,28 +81,9 @@ class ThinkSFTConfig(SFTConfig):
     lr_scheduler_type: str = field(
         default="cosine", metadata={"help": "Learning-rate schedule after warmup."}
     )
-    activation_checkpointing: bool | None = field(
-        default=False,
-        metadata={
-            "help": "Recompute activations in the backward pass (true/false): less memory, ~20 %% slower."
-        },
-    )
-    gradient_checkpointing: bool | None = field(
-        default=None, metadata={"help": "Deprecated alias of activation_checkpointing (true/false)."}
-    )
     logging_steps: float = field(default=10, metadata={"help": "Log every N optimizer steps (steps)."})
-    save_strategy: str = field(
-        default="steps", metadata={"help": "When to write checkpoint-N: steps, epoch or no."}
-    )
     save_steps: float = field(
         default=200, metadata={"help": "Write a checkpoint-N every N optimizer steps (steps)."}
-    )
-    save_total_limit: int | None = field(
-        default=3, metadata={"help": "Keep at most this many checkpoint-N folders (count); None keeps all."}
-    )
-    report_to: None | str | list[str] = field(
-        default="tensorboard",
-        metadata={"help": "Where metrics go: tensorboard (under output_dir/runs), none, ..."},
     )
     include_num_input_tokens_seen: str = field(
         default="non_padding",
