@@ -211,3 +211,21 @@ def load_tokenizer(name_or_path: str, *, trust_remote_code: bool = False) -> Any
     )
     prepare_tokenizer_and_model(tokenizer)
     return tokenizer
+
+
+def save_final_model(trainer: Any, tokenizer: Any, out: str | os.PathLike, *, lora: bool) -> None:
+    """Save a trainer's final model so that plain transformers and vLLM load it: with LoRA the adapter
+    alone goes to ``out/adapter`` (for PEFT users) and the merged weights to ``out``. The tokenizer
+    (right padding, the inference default) carries the protocol's chat template."""
+    out = Path(out)
+    trainer.save_state()
+    if not lora:
+        trainer.save_model(str(out))
+    else:
+        trainer.save_model(str(out / "adapter"))
+        if trainer.accelerator.is_main_process:
+            merged = trainer.accelerator.unwrap_model(trainer.model).merge_and_unload()
+            merged.save_pretrained(str(out))
+    if trainer.accelerator.is_main_process:
+        tokenizer.padding_side = "right"
+        tokenizer.save_pretrained(str(out))

@@ -67,7 +67,12 @@ def main(script_args: RLScriptArguments, training_args: ThinkGRPOConfig, model_a
     out = check_output_dir(
         training_args.output_dir, overwrite=training_args.overwrite_output_dir, resuming=resume is not None
     )
-    from thinkbudget.models import load_model_and_tokenizer, load_tokenizer, resolve_model_path
+    from thinkbudget.models import (
+        load_model_and_tokenizer,
+        load_tokenizer,
+        resolve_model_path,
+        save_final_model,
+    )
 
     try:
         model_path = resolve_model_path(model_args.model_name_or_path)
@@ -121,17 +126,7 @@ def main(script_args: RLScriptArguments, training_args: ThinkGRPOConfig, model_a
     wall = time.perf_counter() - t0
 
     # 5. Save a checkpoint that plain transformers/vLLM load (LoRA merged into the weights).
-    trainer.save_state()
-    if peft_config is None:
-        trainer.save_model(str(out))
-    else:
-        trainer.save_model(str(out / "adapter"))
-        if trainer.accelerator.is_main_process:
-            merged = trainer.accelerator.unwrap_model(trainer.model).merge_and_unload()
-            merged.save_pretrained(str(out))
-    if trainer.accelerator.is_main_process:
-        tokenizer.padding_side = "right"
-        tokenizer.save_pretrained(str(out))  # carries the protocol's chat template
+    save_final_model(trainer, tokenizer, out, lora=peft_config is not None)
 
     # 6. The run summary: where the time went, and the last logged figures.
     import torch

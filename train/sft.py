@@ -65,7 +65,12 @@ def main(script_args: SFTScriptArguments, training_args: ThinkSFTConfig, model_a
     out = check_output_dir(
         training_args.output_dir, overwrite=training_args.overwrite_output_dir, resuming=resume is not None
     )
-    from thinkbudget.models import load_model_and_tokenizer, load_tokenizer, resolve_model_path
+    from thinkbudget.models import (
+        load_model_and_tokenizer,
+        load_tokenizer,
+        resolve_model_path,
+        save_final_model,
+    )
 
     try:
         model_path = resolve_model_path(model_args.model_name_or_path)
@@ -128,17 +133,8 @@ def main(script_args: SFTScriptArguments, training_args: ThinkSFTConfig, model_a
     result = trainer.train(resume_from_checkpoint=resume)
     wall = time.perf_counter() - t0
 
-    # 5. Save a checkpoint that plain transformers/vLLM load: LoRA is merged into the weights first.
-    trainer.save_state()
-    if peft_config is None:
-        trainer.save_model(str(out))
-    else:
-        trainer.save_model(str(out / "adapter"))  # the adapter alone, for PEFT users
-        if trainer.accelerator.is_main_process:
-            merged = trainer.accelerator.unwrap_model(trainer.model).merge_and_unload()
-            merged.save_pretrained(str(out))
-    if trainer.accelerator.is_main_process:
-        tokenizer.save_pretrained(str(out))  # carries the protocol's chat template
+    # 5. Save a checkpoint that plain transformers/vLLM load (LoRA merged into the weights).
+    save_final_model(trainer, tokenizer, out, lora=peft_config is not None)
 
     # 6. The run summary a person (or the pipeline) reads.
     tokens = trainer.state.num_input_tokens_seen - start_tokens
