@@ -25,7 +25,7 @@ matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
 
 from thinkbudget import evaluation  # noqa: E402
-from thinkbudget.evaluation import fmt  # noqa: E402
+from thinkbudget.evaluation import fmt, fmt_accuracy_ci  # noqa: E402
 
 MARKERS = {"no_think": "s", "no_think_flag": "D", "budget_prompt": "o", "think": "*", "budget_forcing": "^"}
 
@@ -171,8 +171,7 @@ def overlay_table(results_list: Sequence[dict[str, Any]], labels: Sequence[str])
     ]
     rows = [(r, i) for i, res in enumerate(results_list) for r in res["rows"]]
     for r, i in sorted(rows, key=lambda x: (_row_order(x[0]), x[1])):
-        lo, hi = r["accuracy_ci"]
-        ci = f"{fmt(r['accuracy'], 'pct')} ({fmt(lo, 'pct')}–{fmt(hi, 'pct')})" if lo is not None else "–"
+        ci = fmt_accuracy_ci(r)
         lines.append(
             f"| {r['task']} | {r['method']} | {r.get('budget_label', r['budget'])} | {labels[i]} | {r['n']} | {ci} | "
             f"{fmt(r['mean_thinking_tokens'], 'tokens')} | {fmt(r['mean_answer_tokens'], 'tokens')} | "

@@ -593,6 +593,12 @@ def fmt(value: Any, kind: str = "float") -> str:
     return f"{value:.3f}" if isinstance(value, float) else str(value)
 
 
+def fmt_accuracy_ci(row: dict[str, Any]) -> str:
+    """The accuracy cell of a table: ``12.5% (0.0%–37.5%)``, or '–' without an interval."""
+    lo, hi = row["accuracy_ci"]
+    return f"{fmt(row['accuracy'], 'pct')} ({fmt(lo, 'pct')}–{fmt(hi, 'pct')})" if lo is not None else "–"
+
+
 def summary_markdown(results: dict[str, Any]) -> str:
     """The summary.md of one evaluation: provenance and one table row per condition."""
     cfg = results.get("config", {})
@@ -612,8 +618,7 @@ def summary_markdown(results: dict[str, Any]) -> str:
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results["rows"]:
-        lo, hi = r["accuracy_ci"]
-        ci = f"{fmt(r['accuracy'], 'pct')} ({fmt(lo, 'pct')}–{fmt(hi, 'pct')})" if lo is not None else "–"
+        ci = fmt_accuracy_ci(r)
         lines.append(
             f"| {r['task']} | {r['method']} | {r.get('budget_label', r['budget'])} | {r['n']} | {ci} | "
             f"{fmt(r['mean_thinking_tokens'], 'tokens')} / {fmt(r.get('p95_thinking_tokens'), 'tokens')} | "
