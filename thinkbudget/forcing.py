@@ -30,10 +30,16 @@ class ThinkingBudgetProcessor(LogitsProcessor):
         budgets: per-row budgets in tokens (None = no forcing for that row). If omitted, each row's
             budget is parsed from its prompt on the first call.
         default_budget: budget in tokens for rows whose prompt states none (None = leave them).
+        generated_before: per row, how many of the input's last tokens the model already generated
+            (a row continued from an earlier call): they count as generated, not as prompt.
     """
 
     def __init__(
-        self, tokenizer: Any, budgets: Sequence[int | None] | None = None, default_budget: int | None = None
+        self,
+        tokenizer: Any,
+        budgets: Sequence[int | None] | None = None,
+        default_budget: int | None = None,
+        generated_before: Sequence[int] | None = None,
     ):
         self.tokenizer = tokenizer
         self.open_id = tokenizer.convert_tokens_to_ids(THINK_OPEN)
@@ -43,6 +49,8 @@ class ThinkingBudgetProcessor(LogitsProcessor):
         self.prompt_len: int | None = None
         self.prefilled: list[bool] = []  # prompt already ends with <think> (s1-style pre-fill)
         self.fired: list[int] = []  # rows forced so far (for logging and tests)
+        self.fired_at: dict[int, int] = {}  # row -> generated tokens (this call) when first forced
+        self.generated_before = list(generated_before) if generated_before is not None else None
 
     def _setup(self, input_ids: torch.LongTensor) -> None:
         self.prompt_len = input_ids.shape[1]
@@ -50,19 +58,23 @@ class ThinkingBudgetProcessor(LogitsProcessor):
             texts = self.tokenizer.batch_decode(input_ids, skip_special_tokens=False)
             self.budgets = [parse_budget_from_prompt(t) for t in texts]
         self.budgets = [b if b is not None else self.default_budget for b in self.budgets]
+        before = self.generated_before or [0] * input_ids.shape[0]
         # Left-padded batches: a prompt pre-filled with "<think>" ends with it.
-        self.prefilled = (input_ids[:, -1] == self.open_id).tolist()
+        self.prefilled = [
+            bool(input_ids[row, self.prompt_len - 1 - b] == self.open_id) for row, b in enumerate(before)
+        ]
+        self.generated_before = before
         if len(self.budgets) != input_ids.shape[0]:
             raise ValueError(f"got {len(self.budgets)} budgets for a batch of {input_ids.shape[0]} rows")
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         if self.prompt_len is None:
             self._setup(input_ids)
-        generated = input_ids[:, self.prompt_len :]
+        step = input_ids.shape[1] - self.prompt_len
         for row, budget in enumerate(self.budgets):
-            if budget is None or generated.shape[1] == 0:
+            gen = input_ids[row, self.prompt_len - self.generated_before[row] :]
+            if budget is None or gen.shape[0] == 0:
                 continue
-            gen = generated[row]
             if (gen == self.close_id).any():
                 continue
             if self.prefilled[row]:
@@ -76,4 +88,5 @@ class ThinkingBudgetProcessor(LogitsProcessor):
                 scores[row] = torch.finfo(scores.dtype).min
                 scores[row, self.close_id] = 0.0
                 self.fired.append(row)
+                self.fired_at.setdefault(row, step)
         return scores
