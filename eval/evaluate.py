@@ -29,7 +29,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from a checkout
 
 from thinkbudget import cli, evaluation, generation, models, tasks  # noqa: E402
-from thinkbudget.precision import resolve_generation_dtype  # noqa: E402
+from thinkbudget.hardware import resolve_generation_dtype  # noqa: E402
 
 logger = logging.getLogger("evaluate")
 OUTPUT_FILES = ("results.json", "samples.jsonl", "summary.md", "accuracy_vs_tokens.png")

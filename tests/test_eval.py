@@ -298,7 +298,7 @@ def no_model_loading(monkeypatch):
     [
         (
             ["--tasks", "chain,nosuchtask"],
-            "unknown task 'nosuchtask'; valid tasks: chain, multiply, nested, gsm8k",
+            r"unknown task 'nosuchtask'; valid tasks: chain, multiply, nested, synthetic \(the three in turn\), gsm8k",
         ),
         (["--budgets", "off,abc"], "budget 'abc' is not valid"),
         (["--budgets", "off,-5"], "budget '-5' is not valid"),

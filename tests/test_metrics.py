@@ -126,7 +126,9 @@ def test_repeated_ngram_rate(text, rate):
 
 
 def test_filler_and_step_lines():
-    assert ev.filler_share("... --- ok !!") == pytest.approx(0.75)
+    assert ev.filler_share("... ~~~ ok !!") == pytest.approx(0.75)
+    assert ev.filler_share("= (11 - 72) - (12 * 3) = -61") == 0.0  # arithmetic is not filler
+    assert ev.filler_share("- - = * ( ) ... ...") == pytest.approx(0.25)
     assert ev.filler_share("") == 0.0
     assert ev.step_lines("2+3 = 5\n5*4 = 20\nso \\boxed{x=20}") == 2
     assert ev.step_lines("The answer is \\boxed{20}.") == 0
@@ -214,6 +216,8 @@ def test_record_hacking_flags(tokenizer):
     assert not _record(tokenizer, long_answer, answer_token_cap=500)["flags"]["reasoning_after_think"]
     padded = "<think>\n" + "and so on " * 20 + "\n</think>\n\n\\boxed{4}"
     assert _record(tokenizer, padded, method="budget_prompt", budget=64)["flags"]["padding"]
+    dots = "<think>\n" + "hmm ... ... ... " * 8 + "\n</think>\n\n\\boxed{4}"
+    assert _record(tokenizer, dots, method="budget_prompt", budget=64)["flags"]["padding"]
     cut = _record(tokenizer, "<think>\nstill thinking", finish_reason="length")
     assert cut["flags"]["unclosed_think"] and cut["truncated"] and cut["answer_tokens"] == 0
 
@@ -337,3 +341,21 @@ def test_validate_results_names_missing_keys():
         ev.validate_results({k: v for k, v in ok.items() if k != "backend"})
     with pytest.raises(ValueError, match=r"rows\[0\] is missing 'mode'"):
         ev.validate_results({**ok, "rows": [{"task": "t"}]})
+
+
+@pytest.mark.parametrize("task", ["chain", "multiply", "nested", "gsm8k"])
+def test_padding_check_never_flags_the_tasks_own_training_traces(task, tokenizer):
+    """Calibration: the traces SFT teaches (every granularity, and the first steps of each) are not junk."""
+    from thinkbudget.data import fit_trace
+    from thinkbudget.parsing import parse_completion
+    from thinkbudget.tasks import load_problems
+
+    flagged = []
+    for p in load_problems(task, "train", n=150):
+        traces = list(p.traces.values())
+        traces += [t for b in (32, 64) if (t := fit_trace(p, b, tokenizer)[1])]
+        for trace in traces:
+            parsed = parse_completion(f"<think>\n{trace}\n</think>\n\n\\boxed{{{p.answer}}}", tokenizer)
+            if ev.hack_flags(parsed, "think", answer_token_cap=64)["padding"]:
+                flagged.append(trace)
+    assert not flagged, flagged[:3]

@@ -234,7 +234,7 @@ def test_bad_split_and_n():
 
 def test_list_tasks():
     names = tasks.list_tasks()
-    assert names[:4] == ["chain", "multiply", "nested", "gsm8k"]
+    assert names[:5] == ["chain", "multiply", "nested", "synthetic", "gsm8k"]
     assert "rg/leg_counting" in names and "rg/basic_arithmetic" in names
     for name in names[:8]:
         assert tasks.validate_task_name(name) == name
@@ -391,3 +391,15 @@ def test_jsonl_errors(tmp_path):
     not_object = write_jsonl(tmp_path / "o.jsonl", ["[1, 2]"])
     with pytest.raises(ValueError, match=r"o\.jsonl:1: expected a JSON object"):
         load_problems(f"jsonl:{not_object}", "train")
+
+
+def test_synthetic_takes_the_three_families_in_turn():
+    mixed = tasks.load_problems("synthetic", "test", n=7)
+    assert [p.task for p in mixed] == ["chain", "multiply", "nested", "chain", "multiply", "nested", "chain"]
+    # the same problems, in the same order, as each family's own test split
+    for family in ("chain", "multiply", "nested"):
+        own = tasks.load_problems(family, "test", n=3)
+        assert [p.id for p in mixed if p.task == family] == [p.id for p in own][
+            : len([p for p in mixed if p.task == family])
+        ]
+    assert all(p.id in {q.id for q in tasks.load_problems("synthetic", "test", n=30)} for p in mixed)

@@ -97,8 +97,8 @@ class RunFolderArguments:
 
     def __post_init__(self) -> None:
         # bf16 unset = bf16 autocast wherever it is fast, CPUs with native bf16 included (and use_cpu on a
-        # machine without a GPU, so that --bf16 true on a CPU works): see thinkbudget.precision.
-        from thinkbudget.precision import resolve_training_precision
+        # machine without a GPU, so that --bf16 true on a CPU works): see thinkbudget.hardware.
+        from thinkbudget.hardware import resolve_training_precision
 
         self.bf16, self.use_cpu = resolve_training_precision(self.bf16, self.fp16, self.use_cpu)
         super().__post_init__()

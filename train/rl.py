@@ -111,6 +111,11 @@ def main(script_args: RLScriptArguments, training_args: ThinkGRPOConfig, model_a
 
     # 4. Train.
     timer = StepTimer()
+    callbacks = [timer]
+    if training_args.use_cpu:
+        from thinkbudget.hardware import ReleaseFreedMemory
+
+        callbacks.append(ReleaseFreedMemory.callback())  # see its docstring: RSS grew ~120 MB a step
     trainer = ThinkBudgetGRPOTrainer(
         model=model,
         reward_funcs=reward_funcs,
@@ -118,7 +123,7 @@ def main(script_args: RLScriptArguments, training_args: ThinkGRPOConfig, model_a
         train_dataset=train_dataset,
         processing_class=tokenizer,
         peft_config=peft_config,
-        callbacks=[timer],
+        callbacks=callbacks,
         budget_forcing_rollouts=script_args.budget_forcing_rollouts,
     )
     t0 = time.perf_counter()

@@ -111,6 +111,11 @@ def main(script_args: SFTScriptArguments, training_args: ThinkSFTConfig, model_a
     #    prompt), truncates to max_length and drops rows left without a supervised token.
     from trl import SFTTrainer
 
+    callbacks = []
+    if training_args.use_cpu:
+        from thinkbudget.hardware import ReleaseFreedMemory
+
+        callbacks.append(ReleaseFreedMemory.callback())  # see its docstring: RSS grew ~120 MB a step
     trainer = SFTTrainer(
         model=model,
         args=training_args,
@@ -118,6 +123,7 @@ def main(script_args: SFTScriptArguments, training_args: ThinkSFTConfig, model_a
         eval_dataset=eval_dataset,
         processing_class=tokenizer,
         peft_config=peft_config,
+        callbacks=callbacks,
     )
     if peft_config is not None:
         expose_output_head_bias(trainer.model)

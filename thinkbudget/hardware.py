@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 import logging
 from pathlib import Path
+from typing import Any
 
 logger = logging.getLogger(__name__)
 
@@ -79,3 +80,37 @@ def resolve_generation_dtype(dtype: str, on_gpu: bool) -> str:
         return "bfloat16"
     _say_once("generation in float32: this CPU has no native bf16 (avx512_bf16/amx_bf16)")
     return "float32"
+
+
+class ReleaseFreedMemory:
+    """A ``TrainerCallback`` for CPU training: hand freed heap memory back to the system every step.
+
+    On CPU every batch has its own sequence length, so the allocator sees tensors of ever new sizes;
+    glibc keeps the freed ones in its heap (its mmap threshold rises after the first large frees) and
+    the resident memory of a SmolLM2-135M SFT run grew by ~120 MB a step, to 15 GB after 80 steps, and
+    slowed the steps down. ``malloc_trim(0)`` after each step returns it (a few milliseconds).
+    """
+
+    def __init__(self) -> None:
+        import ctypes
+        import ctypes.util
+
+        name = ctypes.util.find_library("c")
+        libc = ctypes.CDLL(name) if name else None
+        self._trim = getattr(libc, "malloc_trim", None)
+
+    @classmethod
+    def callback(cls) -> Any:
+        from transformers import TrainerCallback
+
+        release = cls()
+
+        class _Callback(TrainerCallback):
+            def on_step_end(self, args, state, control, **kwargs):
+                release()
+
+        return _Callback()
+
+    def __call__(self) -> None:
+        if self._trim is not None:
+            self._trim(0)

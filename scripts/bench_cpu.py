@@ -1,0 +1,549 @@
+"""CPU speed benchmark: fp32 against the fast path (bf16), side by side, in one run.
+
+    python scripts/bench_cpu.py --output results/cpu-speed            # ~20 min on 2 cores, idle machine
+    python scripts/bench_cpu.py --model tiny-llama --quick true --output /tmp/bench   # smoke (tests)
+
+Measures, at equal settings in both precisions (fp32 = fp32 weights and math; fast = bf16 autocast
+with fp32 master weights for training, bf16 weights for generation):
+
+1. **raw training**: forward + backward + AdamW step of the model on the SFT stage's own batches
+   (the data mix's rows, tokenized as train/sft.py does, padded per batch); tokens/s = non-padding
+   tokens / seconds, first step excluded (warm-up).
+2. **SFT trainer**: TRL's ``SFTTrainer`` as train/sft.py builds it, on the same rows in the same
+   batches (no shuffling), same tokens/s definition, first step excluded. The ratio trainer / raw is
+   what the trainer loses.
+3. **GRPO step**: ``ThinkBudgetGRPOTrainer`` (the project's GRPO trainer) for a few steps; seconds
+   per step split into generation, scoring and optimisation.
+4. **evaluation generation**: the project's hf generator (refilled batches, per-sample seeds) on the
+   evaluation's thinking prompts, against a plain batched bf16 ``model.generate`` of fixed length
+   (every row generates exactly max_new_tokens, so no row idles: the machine's ceiling).
+5. **quality of bf16**: the first ``quality_steps`` steps' loss of the raw loop in both precisions
+   (same batches, same seed), and greedy evaluation answers of one checkpoint in both precisions.
+
+Writes ``<output>.json`` and ``<output>.md`` with machine, commit and command; the targets of the
+issue (SFT trainer >= 80 % of raw bf16, evaluation >= 70 % of plain bf16 generate, fast over fp32:
+SFT >= 2x, evaluation >= 3x, GRPO step >= 2.5x, loss within 2 %, greedy answers agree >= 95 %) are
+reported as reached or not.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from a checkout
+
+from thinkbudget import cli, models  # noqa: E402
+
+logger = logging.getLogger("bench_cpu")
+
+
+@dataclass
+class BenchArguments:
+    model: str = field(default=models.DEFAULT_MODEL, metadata={"help": "Model alias, hub id or path."})
+    checkpoint: str | None = field(
+        default=None,
+        metadata={"help": "Checkpoint for the greedy-agreement check and the eval prompts (default: model)."},
+    )
+    batch_rows: int = field(default=16, metadata={"help": "Training rows per step (rows)."})
+    train_steps: int = field(default=8, metadata={"help": "Timed training steps per side (steps)."})
+    quality_steps: int = field(default=50, metadata={"help": "Steps of the bf16/fp32 loss comparison."})
+    quality_batch_rows: int = field(default=8, metadata={"help": "Rows per step of the loss comparison."})
+    grpo_steps: int = field(default=2, metadata={"help": "Timed GRPO steps per side (steps)."})
+    grpo_prompts: int = field(default=4, metadata={"help": "Prompts per GRPO step (x num_generations)."})
+    grpo_generations: int = field(default=8, metadata={"help": "Completions per prompt (count)."})
+    grpo_max_completion: int = field(default=128, metadata={"help": "GRPO completion limit (tokens)."})
+    eval_prompts: int = field(default=128, metadata={"help": "Evaluation prompts (count)."})
+    eval_batch: int = field(default=64, metadata={"help": "Generation batch rows (rows)."})
+    eval_max_new_tokens: int = field(default=192, metadata={"help": "Generation limit (tokens)."})
+    agreement_problems: int = field(default=100, metadata={"help": "Problems of the greedy check."})
+    quick: bool = field(default=False, metadata={"help": "Tiny sizes for a smoke run (true/false)."})
+    seed: int = field(default=0, metadata={"help": "Random seed."})
+    output: str = field(default="results/cpu-speed", metadata={"help": "Output path without extension."})
+
+    def __post_init__(self) -> None:
+        if self.quick:
+            self.batch_rows, self.train_steps, self.quality_steps, self.quality_batch_rows = 4, 3, 3, 2
+            self.grpo_steps, self.grpo_prompts, self.grpo_generations, self.grpo_max_completion = 1, 2, 2, 16
+            self.eval_prompts, self.eval_batch, self.eval_max_new_tokens, self.agreement_problems = (
+                8,
+                4,
+                16,
+                4,
+            )
+
+
+PRECISIONS = ("fp32", "bf16")
+
+
+def autocast(precision: str):
+    import torch
+
+    return torch.autocast("cpu", dtype=torch.bfloat16) if precision == "bf16" else contextlib.nullcontext()
+
+
+# ------------------------------------------------------------------------------------------------
+# Training batches: the SFT stage's rows, tokenized exactly as train/sft.py does
+# ------------------------------------------------------------------------------------------------
+def sft_rows(args: BenchArguments, tokenizer: Any, n: int):
+    from thinkbudget.data import DataMixArguments, build_sft_dataset
+    from thinkbudget.sft import END_OF_TURN, tokenize_dataset
+
+    per_task = max(2, math.ceil(n / 3 / 0.9))
+    mix = DataMixArguments(
+        tasks=["chain", "multiply", "nested"],
+        num_train_problems=per_task,
+        num_test_problems=0,
+        budgets=[32, 64, 128],
+        think_budget_ratio=0.6,
+        think_free_ratio=0.15,
+        no_think_ratio=0.25,
+    )
+    rows = build_sft_dataset(mix, tokenizer).shuffle(seed=args.seed).select(range(n))
+    return tokenize_dataset(rows, tokenizer, END_OF_TURN)
+
+
+def padded_batches(dataset: Any, batch_rows: int, pad_id: int) -> list[dict[str, Any]]:
+    """Consecutive batches, right-padded to the batch's longest row, labels -100 outside the completion."""
+    import torch
+
+    out = []
+    for lo in range(0, len(dataset) - batch_rows + 1, batch_rows):
+        rows = dataset[lo : lo + batch_rows]
+        width = max(len(x) for x in rows["input_ids"])
+        ids, mask, labels = [], [], []
+        for x, c in zip(rows["input_ids"], rows["completion_mask"]):
+            pad = width - len(x)
+            ids.append(x + [pad_id] * pad)
+            mask.append([1] * len(x) + [0] * pad)
+            labels.append([t if m else -100 for t, m in zip(x, c)] + [-100] * pad)
+        out.append(
+            {
+                "input_ids": torch.tensor(ids),
+                "attention_mask": torch.tensor(mask),
+                "labels": torch.tensor(labels),
+            }
+        )
+    return out
+
+
+def raw_training(model_path: str, batches: list[dict[str, Any]], precision: str, seed: int) -> dict[str, Any]:
+    """Plain forward + backward + AdamW on ``batches``: tokens/s (non-padding, first step excluded)
+    and the loss of every step."""
+    import torch
+    from transformers import set_seed
+
+    set_seed(seed)
+    model, _ = models.load_model_and_tokenizer(model_path, dtype="float32")
+    model.train()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    losses, seconds, tokens = [], 0.0, 0
+    for k, batch in enumerate(batches):
+        t0 = time.perf_counter()
+        with autocast(precision):
+            loss = model(**batch).loss
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        dt = time.perf_counter() - t0
+        losses.append(float(loss))
+        if k > 0:
+            seconds += dt
+            tokens += int(batch["attention_mask"].sum())
+    return {"tokens_per_s": tokens / seconds if seconds else None, "seconds": seconds, "losses": losses}
+
+
+def sft_trainer(
+    model_path: str, dataset: Any, args: BenchArguments, precision: str, out: Path
+) -> dict[str, Any]:
+    """The project's SFT trainer (TRL SFTTrainer with ThinkSFTConfig) on ``dataset`` without shuffling."""
+    from transformers import TrainerCallback
+    from trl import SFTTrainer
+
+    from thinkbudget.sft import ThinkSFTConfig
+
+    class Timer(TrainerCallback):
+        def __init__(self):
+            self.t0, self.seconds, self.steps, self.tokens_at = None, 0.0, 0, []
+
+        def on_step_begin(self, a, state, control, **kw):
+            self.t0 = time.perf_counter()
+            self.tokens_at.append(state.num_input_tokens_seen)
+
+        def on_step_end(self, a, state, control, **kw):
+            if state.global_step > 1:  # the first step is warm-up
+                self.seconds += time.perf_counter() - self.t0
+                self.steps += 1
+            self.tokens_at.append(state.num_input_tokens_seen)
+
+    config = ThinkSFTConfig(
+        output_dir=str(out),
+        overwrite_output_dir=True,
+        max_steps=args.train_steps,
+        per_device_train_batch_size=args.batch_rows,
+        gradient_accumulation_steps=1,
+        learning_rate=1e-4,
+        bf16=precision == "bf16",
+        use_cpu=True,
+        save_strategy="no",
+        report_to="none",
+        logging_steps=1,
+        train_sampling_strategy="sequential",
+        dataloader_num_workers=0,
+        seed=args.seed,
+    )
+    model, tokenizer = models.load_model_and_tokenizer(model_path, dtype="float32")
+    timer = Timer()
+    trainer = SFTTrainer(
+        model=model, args=config, train_dataset=dataset, processing_class=tokenizer, callbacks=[timer]
+    )
+    trainer.train()
+    # tokens of the timed steps: num_input_tokens_seen counts non-padding tokens ("non_padding")
+    seen = trainer.state.num_input_tokens_seen
+    first = timer.tokens_at[2] if len(timer.tokens_at) > 2 else 0
+    return {
+        "tokens_per_s": (seen - first) / timer.seconds if timer.seconds else None,
+        "seconds": timer.seconds,
+        "steps_timed": timer.steps,
+    }
+
+
+def grpo_steps(model_path: str, args: BenchArguments, precision: str, out: Path) -> dict[str, Any]:
+    """A few GRPO steps of the project's trainer; seconds per step split by phase."""
+    from thinkbudget.data import DataMixArguments, build_rl_dataset
+    from thinkbudget.rewards import RewardParams, get_reward_funcs
+    from thinkbudget.rl import StepTimer, ThinkBudgetGRPOTrainer, ThinkGRPOConfig
+
+    model, tokenizer = models.load_model_and_tokenizer(model_path, dtype="float32")
+    tokenizer.padding_side = "left"
+    mix = DataMixArguments(
+        tasks=["chain", "multiply", "nested"],
+        num_train_problems=20,
+        num_test_problems=0,
+        budgets=[32, 64],
+        think_budget_ratio=0.8,
+        think_free_ratio=0.0,
+        no_think_ratio=0.2,
+    )
+    dataset = build_rl_dataset(mix, tokenizer)
+    per_step = args.grpo_prompts * args.grpo_generations
+    config = ThinkGRPOConfig(
+        output_dir=str(out),
+        overwrite_output_dir=True,
+        max_steps=args.grpo_steps + 1,
+        per_device_train_batch_size=per_step,
+        gradient_accumulation_steps=1,
+        num_generations=args.grpo_generations,
+        max_completion_length=args.grpo_max_completion,
+        learning_rate=1e-6,
+        bf16=precision == "bf16",
+        use_cpu=True,
+        save_strategy="no",
+        report_to="none",
+        logging_steps=1,
+        seed=args.seed,
+        temperature=0.8,
+    )
+    names = ["correctness", "soft_overlong", "format", "mode_compliance"]
+    timer = StepTimer()
+    trainer = ThinkBudgetGRPOTrainer(
+        model=model,
+        reward_funcs=get_reward_funcs(names, tokenizer, RewardParams(answer_cap=32)),
+        args=config,
+        train_dataset=dataset,
+        processing_class=tokenizer,
+        callbacks=[timer],
+    )
+    step_s: list[float] = []
+
+    class PerStep(StepTimer):
+        def on_step_end(self, a, state, control, **kw):
+            t = self._t0
+            super().on_step_end(a, state, control, **kw)
+            if t is not None:
+                step_s.append(time.perf_counter() - t)
+
+    trainer.add_callback(PerStep())
+    marks: list[dict[str, float]] = []
+    orig = trainer.training_step
+
+    def training_step(*a, **kw):
+        marks.append(dict(trainer.run_totals))
+        return orig(*a, **kw)
+
+    trainer.training_step = training_step
+    trainer.train()
+    # Timed = every step but the first (warm-up): differences of the run totals.
+    first, last = marks[1] if len(marks) > 1 else marks[0], dict(trainer.run_totals)
+    steps = max(1, len(step_s) - 1)
+    step_total = sum(step_s[1:]) if len(step_s) > 1 else sum(step_s)
+    gen = last["generation_s"] - first["generation_s"]
+    score = last["scoring_s"] - first["scoring_s"]
+    return {
+        "step_s": step_total / steps,
+        "generation_s": gen / steps,
+        "scoring_s": score / steps,
+        "optimisation_s": max(0.0, step_total - gen - score) / steps,
+        "generated_tokens_per_step": (last["generated_tokens"] - first["generated_tokens"]) / steps,
+        "completions_per_step": per_step,
+        "steps_timed": steps,
+    }
+
+
+def eval_prompts(tokenizer: Any, n: int) -> list[Any]:
+    from thinkbudget.protocol import build_messages, render_prompt
+    from thinkbudget.tasks import load_problems
+
+    problems = load_problems("synthetic", "test", n)
+    return problems, [
+        tokenizer(render_prompt(tokenizer, build_messages(p.question)), add_special_tokens=False)["input_ids"]
+        for p in problems
+    ]
+
+
+def eval_generation(
+    model_path: str, args: BenchArguments, precision: str, greedy: bool = False
+) -> dict[str, Any]:
+    """The project's hf generator on the evaluation's thinking prompts."""
+    import torch
+
+    from thinkbudget.generation import GenerationRequest, HFGenerator, SamplingSettings, sample_seed
+
+    model, tokenizer = models.load_model_and_tokenizer(
+        model_path, dtype="bfloat16" if precision == "bf16" else "float32"
+    )
+    model.eval()
+    n = args.agreement_problems if greedy else args.eval_prompts
+    problems, prompts = eval_prompts(tokenizer, n)
+    sampling = SamplingSettings(args.eval_max_new_tokens, 0.0 if greedy else 0.6, 0.95, 20, args.seed)
+    gen = HFGenerator(tokenizer, sampling, model=model, batch_rows=args.eval_batch)
+    reqs = [GenerationRequest(p, seed=sample_seed(args.seed, str(i))) for i, p in enumerate(prompts)]
+    gen.generate(reqs[: min(4, len(reqs))])  # warm-up
+    t0 = time.perf_counter()
+    results = gen.generate(reqs)
+    seconds = time.perf_counter() - t0
+    tokens = sum(len(r.token_ids) for r in results)
+    out = {"tokens_per_s": tokens / seconds, "seconds": seconds, "tokens": tokens, "rows": len(reqs)}
+    if greedy:
+        from thinkbudget.parsing import parse_completion
+        from thinkbudget.scoring import extract_boxed
+
+        out["answers"] = [extract_boxed(parse_completion(r.token_ids, tokenizer).answer) for r in results]
+        out["token_ids"] = [r.token_ids for r in results]
+        out["gold"] = [p.answer for p in problems]
+    del model
+    torch.cuda.empty_cache() if torch.cuda.is_available() else None
+    return out
+
+
+def plain_generate(model_path: str, args: BenchArguments) -> dict[str, Any]:
+    """Plain batched bf16 ``model.generate``, every row exactly max_new_tokens long (the ceiling)."""
+    import torch
+
+    model, tokenizer = models.load_model_and_tokenizer(model_path, dtype="bfloat16")
+    model.eval()
+    tokenizer.padding_side = "left"
+    _, prompts = eval_prompts(tokenizer, args.eval_prompts)
+    new = args.eval_max_new_tokens
+    tokens, seconds = 0, 0.0
+    for k, lo in enumerate(range(0, len(prompts), args.eval_batch)):
+        chunk = prompts[lo : lo + args.eval_batch]
+        width = max(len(p) for p in chunk)
+        ids = torch.tensor([[tokenizer.pad_token_id] * (width - len(p)) + p for p in chunk])
+        mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in chunk])
+        t0 = time.perf_counter()
+        with torch.inference_mode():
+            model.generate(
+                input_ids=ids,
+                attention_mask=mask,
+                max_new_tokens=new,
+                min_new_tokens=new,
+                do_sample=True,
+                temperature=0.6,
+                top_p=0.95,
+                top_k=20,
+                pad_token_id=tokenizer.pad_token_id,
+            )
+        if k > 0 or len(prompts) <= args.eval_batch:
+            seconds += time.perf_counter() - t0
+            tokens += len(chunk) * new
+    return {"tokens_per_s": tokens / seconds, "seconds": seconds, "tokens": tokens}
+
+
+def verdict(value: float | None, target: float) -> str:
+    if value is None:
+        return "not measured"
+    return "reached" if value >= target else "NOT reached"
+
+
+def main(args: BenchArguments) -> dict[str, Any]:
+    import tempfile
+
+    import torch
+
+    from thinkbudget.hardware import cpu_has_native_bf16
+
+    torch.manual_seed(args.seed)
+    model_path = models.resolve_model_path(args.model)
+    checkpoint = models.resolve_model_path(args.checkpoint) if args.checkpoint else model_path
+    tokenizer = models.load_tokenizer(model_path)
+    n_rows = args.batch_rows * (args.train_steps + 1)
+    dataset = sft_rows(args, tokenizer, max(n_rows, args.quality_batch_rows * args.quality_steps))
+    train_batches = padded_batches(dataset.select(range(n_rows)), args.batch_rows, tokenizer.pad_token_id)
+    quality_batches = padded_batches(
+        dataset.select(range(args.quality_batch_rows * args.quality_steps)),
+        args.quality_batch_rows,
+        tokenizer.pad_token_id,
+    )
+    report: dict[str, Any] = {
+        "model": args.model,
+        "checkpoint": args.checkpoint,
+        "device": cli.device_description(),
+        "cpu_native_bf16": cpu_has_native_bf16(),
+        "torch_threads": torch.get_num_threads(),
+        "commit": cli.git_commit(),
+        "command": cli.command_line(),
+        "settings": asdict(args),
+        "mean_row_tokens": sum(len(x) for x in dataset["input_ids"]) / len(dataset),
+    }
+    tmp = Path(tempfile.mkdtemp(prefix="bench_cpu_"))
+    for precision in PRECISIONS:
+        logger.info("[%s] raw training", precision)
+        report[f"raw_train_{precision}"] = raw_training(model_path, train_batches, precision, args.seed)
+        logger.info("[%s] SFT trainer", precision)
+        report[f"sft_trainer_{precision}"] = sft_trainer(
+            model_path, dataset.select(range(n_rows)), args, precision, tmp / f"sft-{precision}"
+        )
+        logger.info("[%s] GRPO steps", precision)
+        report[f"grpo_{precision}"] = grpo_steps(checkpoint, args, precision, tmp / f"grpo-{precision}")
+        logger.info("[%s] evaluation generation", precision)
+        report[f"eval_{precision}"] = eval_generation(checkpoint, args, precision)
+        logger.info("[%s] quality: loss of the first %d steps", precision, args.quality_steps)
+        report[f"quality_loss_{precision}"] = raw_training(model_path, quality_batches, precision, args.seed)[
+            "losses"
+        ]
+        report[f"greedy_{precision}"] = eval_generation(checkpoint, args, precision, greedy=True)
+    logger.info("plain bf16 generate")
+    report["plain_generate_bf16"] = plain_generate(checkpoint, args)
+
+    r = report
+    lf, lb = r["quality_loss_fp32"], r["quality_loss_bf16"]
+    rel = [abs(b - f) / abs(f) for f, b in zip(lf, lb) if f]
+    ga, gb = r["greedy_fp32"], r["greedy_bf16"]
+    agree = sum(a == b for a, b in zip(ga["answers"], gb["answers"])) / len(ga["answers"])
+    identical = sum(a == b for a, b in zip(ga["token_ids"], gb["token_ids"])) / len(ga["token_ids"])
+    for g in (ga, gb):
+        g["accuracy"] = sum(
+            a is not None and str(a).strip() == str(gold) for a, gold in zip(g["answers"], g["gold"])
+        ) / len(g["answers"])
+        del g["token_ids"]
+    figures = {
+        "sft_trainer_over_raw_bf16": r["sft_trainer_bf16"]["tokens_per_s"]
+        / r["raw_train_bf16"]["tokens_per_s"],
+        "eval_over_plain_generate_bf16": r["eval_bf16"]["tokens_per_s"]
+        / r["plain_generate_bf16"]["tokens_per_s"],
+        "sft_bf16_over_fp32": r["sft_trainer_bf16"]["tokens_per_s"] / r["sft_trainer_fp32"]["tokens_per_s"],
+        "eval_bf16_over_fp32": r["eval_bf16"]["tokens_per_s"] / r["eval_fp32"]["tokens_per_s"],
+        "grpo_step_bf16_over_fp32": r["grpo_fp32"]["step_s"] / r["grpo_bf16"]["step_s"],
+        "raw_train_bf16_over_fp32": r["raw_train_bf16"]["tokens_per_s"] / r["raw_train_fp32"]["tokens_per_s"],
+        "loss_mean_relative_difference": sum(rel) / len(rel),
+        "loss_max_relative_difference": max(rel),
+        "loss_mean_over_steps_relative_difference": abs(sum(lb) - sum(lf)) / abs(sum(lf)),
+        "greedy_answer_agreement": agree,
+        "greedy_identical_completions": identical,
+    }
+    targets = [
+        ("SFT trainer tokens/s >= 80 % of raw bf16 fwd+bwd", figures["sft_trainer_over_raw_bf16"], 0.8),
+        ("evaluation tokens/s >= 70 % of plain bf16 generate", figures["eval_over_plain_generate_bf16"], 0.7),
+        ("SFT trainer bf16 >= 2x fp32", figures["sft_bf16_over_fp32"], 2.0),
+        ("evaluation generation bf16 >= 3x fp32", figures["eval_bf16_over_fp32"], 3.0),
+        ("GRPO step bf16 >= 2.5x fp32", figures["grpo_step_bf16_over_fp32"], 2.5),
+        ("greedy answers agree on >= 95 % of problems", agree, 0.95),
+    ]
+    report["figures"] = figures
+    report["targets"] = [{"target": t, "value": v, "verdict": verdict(v, x)} for t, v, x in targets]
+    loss_ok = figures["loss_mean_relative_difference"] <= 0.02
+    report["targets"].append(
+        {
+            "target": "first SFT steps' loss within 2 % of fp32 (mean per-step relative difference)",
+            "value": figures["loss_mean_relative_difference"],
+            "verdict": "reached" if loss_ok else "NOT reached",
+        }
+    )
+    out = Path(args.output)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    cli.write_json_atomic(out.with_suffix(".json"), report)
+    out.with_suffix(".md").write_text(markdown(report))
+    logger.info("wrote %s.json and %s.md", out, out)
+    return report
+
+
+def markdown(r: dict[str, Any]) -> str:
+    def f(x, d=1):
+        return "–" if x is None else f"{x:,.{d}f}"
+
+    lines = [
+        "# CPU speed: fp32 against the fast path (bf16)",
+        "",
+        f"Machine: {r['device']}; native bf16: {r['cpu_native_bf16']}; torch threads: {r['torch_threads']}.",
+        f"Commit `{r['commit']}`. Command: `{r['command']}`. Model `{r['model']}`"
+        + (f", checkpoint `{r['checkpoint']}`" if r["checkpoint"] else "")
+        + ".",
+        f"Mean training row: {r['mean_row_tokens']:.0f} tokens; "
+        f"{r['settings']['batch_rows']} rows a step; first step of each timing excluded.",
+        "",
+        "| measurement | fp32 | fast path (bf16) | fast / fp32 |",
+        "|---|---:|---:|---:|",
+    ]
+    for name, key, unit in (
+        ("raw forward+backward+AdamW", "raw_train", "tokens_per_s"),
+        ("SFT trainer (TRL SFTTrainer, project config)", "sft_trainer", "tokens_per_s"),
+        ("evaluation generation (hf backend, refilled batches)", "eval", "tokens_per_s"),
+    ):
+        a, b = r[f"{key}_fp32"][unit], r[f"{key}_bf16"][unit]
+        lines.append(f"| {name}, tokens/s | {f(a)} | {f(b)} | {b / a:.2f}x |")
+    g32, g16 = r["grpo_fp32"], r["grpo_bf16"]
+    for part in ("step_s", "generation_s", "scoring_s", "optimisation_s"):
+        lines.append(
+            f"| GRPO {part.replace('_s', '')}, seconds per step | {f(g32[part], 2)} | {f(g16[part], 2)} | "
+            f"{(g32[part] / g16[part]) if g16[part] else float('nan'):.2f}x |"
+        )
+    lines += [
+        f"| plain bf16 `model.generate`, fixed length, tokens/s | – | {f(r['plain_generate_bf16']['tokens_per_s'])} | – |",
+        "",
+        f"GRPO: {g16['completions_per_step']} completions a step ({g16['generated_tokens_per_step']:.0f} generated "
+        "tokens a step in bf16); rollouts in bf16 come from a bf16 copy of the policy.",
+        "",
+        "## Targets",
+        "",
+        "| target | value | verdict |",
+        "|---|---:|---|",
+    ]
+    for t in r["targets"]:
+        lines.append(f"| {t['target']} | {t['value']:.3f} | {t['verdict']} |")
+    fg = r["figures"]
+    lines += [
+        "",
+        f"Loss of the first {len(r['quality_loss_fp32'])} steps (same batches and seed): mean per-step relative "
+        f"difference {100 * fg['loss_mean_relative_difference']:.2f} %, max {100 * fg['loss_max_relative_difference']:.2f} %, "
+        f"difference of the mean loss {100 * fg['loss_mean_over_steps_relative_difference']:.2f} %.",
+        f"Greedy evaluation ({len(r['greedy_fp32']['answers'])} problems): boxed answers agree on "
+        f"{100 * fg['greedy_answer_agreement']:.0f} %, identical completions {100 * fg['greedy_identical_completions']:.0f} %; "
+        f"accuracy fp32 {100 * r['greedy_fp32']['accuracy']:.0f} %, bf16 {100 * r['greedy_bf16']['accuracy']:.0f} %.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    cli.setup_logging()
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    (bench_args,) = cli.parse_config([BenchArguments])
+    main(bench_args)
