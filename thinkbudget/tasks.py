@@ -78,15 +78,22 @@ def rg_dataset_names() -> list[str]:
 
 
 def list_tasks() -> list[str]:
-    """Every valid task name (``jsonl:<path>`` specs are accepted too but not listed)."""
-    return [*SYNTHETIC_TASKS, GSM8K_TASK, *(RG_PREFIX + n for n in rg_dataset_names())]
+    """Every valid task name (``jsonl:<path>`` specs are accepted too but not listed; reasoning-gym
+    families whose scorer evaluates answers as code are left out)."""
+    from thinkbudget.scoring import unsafe_rg_family
+
+    rg = [RG_PREFIX + n for n in rg_dataset_names() if not unsafe_rg_family(n)]
+    return [*SYNTHETIC_TASKS, GSM8K_TASK, *rg]
 
 
 def describe_valid_tasks() -> str:
     """A one-paragraph list of valid task names for error messages."""
+    from thinkbudget.scoring import unsafe_rg_family
+
+    safe = [n for n in rg_dataset_names() if not unsafe_rg_family(n)]
     return (
         f"{', '.join(SYNTHETIC_TASKS)}, {GSM8K_TASK}, {RG_PREFIX}<name> for any of: "
-        f"{', '.join(rg_dataset_names())}; or {JSONL_PREFIX}<path>[?question=..&answer=..&reasoning=..&test=..]"
+        f"{', '.join(safe)}; or {JSONL_PREFIX}<path>[?question=..&answer=..&reasoning=..&test=..]"
     )
 
 
@@ -96,6 +103,14 @@ def validate_task_name(task: str) -> str:
     if task in SYNTHETIC_TASKS or task == GSM8K_TASK:
         return task
     if task.startswith(RG_PREFIX) and task[len(RG_PREFIX) :] in rg_dataset_names():
+        from thinkbudget.scoring import UNSAFE_RG_FAMILIES, unsafe_rg_family
+
+        if unsafe_rg_family(task[len(RG_PREFIX) :]):
+            raise ValueError(
+                f"task {task!r} is refused: its reasoning-gym scorer runs the model's answer through Python's "
+                f"eval() (or sympy's parse_expr), so a completion could execute code while being scored. "
+                f"Refused families: {', '.join(UNSAFE_RG_FAMILIES)}, composite"
+            )
         return task
     if task.startswith(JSONL_PREFIX):
         JsonlTaskSpec.parse(task).check()
