@@ -58,7 +58,14 @@ from typing import Any
 import numpy as np
 
 from thinkbudget.parsing import ParsedCompletion, parse_completion
-from thinkbudget.protocol import EMPTY_THINK_BLOCK, THINK_OPEN, build_messages, render_prompt, validate_budget
+from thinkbudget.protocol import (
+    EMPTY_THINK_BLOCK,
+    THINK_OPEN,
+    build_messages,
+    encode_prompt,
+    render_prompt,
+    validate_budget,
+)
 from thinkbudget.scoring import extract_final_answer, is_correct
 
 logger = logging.getLogger(__name__)
@@ -241,8 +248,9 @@ def build_prompt(
         text, prefill = text[: -len(EMPTY_THINK_BLOCK)], EMPTY_THINK_BLOCK
     elif condition.mode == "think" and prefill_think:
         prefill = THINK_OPEN
-    # Prompt and pre-fill are tokenized apart so the pre-filled ids are exactly those of the completion.
-    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    # Prompt and pre-fill are tokenized apart so the pre-filled ids are exactly those of the completion;
+    # the prompt by the one rule of every stage (encode_prompt: the tokenizer's own BOS, as in SFT and GRPO).
+    ids = encode_prompt(tokenizer, text)
     prefill_ids = tokenizer(prefill, add_special_tokens=False)["input_ids"] if prefill else []
     force = condition.budget if m == "budget_forcing" else None
     return Prompt(text + prefill, ids + prefill_ids, prefill, prefill_ids, force)

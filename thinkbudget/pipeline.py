@@ -667,7 +667,7 @@ def demo_answers(
     import torch
 
     from thinkbudget.parsing import parse_completion
-    from thinkbudget.protocol import build_messages, render_prompt, validate_budget
+    from thinkbudget.protocol import build_messages, encode_prompt, render_prompt, validate_budget
     from thinkbudget.scoring import is_correct
 
     budget = validate_budget(budget, field="budget")
@@ -681,7 +681,8 @@ def demo_answers(
     results = []
     for setting, enable, setting_budget in settings:
         prompt = render_prompt(tokenizer, messages, enable_thinking=enable, thinking_budget=setting_budget)
-        inputs = tokenizer(prompt, return_tensors="pt", add_special_tokens=False).to(device)
+        prompt_ids = torch.tensor([encode_prompt(tokenizer, prompt)], device=device)
+        inputs = {"input_ids": prompt_ids, "attention_mask": torch.ones_like(prompt_ids)}
         with torch.no_grad():
             out = model.generate(
                 **inputs,

@@ -162,6 +162,19 @@ def render_prompt(
     )
 
 
+def encode_prompt(tokenizer: Any, text: str) -> list[int]:
+    """Token ids of a rendered prompt: **the one rule** for every stage (SFT, GRPO, evaluation, demo).
+
+    The chat template never writes a BOS token, so the prompt is tokenized with the tokenizer's own
+    special tokens (``tokenizer(text)``: a BOS where the tokenizer adds one), exactly as TRL's
+    GRPOTrainer tokenizes string prompts. A text that already starts with the BOS token (a template
+    that writes it) gets no second one. Continuations (a completion, a pre-fill) are tokenized without
+    special tokens."""
+    bos = getattr(tokenizer, "bos_token", None)
+    add = not (bos and text.startswith(bos))
+    return list(tokenizer(text, add_special_tokens=add)["input_ids"])
+
+
 def format_response(thinking: str | None, answer: str) -> str:
     """A training target in the protocol's format. ``thinking=None`` means thinking off, which still
     keeps the empty think block (Qwen3: no-think targets keep an empty block)."""
