@@ -7,8 +7,9 @@ Every source yields :class:`Problem` objects through one entry point, :func:`loa
   step) and ``"condensed"`` (fewer, bigger steps); answer-only is the third granularity and is
   represented by *no* thinking at all. The same problem therefore has traces of different token
   lengths, which is what lets the SFT mix fit a trace under a token budget.
-- ``gsm8k``: grade-school math from local JSONL files (``$THINKBUDGET_GSM8K_DIR``, default
-  ``<repo>/../shared/data/gsm8k``), or the hub dataset ``openai/gsm8k`` only when those are missing.
+- ``gsm8k``: grade-school math from the JSONL files shipped in the repository (``data/gsm8k/``, MIT
+  licence; ``$THINKBUDGET_GSM8K_DIR`` points elsewhere), or the hub dataset ``openai/gsm8k`` only
+  when those are missing.
   The worked solution (calculator annotations ``<<48/2=24>>`` removed) is the full trace; the
   annotated equations alone are the condensed trace; gold is the number after ``####``.
 - ``rg/<name>``: any reasoning-gym dataset (offline generators). No traces; ``meta`` is the entry's
@@ -312,9 +313,13 @@ def _load_synthetic(task: str, split: str, n: int, seed: int) -> list[Problem]:
 _ANNOTATION = re.compile(r"<<([^<>]*)>>")
 
 
+GSM8K_SHIPPED_DIR = _REPO_ROOT / "data" / "gsm8k"
+
+
 def gsm8k_dir() -> Path:
-    """Folder of the local GSM8K JSONL files (``$THINKBUDGET_GSM8K_DIR`` or ``<repo>/../shared/data/gsm8k``)."""
-    return Path(os.environ.get("THINKBUDGET_GSM8K_DIR", _REPO_ROOT.parent / "shared" / "data" / "gsm8k"))
+    """Folder of the GSM8K JSONL files: ``$THINKBUDGET_GSM8K_DIR``, else the copy shipped in the
+    repository (``data/gsm8k/``)."""
+    return Path(os.environ.get("THINKBUDGET_GSM8K_DIR") or GSM8K_SHIPPED_DIR)
 
 
 def parse_gsm8k_solution(solution: str) -> tuple[str, str, str]:
