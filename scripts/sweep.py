@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from rich.console import Console  # noqa: E402
 
-from thinkbudget.cli import REPO_ROOT, complete_checkpoints  # noqa: E402
+from thinkbudget.cli import REPO_ROOT, check_creatable, complete_checkpoints  # noqa: E402
 from thinkbudget.pipeline import StageFailed, run_logged, shell_join  # noqa: E402
 from thinkbudget.sweep import (  # noqa: E402
     check_reuse,
@@ -133,6 +133,7 @@ def main(args: argparse.Namespace) -> int:
             print(sbatch_script(spec, todo or runs, args.sweep))
         print(f"# report: {report_dir / 'pareto.png'}, {report_dir / 'pareto.md'}")
         return 0
+    check_creatable(spec.root, what="output_root")  # an unwritable folder fails now, with its name
     if args.launcher == "slurm" and not args.report_only:
         submit_slurm(spec, runs, args.sweep, submit=not args.no_submit)
         return 0
