@@ -585,7 +585,17 @@ def load_results(path: str | os.PathLike) -> dict[str, Any]:
         path = path / "results.json"
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist (not an evaluation folder?)")
-    results = json.loads(path.read_text())
+    try:
+        results = json.loads(path.read_text())
+    except ValueError as e:
+        raise ValueError(f"{path}: not valid JSON ({e})") from None
+    if not isinstance(results, dict):
+        raise ValueError(f"{path}: not a results object")
+    if results.get("complete") is False or "rows" not in results:
+        raise ValueError(
+            f"{path}: the evaluation is not complete (killed or failed?); run eval/evaluate.py again with the "
+            "same --output to finish it"
+        )
     validate_results(results, str(path))
     return results
 
