@@ -213,6 +213,13 @@ def check_creatable(path: str | os.PathLike, *, what: str) -> None:
         raise SystemExit(f"{what} {path}: {probe} is a file, so the folder cannot be created")
     if not os.access(probe, os.W_OK | os.X_OK):
         raise SystemExit(f"{what} {path}: cannot write into {probe} (permission denied)")
+    import tempfile
+
+    try:  # permissions can lie (root, read-only mounts, /proc): try it, and leave nothing behind
+        with tempfile.TemporaryDirectory(dir=probe, prefix=".thinkbudget-probe-"):
+            pass
+    except OSError as e:
+        raise SystemExit(f"{what} {path}: cannot create a folder in {probe} ({e.strerror or e})") from None
 
 
 def make_dir(path: str | os.PathLike, *, what: str) -> Path:
