@@ -21,6 +21,10 @@ from pathlib import Path
 from statistics import mean
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from a checkout
+if __name__ == "__main__":
+    from thinkbudget.cli import die_with_parent as _die_with_parent
+
+    _die_with_parent()  # before the slow imports (see thinkbudget.cli.die_with_parent)
 
 from thinkbudget.cli import (  # noqa: E402
     check_creatable,

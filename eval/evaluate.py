@@ -25,6 +25,10 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from a checkout
+if __name__ == "__main__":
+    from thinkbudget.cli import die_with_parent as _die_with_parent
+
+    _die_with_parent()  # before the slow imports (see thinkbudget.cli.die_with_parent)
 
 from thinkbudget import cli, evaluation, generation, models, tasks  # noqa: E402
 

@@ -28,6 +28,9 @@ from pathlib import Path
 
 if __name__ == "__main__":  # `python train/rl.py` / `accelerate launch train/rl.py` from any folder
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from thinkbudget.cli import die_with_parent as _die_with_parent
+
+    _die_with_parent()  # before the slow imports: a stage whose pipeline is gone must not start training
 
 from thinkbudget.cli import (
     check_output_dir,
