@@ -387,7 +387,9 @@ def test_sbatch_of_a_single_node_run(tmp_path):
     )
     text = sbatch_script(spec, plan_runs(spec)[:1], "configs/sweeps/x.yaml")
     assert "#SBATCH --array=0-0\n" in text
-    assert 'accelerate launch --config_file configs/accelerate/ddp.yaml --num_machines "$SLURM_NNODES"' in text
+    assert (
+        'accelerate launch --config_file configs/accelerate/ddp.yaml --num_machines "$SLURM_NNODES"' in text
+    )
 
 
 # ---------------------------------------------------------------------------------------------
