@@ -31,9 +31,14 @@ if __name__ == "__main__":
     _die_with_parent()  # before the slow imports (see thinkbudget.cli.die_with_parent)
 
 from thinkbudget import cli, evaluation, generation, models, tasks  # noqa: E402
+from thinkbudget.precision import resolve_generation_dtype  # noqa: E402
 
 logger = logging.getLogger("evaluate")
 OUTPUT_FILES = ("results.json", "samples.jsonl", "summary.md", "accuracy_vs_tokens.png")
+# hf generation keeps --batch_size rows in flight and refills finished ones from the requests it was
+# handed; it is handed this many batches at a time (also the unit written to samples.jsonl).
+HF_REFILL_CHUNKS = 4
+
 # Settings that change what a sample is: resuming with different ones would mix two evaluations.
 FINGERPRINT_FIELDS = (
     "system_prompt",
@@ -128,7 +133,10 @@ class EvalArguments:
     )
     dtype: str = field(
         default="auto",
-        metadata={"help": "Model dtype: auto (bfloat16 on GPU, float32 on CPU) or a torch dtype."},
+        metadata={
+            "help": "Weights dtype for generation: auto (bfloat16 on a GPU or a CPU with native bf16, "
+            "else float32), bfloat16, float16 or float32."
+        },
     )
     hf_cache_implementation: str | None = field(
         default=None,
@@ -389,7 +397,7 @@ def generate_pending(
     set_seed(args.seed)
     gpu = torch.cuda.is_available()
     model = None
-    dtype = args.dtype if args.dtype != "auto" else ("bfloat16" if gpu else "float32")
+    dtype = resolve_generation_dtype(args.dtype, on_gpu=gpu)
     if plan.backend != "vllm":  # vLLM loads the checkpoint itself
         model, _ = models.load_model_and_tokenizer(
             model_path, dtype=dtype, device_map="cuda" if gpu else None
@@ -403,12 +411,15 @@ def generate_pending(
         model_path=model_path,
         cache_implementation=args.hf_cache_implementation,
         dtype=dtype,
+        batch_rows=args.batch_size,
     )
     reward_model = None
     if args.samples > 1 and args.best_of_n_scorer != "logprob":
         reward_model = evaluation.RewardModelScorer(args.best_of_n_scorer)
     # A GPU takes bigger hf batches; paged/vllm schedule internally, their batch is only the resume unit.
     batch_size = args.batch_size or generator.default_batch_size * (4 if gpu and plan.backend == "hf" else 1)
+    if plan.backend == "hf":  # it keeps batch_size rows in flight and refills them: hand it more at once
+        batch_size *= HF_REFILL_CHUNKS
     tokens, seconds = 0, 0.0
     try:
         with tqdm(
@@ -418,7 +429,12 @@ def generate_pending(
                 batch = pending[lo : lo + batch_size]
                 start = time.perf_counter()
                 outputs = generator.generate(
-                    [generation.GenerationRequest(s.prompt.ids, s.prompt.force_budget) for s in batch]
+                    [
+                        generation.GenerationRequest(
+                            s.prompt.ids, s.prompt.force_budget, seed=generation.sample_seed(args.seed, s.key)
+                        )
+                        for s in batch
+                    ]
                 )
                 seconds += time.perf_counter() - start
                 tokens += sum(len(o.token_ids) for o in outputs)

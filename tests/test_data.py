@@ -23,6 +23,7 @@ from thinkbudget.data import (
     build_sft_dataset,
     fit_trace,
     load_or_build,
+    thinking_between_tags,
 )
 from thinkbudget.parsing import get_parser, parse_completion
 from thinkbudget.protocol import EMPTY_THINK_BLOCK, NO_THINK_FLAG, THINK_FLAG, parse_budget_from_prompt
@@ -73,24 +74,51 @@ def test_sft_rows_never_over_budget(sft_train, tokenizer, problems_by_id):
             continue
         budgeted += 1
         assert parsed.within_budget(row["budget"]), row
+        # A budgeted target always carries real thinking (SFT and GRPO's mode_compliance agree).
+        assert row["thinking_tokens"] > 0 and row["granularity"] != "none", row
         problem = problems_by_id[row["id"]]
         grans = ["full", "condensed"]
-        longer = grans[: grans.index(row["granularity"])] if row["granularity"] != "none" else grans
-        for g in longer:  # every longer granularity would have broken the budget
+        gran, _, partial = row["granularity"].partition("-")
+        longer = grans[: grans.index(gran)] if not partial else grans
+        for g in longer:  # every longer whole trace would have broken the budget
             if g in problem.traces:
                 assert parser.thinking_token_count(f"\n{problem.traces[g]}\n") > row["budget"]
+        if partial:  # the first steps of a real trace
+            assert problem.traces[gran].startswith(thinking_between_tags(row["completion"]).strip())
     assert budgeted > 50
-    assert {"full", "condensed", "none"} <= set(sft_train["granularity"])
+    assert {"full", "condensed"} <= set(sft_train["granularity"])
+    assert "none" not in set(sft_train.filter(lambda r: r["budget"] is not None)["granularity"])
 
 
 @pytest.mark.parametrize("budget", [1, 5, 16, 30, 64, 200, 10_000])
 def test_fit_trace_region_past_the_budget(budget, tokenizer):
+    parser = get_parser(tokenizer)
     for p in load_problems("gsm8k", "train", n=40) + load_problems("multiply", "train", n=40):
         gran, trace, n = fit_trace(p, budget, tokenizer)
         if gran is None:
             assert (trace, n) == (None, 0)
+            # not even the first step of any trace fits
+            for t in p.traces.values():
+                assert parser.thinking_token_count(f"\n{t.split(chr(10))[0]}\n") > budget
+        elif gran.endswith("-partial"):
+            whole = p.traces[gran.split("-")[0]]
+            assert whole.startswith(trace) and trace != whole and 0 < n <= budget
+            assert all(parser.thinking_token_count(f"\n{t}\n") > budget for t in p.traces.values())
         else:
             assert trace == p.traces[gran] and 0 < n <= budget
+
+
+def test_budgeted_rows_move_up_rather_than_go_empty(tokenizer):
+    """A problem whose first step does not fit the drawn budget takes the next budget that fits."""
+    from thinkbudget.data import RowPlan, fit_budgeted_row
+    from thinkbudget.tasks import Problem
+
+    long_step = "1234567 * 7654321 = 9449772114007"  # one step, ~30 tokens (one per digit)
+    p = Problem(id="x", task="multiply", question="q", answer="9449772114007", traces={"full": long_step})
+    plan, (gran, trace, n) = fit_budgeted_row(p, RowPlan("think", "kwargs", 8), [8, 16, 64, 128], tokenizer)
+    assert plan.budget == 64 and gran == "full" and trace == long_step and 0 < n <= 64
+    plan, (gran, _, n) = fit_budgeted_row(p, RowPlan("think", "kwargs", 8), [8, 16], tokenizer)
+    assert plan.budget is None and gran == "full" and n > 16  # no budget fits: free thinking
 
 
 def test_sft_controls_and_completions(sft_train, problems_by_id):

@@ -234,7 +234,7 @@ def test_bad_split_and_n():
 
 def test_list_tasks():
     names = tasks.list_tasks()
-    assert names[:4] == ["chain", "multiply", "nested", "gsm8k"]
+    assert names[:5] == ["chain", "multiply", "nested", "synthetic", "gsm8k"]
     assert "rg/leg_counting" in names and "rg/basic_arithmetic" in names
     for name in names[:8]:
         assert tasks.validate_task_name(name) == name

@@ -163,6 +163,14 @@ class RunFolderArguments:
         metadata={"help": "Where metrics go: tensorboard (under output_dir/runs), none, ..."},
     )
 
+    def __post_init__(self) -> None:
+        # bf16 unset = bf16 autocast wherever it is fast, CPUs with native bf16 included (and use_cpu on a
+        # machine without a GPU, so that --bf16 true on a CPU works): see thinkbudget.precision.
+        from thinkbudget.precision import resolve_training_precision
+
+        self.bf16, self.use_cpu = resolve_training_precision(self.bf16, self.fp16, self.use_cpu)
+        super().__post_init__()
+
 
 def check_output_dir(output_dir: str | os.PathLike, *, overwrite: bool, resuming: bool = False) -> Path:
     """Check a training run's output directory before anything loads; create nothing.

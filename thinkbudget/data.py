@@ -4,8 +4,9 @@ Every problem becomes one row of one of three types, drawn per problem with a se
 
 - **think with a budget** B (``think_budget_ratio``; B drawn from ``budgets``/``budget_weights``):
   the prompt states B, and the SFT target's trace is the *longest* granularity whose thinking fits B
-  tokens (counted by :mod:`thinkbudget.parsing` on exactly the text between the think tags), or no
-  thinking at all when none fits. A target is never over its budget.
+  tokens (counted by :mod:`thinkbudget.parsing` on exactly the text between the think tags); when
+  none fits whole, the longest run of its first steps that fits (``<granularity>-partial``). A
+  target is never over its budget and never an empty think block (:func:`fit_budgeted_row`).
 - **think without a budget** (``think_free_ratio``): the full trace.
 - **no think** (``no_think_ratio``): an empty think block and the answer.
 
@@ -209,18 +210,59 @@ def thinking_between_tags(response: str) -> str:
     return response[start : response.index(THINK_CLOSE)]
 
 
+PARTIAL = "partial"  # suffix of a granularity whose first steps only are shown
+
+
 def fit_trace(problem: Problem, budget: int | None, tokenizer: Any) -> tuple[str | None, str | None, int]:
     """``(granularity, trace, thinking tokens)`` of the longest trace that fits ``budget`` tokens
-    (``budget=None``: the full trace). ``(None, None, 0)`` means answer-only."""
+    (``budget=None``: the full trace), counted by the one parser.
+
+    When no whole trace fits, the longest run of a trace's *first steps* (whole lines) that fits is
+    used, named ``"<granularity>-partial"``: the model sees a real, correct start of the reasoning,
+    stopped at the budget, then the answer. That is what a budgeted answer must look like in GRPO too
+    (``mode_compliance`` wants a non-empty think block), so SFT never teaches "a small budget means do
+    not think". ``(None, None, 0)`` only when not even the first step fits (or there is no trace).
+    """
     parser = get_parser(tokenizer)
+
+    def count(trace: str) -> int:
+        return parser.thinking_token_count(thinking_between_tags(format_response(trace, "")))
+
     for gran in GRANULARITIES:
         trace = problem.traces.get(gran)
         if not trace:
             continue
-        n = parser.thinking_token_count(thinking_between_tags(format_response(trace, "")))
+        n = count(trace)
         if budget is None or n <= budget:
             return gran, trace, n
-    return None, None, 0
+    best: tuple[str | None, str | None, int] = (None, None, 0)
+    for gran in GRANULARITIES:
+        steps = (problem.traces.get(gran) or "").split("\n")
+        for k in range(len(steps) - 1, 0, -1):  # the longest prefix first
+            trace = "\n".join(steps[:k]).strip()
+            n = count(trace) if trace else 0
+            if 0 < n <= budget:
+                if n > best[2]:
+                    best = (f"{gran}-{PARTIAL}", trace, n)
+                break
+    return best
+
+
+def fit_budgeted_row(
+    problem: Problem, plan: RowPlan, budgets: list[int], tokenizer: Any
+) -> tuple[RowPlan, tuple[str | None, str | None, int]]:
+    """The plan and trace of a think row. A budgeted row whose budget no trace (not even its first
+    step) fits moves to the smallest configured budget that one fits, else to free thinking: a
+    budgeted target is never an empty think block."""
+    fit = fit_trace(problem, plan.budget, tokenizer)
+    if plan.budget is None or fit[0] is not None:
+        return plan, fit
+    for b in sorted(x for x in budgets if x > plan.budget):
+        fit = fit_trace(problem, b, tokenizer)
+        if fit[0] is not None:
+            return RowPlan(plan.mode, plan.control, b), fit
+    free = RowPlan(plan.mode, plan.control, None)
+    return free, fit_trace(problem, None, tokenizer)
 
 
 def _problems(args: DataMixArguments, split: str) -> list[Problem]:
@@ -268,7 +310,7 @@ def build_sft_dataset(args: DataMixArguments, tokenizer: Any, split: str = "trai
         answer = answer_text(p.answer)
         gran, trace, n_think = None, None, 0
         if plan.mode == "think":
-            gran, trace, n_think = fit_trace(p, plan.budget, tokenizer)
+            plan, (gran, trace, n_think) = fit_budgeted_row(p, plan, args.budgets, tokenizer)
             completion = format_response(trace, answer)
         elif plan.control == "kwargs":
             completion = answer  # the template pre-filled the empty think block

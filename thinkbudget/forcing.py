@@ -33,12 +33,19 @@ class ThinkingBudgetProcessor(LogitsProcessor):
         budgets: per-row budgets in tokens (None = no forcing for that row). If omitted, each row's
             budget is parsed from its prompt on the first call.
         default_budget: budget in tokens for rows whose prompt states none (None = leave them).
+        generated_before: per row, how many of the input's last tokens the model already generated
+            (a row continued from an earlier call): they count as generated, not as prompt.
 
-    ``fired`` lists the rows forced so far (each row at most once).
+    ``fired`` lists the rows forced so far (each row at most once); ``fired_at`` maps each forced row
+    to the number of tokens this call had generated when it was first forced.
     """
 
     def __init__(
-        self, tokenizer: Any, budgets: Sequence[int | None] | None = None, default_budget: int | None = None
+        self,
+        tokenizer: Any,
+        budgets: Sequence[int | None] | None = None,
+        default_budget: int | None = None,
+        generated_before: Sequence[int] | None = None,
     ):
         self.tokenizer = tokenizer
         self.parser = get_parser(tokenizer)
@@ -50,6 +57,8 @@ class ThinkingBudgetProcessor(LogitsProcessor):
         self.prefilled: list[bool] = []  # prompt already ends with <think> (s1-style pre-fill)
         self.scanners: list[ThinkScanner] = []
         self.fired: list[int] = []  # rows forced so far (for logging and tests)
+        self.fired_at: dict[int, int] = {}  # row -> generated tokens (this call) when first forced
+        self.generated_before = list(generated_before) if generated_before is not None else None
 
     def _setup(self, input_ids: torch.LongTensor) -> None:
         self.prompt_len = input_ids.shape[1]
@@ -59,24 +68,33 @@ class ThinkingBudgetProcessor(LogitsProcessor):
         self.budgets = [b if b is not None else self.default_budget for b in self.budgets]
         if len(self.budgets) != input_ids.shape[0]:
             raise ValueError(f"got {len(self.budgets)} budgets for a batch of {input_ids.shape[0]} rows")
-        # Left-padded batches: a prompt pre-filled with "<think>" ends with it.
-        self.prefilled = (input_ids[:, -1] == self.open_id).tolist()
+        before = self.generated_before or [0] * input_ids.shape[0]
+        if len(before) != input_ids.shape[0]:
+            raise ValueError(f"got {len(before)} generated_before for a batch of {input_ids.shape[0]} rows")
+        self.generated_before = before
+        # Left-padded batches: a prompt pre-filled with "<think>" ends with it (before the tokens a
+        # continued row generated in earlier calls).
+        self.prefilled = [
+            bool(input_ids[row, self.prompt_len - 1 - b] == self.open_id) for row, b in enumerate(before)
+        ]
         self.scanners = [ThinkScanner(self.parser, prefilled=p) for p in self.prefilled]
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         if self.prompt_len is None:
             self._setup(input_ids)
-        generated = input_ids[:, self.prompt_len :]
+        step = input_ids.shape[1] - self.prompt_len
         for row, budget in enumerate(self.budgets):
             if budget is None:
                 continue
             scanner = self.scanners[row]
-            if scanner.n < generated.shape[1] and not (scanner.finished or scanner.closed):
-                scanner.feed(generated[row, scanner.n :].tolist())
+            generated = input_ids[row, self.prompt_len - self.generated_before[row] :]
+            if scanner.n < generated.shape[0] and not (scanner.finished or scanner.closed):
+                scanner.feed(generated[scanner.n :].tolist())
             thinking = scanner.thinking  # None: not thinking (not opened, closed, or the row has stopped)
             if thinking is not None and thinking >= budget:
                 scores[row] = torch.finfo(scores.dtype).min
                 scores[row, self.close_id] = 0.0
                 if row not in self.fired:
                     self.fired.append(row)
+                self.fired_at.setdefault(row, step)
         return scores

@@ -15,6 +15,7 @@ applied), so the rendered text is exactly what the policy sees.
 
 :class:`ThinkBudgetGRPOTrainer` adds to TRL's ``GRPOTrainer``:
 
+- rollouts from a bf16 copy of the policy when training in bf16 on a CPU (refreshed every call);
 - budget-constrained rollouts (Elastic Reasoning): with ``budget_forcing_rollouts`` the
   :class:`~thinkbudget.forcing.ThinkingBudgetProcessor` forces ``</think>`` once a row has used the
   budget stated in its prompt, then the model writes its answer. TRL's transformers generation path
@@ -224,6 +225,7 @@ class ThinkBudgetGRPOTrainer(GRPOTrainer):
     def __init__(self, *args: Any, budget_forcing_rollouts: bool = False, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self.budget_forcing_rollouts = budget_forcing_rollouts
+        self._bf16_rollout_model: Any = None
         if budget_forcing_rollouts and (self.use_vllm or self.use_transformers_continuous_batching):
             raise ValueError(
                 "budget_forcing_rollouts: works with transformers generation only (not vLLM/paged)"
@@ -250,37 +252,62 @@ class ThinkBudgetGRPOTrainer(GRPOTrainer):
             self.run_totals["rollouts"] += len(completion_ids)
         return out
 
+    def _rollout_copy(self, model: Any) -> Any | None:
+        """A bf16 copy of the policy for rollouts on a CPU, refreshed from the fp32 master weights.
+
+        Autocast casts every weight at every decoding step; generating from bf16 weights is about 15 %
+        faster on a 2-core CPU (results/cpu-speed.md) and a refresh costs ~0.05 s for 135M parameters.
+        Only for bf16 training on the CPU without LoRA (elsewhere generation runs on the policy itself).
+        """
+        if not (self.args.bf16 and self.args.use_cpu) or hasattr(model, "peft_config"):
+            return None
+        import copy
+
+        import torch
+
+        if self._bf16_rollout_model is None:
+            clone = copy.deepcopy(model)
+            clone.__dict__.pop("forward", None)  # accelerate's autocast wrapper: not needed in pure bf16
+            self._bf16_rollout_model = clone.to(torch.bfloat16).eval()
+        else:
+            self._bf16_rollout_model.load_state_dict(model.state_dict())
+        return self._bf16_rollout_model
+
     def _generate_single_turn(
         self, prompt_ids, images, multimodal_fields, num_generations, has_tool_images=False
     ):
-        if not self.budget_forcing_rollouts:
+        if self.use_vllm or self.use_transformers_continuous_batching:
             return super()._generate_single_turn(
                 prompt_ids, images, multimodal_fields, num_generations, has_tool_images=has_tool_images
             )
         model = self.accelerator.unwrap_model(self.model_wrapped)
-        original_generate = model.generate
+        rollout_model = self._rollout_copy(model) or model
+        original_generate = rollout_model.generate
         processors: list[ThinkingBudgetProcessor] = []
 
-        def generate_with_budget(*args: Any, **kwargs: Any):
-            # A fresh processor per call: it reads each row's budget from this call's prompts.
-            processor = ThinkingBudgetProcessor(self.processing_class)
-            processors.append(processor)
-            chain = LogitsProcessorList(kwargs.pop("logits_processor", None) or [])
-            chain.append(processor)
-            return original_generate(*args, logits_processor=chain, **kwargs)
+        def generate(*args: Any, **kwargs: Any):
+            if self.budget_forcing_rollouts:
+                # A fresh processor per call: it reads each row's budget from this call's prompts.
+                processor = ThinkingBudgetProcessor(self.processing_class)
+                processors.append(processor)
+                chain = LogitsProcessorList(kwargs.pop("logits_processor", None) or [])
+                chain.append(processor)
+                kwargs["logits_processor"] = chain
+            return original_generate(*args, **kwargs)
 
-        model.generate = generate_with_budget
+        model.generate = generate
         try:
             out = super()._generate_single_turn(
                 prompt_ids, images, multimodal_fields, num_generations, has_tool_images=has_tool_images
             )
         finally:
             del model.generate  # back to the class's method
-        forced = sum(len(set(p.fired)) for p in processors)
-        mode = "train" if self.model.training else "eval"
-        self._metrics[mode]["rollouts/forced_share"].append(forced / max(1, len(prompt_ids)))
-        if mode == "train":
-            self.run_totals["forced"] += forced
+        if self.budget_forcing_rollouts:
+            forced = sum(len(set(p.fired)) for p in processors)
+            mode = "train" if self.model.training else "eval"
+            self._metrics[mode]["rollouts/forced_share"].append(forced / max(1, len(prompt_ids)))
+            if mode == "train":
+                self.run_totals["forced"] += forced
         return out
 
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):

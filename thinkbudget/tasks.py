@@ -44,6 +44,9 @@ logger = logging.getLogger(__name__)
 SPLITS = ("train", "test")
 GRANULARITIES = ("full", "condensed")  # longest first; answer-only = no thinking at all
 SYNTHETIC_TASKS = ("chain", "multiply", "nested")
+# The held-out synthetic split as one task: the three families in turn (chain, multiply, nested, ...),
+# so one `--limit N` gives N synthetic problems per condition. Problems keep their family's task name.
+SYNTHETIC_MIX = "synthetic"
 GSM8K_TASK = "gsm8k"
 RG_PREFIX = "rg/"
 JSONL_PREFIX = "jsonl:"
@@ -84,7 +87,7 @@ def list_tasks() -> list[str]:
     from thinkbudget.scoring import unsafe_rg_family
 
     rg = [RG_PREFIX + n for n in rg_dataset_names() if not unsafe_rg_family(n)]
-    return [*SYNTHETIC_TASKS, GSM8K_TASK, *rg]
+    return [*SYNTHETIC_TASKS, SYNTHETIC_MIX, GSM8K_TASK, *rg]
 
 
 def describe_valid_tasks() -> str:
@@ -93,15 +96,16 @@ def describe_valid_tasks() -> str:
 
     safe = [n for n in rg_dataset_names() if not unsafe_rg_family(n)]
     return (
-        f"{', '.join(SYNTHETIC_TASKS)}, {GSM8K_TASK}, {RG_PREFIX}<name> for any of: "
-        f"{', '.join(safe)}; or {JSONL_PREFIX}<path>[?question=..&answer=..&reasoning=..&test=..]"
+        f"{', '.join(SYNTHETIC_TASKS)}, {SYNTHETIC_MIX} (the three in turn), {GSM8K_TASK}, "
+        f"{RG_PREFIX}<name> for any of: {', '.join(safe)}; "
+        f"or {JSONL_PREFIX}<path>[?question=..&answer=..&reasoning=..&test=..]"
     )
 
 
 def validate_task_name(task: str) -> str:
     """Return ``task`` if it names a loadable task, else raise ``ValueError`` listing the valid ones.
     Cheap: nothing is generated or read (a JSONL spec is only checked for existence)."""
-    if task in SYNTHETIC_TASKS or task == GSM8K_TASK:
+    if task in SYNTHETIC_TASKS or task in (SYNTHETIC_MIX, GSM8K_TASK):
         return task
     if task.startswith(RG_PREFIX) and task[len(RG_PREFIX) :] in rg_dataset_names():
         from thinkbudget.scoring import UNSAFE_RG_FAMILIES, unsafe_rg_family
@@ -528,6 +532,11 @@ def load_problems(task: str, split: str, n: int | None = None, seed: int = 0) ->
         return []
     if task in GENERATORS:
         return _load_synthetic(task, split, n or DEFAULT_GENERATED_N, seed)
+    if task == SYNTHETIC_MIX:
+        n = n or DEFAULT_GENERATED_N
+        k = len(SYNTHETIC_TASKS)
+        per_family = [_load_synthetic(t, split, -(-n // k), seed) for t in SYNTHETIC_TASKS]
+        return [per_family[i % k][i // k] for i in range(n)]
     if task == GSM8K_TASK:
         return _load_gsm8k(split, n, seed)
     if task.startswith(RG_PREFIX):

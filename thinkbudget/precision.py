@@ -1,0 +1,81 @@
+"""Which precision to train and generate in, decided once from the hardware.
+
+The CPU is this project's proving ground, and most of its speed there comes from bfloat16: on a CPU
+with native bf16 instructions (AVX512-BF16 or AMX) autocast trains SmolLM2-135M about 2.4x faster than
+fp32 and bf16 weights generate about 4x faster (``results/cpu-speed.md``). So:
+
+- training (SFT, GRPO): ``bf16`` unset (TRL's default) means bf16 autocast with fp32 master weights
+  wherever the device supports it, fp32 elsewhere (said once in the log); ``--bf16 false`` is fp32.
+  On a machine without a GPU ``use_cpu`` is switched on, so ``--bf16 true`` on a CPU just works
+  instead of stopping with transformers' "Your setup doesn't support bf16/gpu".
+- generation (evaluation, GRPO rollouts): ``dtype: auto`` means bf16 weights on a GPU and on a CPU
+  with native bf16, fp32 elsewhere.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+# /proc/cpuinfo flags of native bf16 arithmetic (x86). Without them bf16 is emulated and slower than fp32.
+BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
+
+
+@functools.cache
+def cpu_has_native_bf16() -> bool:
+    """True when this CPU computes in bf16 natively (oneDNN's own check, else the cpuinfo flags)."""
+    import torch
+
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported()) and _cpuinfo_has_bf16()
+    except (AttributeError, RuntimeError):
+        return _cpuinfo_has_bf16()
+
+
+def _cpuinfo_has_bf16() -> bool:
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:  # not Linux: Apple silicon and others have no x86 flags; be conservative
+        return False
+    return any(f in flags.split() for f in BF16_CPU_FLAGS)
+
+
+def gpu_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available() or (hasattr(torch, "xpu") and torch.xpu.is_available())
+
+
+@functools.cache
+def _say_once(message: str) -> None:
+    logger.info(message)
+
+
+def resolve_training_precision(bf16: bool | None, fp16: bool, use_cpu: bool) -> tuple[bool, bool]:
+    """``(bf16, use_cpu)`` for a trainer config: ``bf16=None`` (unset) means bf16 where it is fast."""
+    on_cpu = use_cpu or not gpu_available()
+    if not on_cpu:
+        return (not fp16 if bf16 is None else bf16), use_cpu
+    if bf16 is None:
+        bf16 = not fp16 and cpu_has_native_bf16()
+        _say_once(
+            "CPU training in bf16 autocast (fp32 master weights): the CPU has native bf16"
+            if bf16
+            else "CPU training in fp32: this CPU has no native bf16 (avx512_bf16/amx_bf16), where bf16 is slower"
+        )
+    elif bf16 and not cpu_has_native_bf16():
+        _say_once("bf16 was asked for, but this CPU has no native bf16: it runs emulated, slower than fp32")
+    return bf16, True
+
+
+def resolve_generation_dtype(dtype: str, on_gpu: bool) -> str:
+    """The weight dtype for generation: ``auto`` = bfloat16 on a GPU or a bf16-capable CPU, else float32."""
+    if dtype != "auto":
+        return dtype
+    if on_gpu or cpu_has_native_bf16():
+        return "bfloat16"
+    _say_once("generation in float32: this CPU has no native bf16 (avx512_bf16/amx_bf16)")
+    return "float32"
