@@ -735,3 +735,219 @@ def test_gsm8k_is_read_from_the_repository(monkeypatch):
     problems = tasks.load_problems("gsm8k", "test", n=3)
     assert len(problems) == 3 and all(p.answer for p in problems)
     assert "shared/data" not in (ROOT / "thinkbudget" / "tasks.py").read_text()
+
+
+# =============================================================================================
+# Items 5, 18, 19, 20 and the rest: the catalogue of bad inputs
+# =============================================================================================
+# Each case: (id, entry point, argv, files to create first, a pattern the message must contain).
+# "{tmp}" is the test's folder, "{root}" the repository. Every case must exit non-zero with that
+# message, load no model weights, and leave the test's folder exactly as it was (nothing half-written).
+DATA = ["--config", "{root}/configs/data/smoke.yaml", "--output_dir", "{tmp}/out"]
+SFT = [
+    "--config",
+    "{root}/configs/sft/smoke.yaml",
+    "--model_name_or_path",
+    "tiny-llama",
+    "--output_dir",
+    "{tmp}/out",
+]
+RL = [
+    "--config",
+    "{root}/configs/rl/smoke.yaml",
+    "--model_name_or_path",
+    "tiny-llama",
+    "--output_dir",
+    "{tmp}/out",
+]
+EVAL = [
+    "--model",
+    "tiny-llama",
+    "--tasks",
+    "chain",
+    "--budgets",
+    "none",
+    "--methods",
+    "think",
+    "--limit",
+    "1",
+    "--max_new_tokens",
+    "4",
+    "--backend",
+    "hf",
+    "--output",
+    "{tmp}/out",
+]
+PIPE = ["--profile", "smoke", "--run-dir", "{tmp}/run"]
+NOT_A_MODEL = {"notamodel/README.md": "just notes"}
+BAD_JSONL = {"bad.jsonl": '{"question": "1 + 1?", "answer": "2"}\n{"question": oops\n'}
+FINISHED_RUN = {"out/checkpoint-2/trainer_state.json": "{}", "out/run_summary.json": "{}"}
+OLD_RUN = {"out/checkpoint-2/trainer_state.json": "{}"}
+OTHER_RESULTS = {
+    "out/results.json": '{"model": "x", "model_path": "/elsewhere", "config": {}, "complete": true, "rows": []}'
+}
+SWEEP_FILE = "{tmp}/sweep.yaml"
+
+
+def _sweep(grid: str = "learning_rate: [1.0e-5]", **replace: str) -> dict[str, str]:
+    text = SWEEP.format(grid=grid)
+    for old, new in replace.items():
+        text = text.replace(old, new)
+    return {"sweep.yaml": text}
+
+
+BAD_INPUTS = [
+    # data/prepare.py
+    ("data-unknown-task", "prepare", [*DATA, "--tasks", "nope"], {}, r"unknown task 'nope'"),
+    ("data-unsafe-task", "prepare", [*DATA, "--tasks", "rg/n_queens"], {}, r"rg/n_queens.*refused"),
+    ("data-negative-budget", "prepare", [*DATA, "--budgets", "-4"], {}, r"budgets.*positive"),
+    ("data-ratios", "prepare", [*DATA, "--think_budget_ratio", "0.9"], {}, r"must sum to 1"),
+    ("data-malformed-jsonl", "prepare", [*DATA, "--tasks", "jsonl:{tmp}/bad.jsonl"], BAD_JSONL, r"bad.jsonl:2: malformed JSON"),
+    ("data-missing-jsonl", "prepare", [*DATA, "--tasks", "jsonl:{tmp}/none.jsonl"], {}, r"none.jsonl does not exist"),
+    ("data-empty-mix", "prepare", [*DATA, "--num_train_problems", "0"], {}, r"no rows"),
+    ("data-output-is-a-file", "prepare", [*DATA[:3], "{tmp}/afile"], {"afile": "x"}, r"afile is a file"),
+    ("data-output-unwritable", "prepare", [*DATA[:3], "/proc/thinkbudget/out"], {}, r"cannot .*/proc"),
+    ("data-not-a-model", "prepare", [*DATA, "--model_name_or_path", "{tmp}/notamodel"], NOT_A_MODEL, r"not a model folder: it has no config.json"),
+    ("data-unknown-hub-id", "prepare", [*DATA, "--model_name_or_path", "nobody-here/no-model"], {}, r"not a local path"),
+    ("data-unknown-config-key", "prepare", ["--config", "{tmp}/c.yaml", "--output_dir", "{tmp}/out"], {"c.yaml": "taskz: [chain]\n"}, r"unknown config keys.*taskz.*did you mean tasks"),
+    ("data-invalid-yaml", "prepare", ["--config", "{tmp}/c.yaml", "--output_dir", "{tmp}/out"], {"c.yaml": "tasks: [chain\n"}, r"c.yaml: not valid YAML"),
+    ("data-config-without-value", "prepare", ["--output_dir", "{tmp}/out", "--config"], {}, r"--config needs a file path"),
+    ("data-config-equals-missing", "prepare", ["--config={tmp}/nope.yaml", "--output_dir", "{tmp}/out"], {}, r"nope.yaml does not exist"),
+    ("data-config-twice", "prepare", [*DATA, "--config", "{root}/configs/data/smoke.yaml"], {}, r"--config is given more than once"),
+    # train/sft.py
+    ("sft-no-steps", "sft", [*SFT, "--max_steps", "0", "--num_train_epochs", "0"], {}, r"nothing to train"),
+    ("sft-learning-rate-flag", "sft", [*SFT, "--learning_rate", "fast"], {}, r"learning_rate.*'fast'"),
+    ("sft-learning-rate-yaml", "sft", ["--config", "{tmp}/c.yaml", "--output_dir", "{tmp}/out"], {"c.yaml": "learning_rate: fast\n"}, r"learning_rate: 'fast' is not a valid float"),
+    ("sft-dtype", "sft", [*SFT, "--dtype", "float13"], {}, r"float13"),
+    ("sft-resume-nothing", "sft", [*SFT, "--resume_from_checkpoint", "true"], {}, r"no complete checkpoint"),
+    ("sft-resume-not-a-checkpoint", "sft", [*SFT, "--resume_from_checkpoint", "{tmp}/notackpt"], {"notackpt/x": ""}, r"not a complete checkpoint folder"),
+    ("sft-resume-finished", "sft", [*SFT, "--resume_from_checkpoint", "true"], FINISHED_RUN, r"holds a finished run"),
+    ("sft-old-run-no-overwrite", "sft", SFT, OLD_RUN, r"already holds a run.*overwrite_output_dir"),
+    ("sft-overwrite-and-resume", "sft", [*SFT, "--overwrite_output_dir", "true", "--resume_from_checkpoint", "true"], OLD_RUN, r"contradict"),
+    ("sft-dataset-path", "sft", [*SFT, "--dataset_path", "{tmp}/nodata"], {}, r"dataset_path.*not a folder"),
+    ("sft-unknown-flag", "sft", [*SFT, "--lerning_rate", "1e-5"], {}, r"lerning_rate"),
+    ("sft-not-a-model", "sft", [*SFT, "--model_name_or_path", "{tmp}/notamodel"], NOT_A_MODEL, r"not a model folder"),
+    ("sft-output-is-a-file", "sft", [*SFT[:5], "{tmp}/afile"], {"afile": "x"}, r"afile is a file"),
+    # train/rl.py
+    ("rl-no-steps", "rl", [*RL, "--max_steps", "0", "--num_train_epochs", "0"], {}, r"nothing to train"),
+    ("rl-unknown-reward", "rl", [*RL, "--reward_funcs", "correctness", "nope"], {}, r"unknown reward.*nope"),
+    ("rl-unsafe-task", "rl", [*RL, "--tasks", "rg/spiral_matrix"], {}, r"rg/spiral_matrix.*refused"),
+    ("rl-bad-type-yaml", "rl", ["--config", "{tmp}/c.yaml", "--output_dir", "{tmp}/out"], {"c.yaml": "num_generations: many\n"}, r"num_generations: 'many' is not a valid int"),
+    ("rl-resume-finished", "rl", [*RL, "--resume_from_checkpoint", "true"], FINISHED_RUN, r"holds a finished run"),
+    # eval/evaluate.py
+    ("eval-empty-jsonl", "eval", [*EVAL[:2], "--tasks", "jsonl:{tmp}/empty.jsonl", *EVAL[4:]], {"empty.jsonl": ""}, r"no test problems"),
+    ("eval-malformed-jsonl", "eval", [*EVAL[:2], "--tasks", "jsonl:{tmp}/bad.jsonl", *EVAL[4:]], BAD_JSONL, r"bad.jsonl:2: malformed JSON"),
+    ("eval-unknown-task", "eval", [*EVAL, "--tasks", "nope"], {}, r"unknown task 'nope'"),
+    ("eval-unsafe-task", "eval", [*EVAL, "--tasks", "rg/string_insertion"], {}, r"refused"),
+    ("eval-dtype", "eval", [*EVAL, "--dtype", "float13"], {}, r"float13"),
+    ("eval-budgets", "eval", [*EVAL, "--budgets", "lots"], {}, r"lots"),
+    ("eval-method", "eval", [*EVAL, "--methods", "guess"], {}, r"unknown method 'guess'"),
+    ("eval-samples", "eval", [*EVAL, "--samples", "0"], {}, r"--samples must be at least 1"),
+    ("eval-greedy-samples", "eval", [*EVAL, "--samples", "4", "--temperature", "0"], {}, r"needs --temperature > 0"),
+    ("eval-max-new-tokens", "eval", [*EVAL, "--max_new_tokens", "0"], {}, r"--max_new_tokens must be positive"),
+    ("eval-limit", "eval", [*EVAL, "--limit", "0"], {}, r"--limit must be a positive"),
+    ("eval-output-is-a-file", "eval", [*EVAL[:-1], "{tmp}/afile"], {"afile": "x"}, r"afile is a file"),
+    ("eval-output-unwritable", "eval", [*EVAL[:-1], "/proc/thinkbudget/out"], {}, r"cannot .*/proc"),
+    ("eval-no-output", "eval", EVAL[:-2], {}, r"--output is required"),
+    ("eval-not-a-model", "eval", [*EVAL, "--model", "{tmp}/notamodel"], NOT_A_MODEL, r"not a model folder"),
+    ("eval-missing-path", "eval", [*EVAL, "--model", "./no/such/model"], {}, r"does not exist"),
+    ("eval-unknown-hub-id", "eval", [*EVAL, "--model", "nobody-here/no-model"], {}, r"not a local path"),
+    ("eval-other-models-results", "eval", EVAL, OTHER_RESULTS, r"holds results of model"),
+    ("eval-reward-model", "eval", [*EVAL, "--best_of_n_scorer", "{tmp}/norm"], {}, r"best_of_n_scorer"),
+    ("eval-run-missing", "eval", [*EVAL, "--run", "{tmp}/norun"], {}, r"--run .*no such folder"),
+    ("eval-config-empty", "eval", [*EVAL, "--config="], {}, r"--config needs a file path"),
+    # scripts/demo.py (the budget is checked before the model loads)
+    ("demo-budget-zero", "demo", ["--budget", "0"], {}, r"--budget"),
+    ("demo-budget-negative", "demo", ["--budget", "-3"], {}, r"--budget"),
+    ("demo-budget-word", "demo", ["--budget", "many"], {}, r"--budget.*many"),
+    ("demo-max-new-tokens", "demo", ["--max_new_tokens", "0"], {}, r"--max_new_tokens"),
+    ("demo-not-a-model", "demo", ["--model", "{tmp}/notamodel"], NOT_A_MODEL, r"not a model folder"),
+    # scripts/pipeline.py
+    ("pipeline-run-dir-not-owned", "pipeline", [*PIPE, "--only", "data"], {"run/prepare.py": "x"}, r"not created by the pipeline"),
+    ("pipeline-run-dir-is-a-file", "pipeline", ["--profile", "smoke", "--run-dir", "{tmp}/afile"], {"afile": "x"}, r"afile is a file"),
+    ("pipeline-unknown-stage", "pipeline", [*PIPE, "--only", "nope"], {}, r"unknown stage 'nope'"),
+    ("pipeline-unknown-profile", "pipeline", ["--profile", "nope", "--run-dir", "{tmp}/run"], {}, r"no pipeline profile 'nope'"),
+    ("pipeline-profile-key", "pipeline", ["--profile", "{tmp}/p.yaml", "--run-dir", "{tmp}/run"], {"p.yaml": "description: x\nsmoke: true\nmodel: tiny-llama\nmodle: x\n"}, r"modle"),
+    # scripts/sweep.py
+    ("sweep-grid-type", "sweep", [SWEEP_FILE, "--dry-run"], _sweep("learning_rate: [fast]"), r"learning_rate: 'fast' is not a valid float"),
+    ("sweep-grid-key", "sweep", [SWEEP_FILE, "--dry-run"], _sweep("lerning_rate: [1.0e-5]"), r"lerning_rate.*did you mean learning_rate"),
+    ("sweep-override-type", "sweep", [SWEEP_FILE, "--dry-run"], _sweep(**{"max_steps: 2": "max_steps: two"}), r"max_steps: 'two' is not a valid int"),
+    ("sweep-foreign-script", "sweep", [SWEEP_FILE, "--dry-run"], {**_sweep(**{"train/rl.py": "{tmp}/user.py"}), "user.py": "open('{tmp}/ran', 'w')\n"}, r"not one of the project's"),
+    ("sweep-missing-recipe", "sweep", [SWEEP_FILE, "--dry-run"], _sweep(**{"configs/rl/smoke.yaml": "configs/rl/nope.yaml"}), r"nope.yaml does not exist"),
+    ("sweep-empty-grid", "sweep", [SWEEP_FILE, "--dry-run"], _sweep(grid="{}"), r"'grid' must be a non-empty"),
+    ("sweep-unwritable-root", "sweep", [SWEEP_FILE, "--output-root", "/proc/thinkbudget/runs"], _sweep(), r"output_root.*cannot"),
+]  # fmt: skip
+
+
+def _entry(name: str):
+    if name == "eval":
+        return lambda argv: _run_eval(*argv)
+    if name in ("pipeline", "sweep"):
+        script = _script(name)
+        return lambda argv: script.main(script.parse_args(argv))
+    script = _script(name)
+    return script.main if name == "demo" else script.cli
+
+
+@pytest.fixture()
+def no_model_loads(monkeypatch):
+    """Loading model weights fails the test: bad input must be refused before that."""
+    from transformers import PreTrainedModel
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a model was loaded for bad input")
+
+    monkeypatch.setattr(PreTrainedModel, "from_pretrained", classmethod(refuse))
+
+
+def test_the_catalogue_has_forty_cases_and_unique_ids():
+    assert len(BAD_INPUTS) >= 40 and len({c[0] for c in BAD_INPUTS}) == len(BAD_INPUTS)
+
+
+@pytest.mark.parametrize(
+    ("case", "entry", "argv", "files", "message"), BAD_INPUTS, ids=[c[0] for c in BAD_INPUTS]
+)
+def test_bad_input(case, entry, argv, files, message, tmp_path, capsys, monkeypatch, no_model_loads):
+    import re
+
+    _write(tmp_path, files)
+    argv = [a.replace("{tmp}", str(tmp_path)).replace("{root}", str(ROOT)) for a in argv]
+    before = _snapshot(tmp_path)
+    monkeypatch.chdir(tmp_path)  # a stray relative write would show in the snapshot
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(SystemExit) as exc:
+        _entry(entry)(argv)
+    code = exc.value.code
+    assert code not in (0, None), f"{case}: exit code {code!r}"
+    captured = capsys.readouterr()
+    text = f"{code if isinstance(code, str) else ''}\n{captured.err}\n{captured.out}"
+    assert re.search(message, text, re.S), f"{case}: {text[-2000:]}"
+    assert "Traceback" not in text
+    assert _snapshot(tmp_path) == before, f"{case}: something was written"
+
+
+# A few of them as real command lines: the exit status and stderr a user sees (no traceback).
+CLI_CASES = [
+    (["eval/evaluate.py", *EVAL, "--config"], r"--config needs a file path"),
+    (["data/prepare.py", "--config={tmp}/nope.yaml"], r"nope.yaml does not exist"),
+    (["scripts/demo.py", "--budget", "0"], r"--budget"),
+]
+
+
+@pytest.mark.parametrize(("argv", "message"), CLI_CASES, ids=["evaluate", "prepare", "demo"])
+def test_bad_input_on_the_command_line(argv, message, tmp_path):
+    import re
+
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    done = subprocess.run(
+        [PY, str(ROOT / argv[0]), *argv[1:]],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode != 0 and re.search(message, done.stderr), done.stderr[-2000:]
+    assert "Traceback" not in done.stderr
+    assert list(tmp_path.iterdir()) == []
