@@ -21,8 +21,21 @@ from pathlib import Path
 from statistics import mean
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from a checkout
+if __name__ == "__main__":
+    from thinkbudget.cli import die_with_parent as _die_with_parent
 
-from thinkbudget.cli import command_line, git_commit, parse_config, setup_logging, write_json_atomic  # noqa: E402
+    _die_with_parent()  # before the slow imports (see thinkbudget.cli.die_with_parent)
+
+from thinkbudget.cli import (  # noqa: E402
+    check_creatable,
+    command_line,
+    die_with_parent,
+    git_commit,
+    make_dir,
+    parse_config,
+    setup_logging,
+    write_json_atomic,
+)
 from thinkbudget.data import DataMixArguments, build_rl_dataset, build_sft_dataset  # noqa: E402
 
 logger = logging.getLogger("prepare")
@@ -73,27 +86,43 @@ def main(script_args: PrepareArguments, data_args: DataMixArguments) -> Path:
     if data_args.dataset_path:
         raise SystemExit("dataset_path: must be unset when preparing (it names a prepared folder to load)")
     out = Path(script_args.output_dir)
-    if out.exists() and any(out.iterdir()):
-        if not script_args.overwrite_output_dir:
-            raise SystemExit(f"output_dir {out} is not empty; pass --overwrite_output_dir true to replace it")
-        shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
+    if out.exists() and not out.is_dir():
+        raise SystemExit(f"output_dir {out} is a file, not a folder")
+    if out.exists() and any(out.iterdir()) and not script_args.overwrite_output_dir:
+        raise SystemExit(f"output_dir {out} is not empty; pass --overwrite_output_dir true to replace it")
+    check_creatable(out, what="output_dir")
 
-    from thinkbudget.models import load_tokenizer
+    from thinkbudget.models import load_tokenizer, resolve_model_path
 
-    tokenizer = load_tokenizer(script_args.model_name_or_path)
+    # Every check and the tokenizer come first; the folder is written only when there is data for it.
+    try:
+        tokenizer = load_tokenizer(resolve_model_path(script_args.model_name_or_path))
+    except (FileNotFoundError, ValueError) as e:
+        raise SystemExit(f"model_name_or_path: {e}") from None
     start = time.time()
-    summaries, preview = {}, []
-    for kind, build in (("sft", build_sft_dataset), ("rl", build_rl_dataset)):
-        for split in ("train", "test"):
-            ds = build(data_args, tokenizer, split)
-            ds.save_to_disk(str(out / kind / split))
-            summaries[f"{kind}/{split}"] = summarize(ds, kind)
-            logger.info("%s/%s: %d rows", kind, split, len(ds))
-            if split == "train":
-                preview += [
-                    {"kind": kind, **row} for row in ds.select(range(min(script_args.preview_rows, len(ds))))
-                ]
+    summaries, preview, built = {}, [], {}
+    try:
+        for kind, build in (("sft", build_sft_dataset), ("rl", build_rl_dataset)):
+            for split in ("train", "test"):
+                built[kind, split] = build(data_args, tokenizer, split)
+    except (ValueError, FileNotFoundError) as e:  # a malformed task file: its message, not a traceback
+        raise SystemExit(f"invalid data: {e}") from None
+    empty = [f"{kind}/train" for (kind, split), ds in built.items() if split == "train" and len(ds) == 0]
+    if empty:
+        raise SystemExit(
+            f"the data mix produced no rows for {', '.join(empty)} (num_train_problems = 0, or an empty task file?)"
+        )
+    if out.exists() and any(out.iterdir()):
+        shutil.rmtree(out)  # --overwrite_output_dir true (checked above)
+    make_dir(out, what="output_dir")
+    for (kind, split), ds in built.items():
+        ds.save_to_disk(str(out / kind / split))
+        summaries[f"{kind}/{split}"] = summarize(ds, kind)
+        logger.info("%s/%s: %d rows", kind, split, len(ds))
+        if split == "train":
+            preview += [
+                {"kind": kind, **row} for row in ds.select(range(min(script_args.preview_rows, len(ds))))
+            ]
 
     with (out / "preview.jsonl").open("w") as f:
         for row in preview:
@@ -112,6 +141,16 @@ def main(script_args: PrepareArguments, data_args: DataMixArguments) -> Path:
     return out
 
 
-if __name__ == "__main__":
+def cli(argv: list[str] | None = None) -> Path:
+    """Parse ``argv`` (default: the command line) and run :func:`main`; bad input exits with a message."""
+    die_with_parent()
     setup_logging()
-    main(*parse_config([PrepareArguments, DataMixArguments]))
+    try:
+        args = parse_config([PrepareArguments, DataMixArguments], argv)
+    except ValueError as e:  # a field's own check (DataMixArguments.validate) while parsing
+        raise SystemExit(f"invalid config: {e}") from None
+    return main(*args)
+
+
+if __name__ == "__main__":
+    cli()

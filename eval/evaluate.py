@@ -17,9 +17,7 @@ Writes into ``--output``: results.json (rows per task/method/budget, config, thr
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -27,6 +25,10 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from a checkout
+if __name__ == "__main__":
+    from thinkbudget.cli import die_with_parent as _die_with_parent
+
+    _die_with_parent()  # before the slow imports (see thinkbudget.cli.die_with_parent)
 
 from thinkbudget import cli, evaluation, generation, models, tasks  # noqa: E402
 from thinkbudget.hardware import resolve_generation_dtype  # noqa: E402
@@ -179,6 +181,7 @@ def validate(args: EvalArguments) -> Plan:
         raise ValueError(
             f"--best_of_n_scorer must be 'logprob' or a reward-model folder; {args.best_of_n_scorer!r} is neither"
         )
+    check_dtype(args.dtype)
     sampling = generation.SamplingSettings(
         args.max_new_tokens, args.temperature, args.top_p, args.top_k, args.seed
     )
@@ -186,32 +189,36 @@ def validate(args: EvalArguments) -> Plan:
 
 
 def check_model(name: str) -> str:
-    """The resolved model path, or ``ValueError`` when it can be neither found nor loaded offline."""
+    """The resolved model path, or ``ValueError`` when it is not a model folder, an alias, or a hub
+    model that is cached or downloadable (see :func:`thinkbudget.models.resolve_model_path`)."""
     try:
-        path = models.resolve_model_path(name)
+        return models.resolve_model_path(name)
     except FileNotFoundError as e:
         raise ValueError(str(e)) from None
-    if not Path(path).exists() and os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes"):
-        from huggingface_hub import try_to_load_from_cache
-
-        if not isinstance(try_to_load_from_cache(path, "config.json"), str):
-            raise ValueError(
-                f"model {name!r} is neither a local path, an alias ({', '.join(models.MODEL_ALIASES)}) nor a hub "
-                "model in the local cache (HF_HUB_OFFLINE is set, nothing can be downloaded)"
-            )
-    return path
 
 
-def prepare_output(out: Path, model_path: str, args: EvalArguments) -> None:
-    """Refuse a folder that holds another model's (or other settings') results unless --overwrite."""
+TORCH_DTYPES = ("auto", "float32", "float16", "bfloat16", "float64", "float", "half", "double")
+
+
+def check_dtype(dtype: str) -> None:
+    if dtype not in TORCH_DTYPES:
+        raise ValueError(f"--dtype must be one of {', '.join(TORCH_DTYPES)}, got {dtype!r}")
+
+
+def check_output(out: Path, model_path: str, args: EvalArguments) -> None:
+    """Refuse a folder that holds another model's (or other settings') results unless --overwrite, or
+    that cannot be written. Changes nothing (:func:`prepare_output` does, once every check passed)."""
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--output {out} is a file, not a folder")
     results_file = out / "results.json"
-    existing = [f for f in OUTPUT_FILES if (out / f).exists()]
-    if existing and args.overwrite:
-        for f in existing:
-            (out / f).unlink()
-        return
-    if results_file.is_file():
-        old = json.loads(results_file.read_text())
+    if args.overwrite:
+        pass
+    elif results_file.is_file():
+        old = cli.read_json_object(results_file)
+        if old is None:
+            raise ValueError(
+                f"{results_file} is not a JSON object (not made by this script?); pass --overwrite"
+            )
         if old.get("model_path") != model_path:
             raise ValueError(
                 f"{out} holds results of model {old.get('model')!r}, not {model_path!r}; "
@@ -231,7 +238,23 @@ def prepare_output(out: Path, model_path: str, args: EvalArguments) -> None:
         raise ValueError(
             f"{out} has samples.jsonl but no results.json (not made by this script?); pass --overwrite"
         )
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        cli.check_creatable(out, what="--output")
+    except SystemExit as e:
+        raise ValueError(str(e)) from None
+
+
+def prepare_output(out: Path, model_path: str, args: EvalArguments) -> None:
+    """:func:`check_output`, then clear the evaluation files on --overwrite and create the folder."""
+    check_output(out, model_path, args)
+    if args.overwrite:
+        for f in OUTPUT_FILES:
+            if (out / f).exists():
+                (out / f).unlink()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ValueError(f"--output {out}: cannot create the folder ({e.strerror or e})") from None
 
 
 @dataclass(frozen=True)
@@ -245,9 +268,24 @@ class Sample:
     prompt: evaluation.Prompt
 
 
-def plan_samples(args: EvalArguments, plan: Plan, tokenizer: Any) -> list[Sample]:
-    """Every sample of the evaluation (prompts rendered once per problem and condition)."""
+def load_test_problems(args: EvalArguments, plan: Plan) -> dict[str, list[tasks.Problem]]:
+    """The test problems of every task; a task without any is an error (an evaluation of nothing
+    must not be written as a complete one)."""
     problems = {t: tasks.load_problems(t, "test", args.limit, seed=args.seed) for t in plan.tasks}
+    empty = [t for t, ps in problems.items() if not ps]
+    if empty:
+        raise ValueError(
+            f"no test problems in task(s) {', '.join(empty)} (an empty file, or no row in the test split?); "
+            "nothing to evaluate"
+        )
+    return problems
+
+
+def plan_samples(
+    args: EvalArguments, plan: Plan, tokenizer: Any, problems: dict[str, list[tasks.Problem]] | None = None
+) -> list[Sample]:
+    """Every sample of the evaluation (prompts rendered once per problem and condition)."""
+    problems = problems if problems is not None else load_test_problems(args, plan)
     samples = []
     for cond in plan.conditions:
         for p in problems[cond.task]:
@@ -266,10 +304,14 @@ def plan_samples(args: EvalArguments, plan: Plan, tokenizer: Any) -> list[Sample
 
 def evaluate_model(args: EvalArguments, plan: Plan, model_name: str, out: Path) -> dict[str, Any]:
     """Generate what samples.jsonl lacks, then aggregate and write every output file."""
+    # Every check, the problems and the tokenizer come before the output folder is created, so that an
+    # early failure leaves nothing behind.
     model_path = check_model(model_name)
-    prepare_output(out, model_path, args)
+    check_output(out, model_path, args)
+    problems = load_test_problems(args, plan)
     tokenizer = models.load_tokenizer(model_path)
-    planned = plan_samples(args, plan, tokenizer)
+    planned = plan_samples(args, plan, tokenizer, problems)
+    prepare_output(out, model_path, args)
     samples_path = out / "samples.jsonl"
     done = evaluation.load_records(samples_path)
     # Sorted by prompt length so that a batch pads little.
@@ -465,11 +507,12 @@ def main(args: EvalArguments) -> None:
                 raise ValueError("--output is required (the folder for results.json, samples.jsonl, ...)")
             check_model(args.model)
             evaluate_model(args, plan, args.model, Path(args.output))
-    except ValueError as e:
+    except (ValueError, FileNotFoundError) as e:  # bad input: the message, not a traceback
         raise SystemExit(f"evaluate.py: error: {e}") from None
 
 
 if __name__ == "__main__":
+    cli.die_with_parent()
     cli.setup_logging()
     (eval_args,) = cli.parse_config(CONFIG_CLASSES)
     main(eval_args)

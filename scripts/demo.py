@@ -10,15 +10,20 @@ the quickest way to see whether a checkpoint honours the thinking controls.
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 
-from rich.console import Console
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from a checkout
 
-from thinkbudget.cli import setup_logging
-from thinkbudget.models import DEFAULT_MODEL, load_model_and_tokenizer
-from thinkbudget.pipeline import demo_answers, demo_table
+from rich.console import Console  # noqa: E402
+
+from thinkbudget.cli import setup_logging  # noqa: E402
+from thinkbudget.models import DEFAULT_MODEL, load_model_and_tokenizer, resolve_model_path  # noqa: E402
+from thinkbudget.pipeline import demo_answers, demo_table  # noqa: E402
+from thinkbudget.protocol import validate_budget  # noqa: E402
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -31,9 +36,16 @@ def main() -> None:
         "--budget", type=int, default=32, help="thinking budget for the third setting (tokens)"
     )
     parser.add_argument("--max_new_tokens", type=int, default=192, help="generation cap per answer (tokens)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    # Every argument is checked before the model loads.
+    try:
+        validate_budget(args.budget, field="--budget")
+        validate_budget(args.max_new_tokens, field="--max_new_tokens")
+        model_path = resolve_model_path(args.model)
+    except (ValueError, FileNotFoundError) as e:
+        parser.error(str(e))
     setup_logging()
-    model, tokenizer = load_model_and_tokenizer(args.model, dtype="auto")
+    model, tokenizer = load_model_and_tokenizer(model_path, dtype="auto")
     rows = demo_answers(
         model,
         tokenizer,

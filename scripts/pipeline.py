@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -30,32 +29,47 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from rich.console import Console  # noqa: E402
 
-from thinkbudget.cli import REPO_ROOT, command_line, git_commit, write_json_atomic  # noqa: E402
+from thinkbudget.cli import (  # noqa: E402
+    REPO_ROOT,
+    command_line,
+    complete_checkpoints,
+    git_commit,
+    stage_finished,
+    write_json_atomic,
+)
 from thinkbudget.pipeline import (  # noqa: E402
     Profile,
     StageFailed,
     accelerate_command,
     available_profiles,
     check_profile_keys,
+    check_run_dir,
+    claim_run_dir,
     cli_flags,
     demo_answers,
     demo_markdown,
     demo_question,
     demo_table,
     load_profile,
+    remove_owned,
     run_logged,
     shell_join,
 )
 
 console = Console(stderr=True)
+# Stages whose killed run continues from its newest complete checkpoint-N instead of starting over.
+RESUMABLE_TRAINING = ("sft", "rl")
 EVAL_MODELS = ("base", "sft", "rl", "forcing")
 EVAL_LABELS = {"base": "base", "sft": "SFT", "rl": "SFT+GRPO", "forcing": "SFT + budget forcing"}
 
 
 @dataclass
 class Stage:
-    """One step of the job. ``output`` is cleared before the stage (re)runs; ``marker`` exists once it
-    has finished. Either ``command`` (a subprocess) or ``run`` (in-process, small) does the work."""
+    """One step of the job. ``marker`` says when it has finished (:func:`thinkbudget.cli.stage_finished`:
+    an evaluation's results.json must say ``complete``). Before a stage (re)runs, ``output`` is cleared,
+    except where the stage continues what a kill left: SFT and GRPO resume from their newest complete
+    checkpoint, an evaluation from its samples.jsonl (``--force`` always starts clean). Either
+    ``command`` (a subprocess) or ``run`` (in-process, small) does the work."""
 
     name: str
     description: str
@@ -207,6 +221,19 @@ def run_demo(profile: Profile, model_name: str, run_dir: Path, which: str) -> No
     write_json_atomic(out, {"model": model_name, "question": question, "gold": gold, "rows": rows})
 
 
+def continues_after_kill(stage: Stage, forced: set[str]) -> str | None:
+    """What an unfinished, unforced stage continues from instead of starting clean: the newest complete
+    checkpoint of SFT or GRPO, or the samples an evaluation already wrote. None: start clean."""
+    if stage.name in forced or stage_finished(stage.marker):
+        return None
+    if stage.name in RESUMABLE_TRAINING:
+        found = complete_checkpoints(stage.output)
+        return found[-1].name if found else None
+    if stage.name.startswith("eval_") and (stage.output / "samples.jsonl").is_file():
+        return "samples.jsonl"
+    return None
+
+
 def downstream(stages: list[Stage], names: set[str]) -> set[str]:
     """``names`` plus every stage that needs one of them, directly or not."""
     out = set(names)
@@ -267,6 +294,11 @@ def main(args: argparse.Namespace) -> int:
 
     forced = set(names) if "all" in args.force else downstream(stages, set(args.force))
     selected = set(args.only) if args.only else set(names)
+    # The pipeline deletes stage outputs, so it works only in a folder it created (checked before anything).
+    if args.dry_run:
+        check_run_dir(run_dir)
+    else:
+        claim_run_dir(run_dir, profile.name)
     console.rule(f"[bold]thinkbudget main job[/bold]: profile {profile.name}, run folder {run_dir}")
     console.print(f"[yellow]{profile.notice}[/yellow]" if profile.smoke else profile.notice)
 
@@ -275,9 +307,13 @@ def main(args: argparse.Namespace) -> int:
     if summary_path.is_file() and not args.dry_run:
         timings = json.loads(summary_path.read_text()).get("stages", {})
     job_start = time.time()
+    by_name = {s.name: s for s in stages}
     for stage in stages:
         log = run_dir / "logs" / f"{stage.name}.log"
-        done = stage.marker.exists() and stage.name not in forced
+        done = stage_finished(stage.marker) and stage.name not in forced
+        command, resume = stage.command, continues_after_kill(stage, forced)
+        if resume and stage.name in RESUMABLE_TRAINING:
+            command = [*stage.command, "--resume_from_checkpoint", "true"]
         if stage.name not in selected or done:
             why = "finished" if done else "not selected"
             console.print(f"[dim]- {stage.name}: skipped ({why})[/dim]")
@@ -287,22 +323,24 @@ def main(args: argparse.Namespace) -> int:
                 timings.setdefault(stage.name, {"status": "finished earlier", "seconds": None})
             continue
         if args.dry_run:
-            what = shell_join(stage.command) if stage.command else f"(in-process) {stage.description}"
+            what = shell_join(command) if command else f"(in-process) {stage.description}"
             console.print(f"- {stage.name}: {what}", soft_wrap=True, highlight=False)
             continue
-        missing = [n for n in stage.needs if not next(s for s in stages if s.name == n).marker.exists()]
+        missing = [n for n in stage.needs if not stage_finished(by_name[n].marker)]
         if missing:
             raise SystemExit(
                 f"stage {stage.name} needs {', '.join(missing)} to finish first (run without --only)"
             )
-        if stage.output.exists() and stage.output.is_dir():
-            shutil.rmtree(stage.output)  # an unfinished or forced stage starts clean (inside the run folder)
-        where = f"  [dim](log: {log})[/dim]" if stage.command else ""
+        if resume:
+            console.print(f"[bold]> {stage.name}[/bold]: continuing the run a kill interrupted ({resume})")
+        elif stage.output.exists():
+            remove_owned(run_dir, stage.output)  # an unfinished or forced stage starts clean
+        where = f"  [dim](log: {log})[/dim]" if command else ""
         console.print(f"[bold]> {stage.name}[/bold]: {stage.description}{where}")
         start = time.time()
         try:
-            if stage.command:
-                seconds = run_logged(stage.command, log, label=stage.name, echo=args.verbose, console=console)
+            if command:
+                seconds = run_logged(command, log, label=stage.name, echo=args.verbose, console=console)
             else:
                 stage.run()
                 seconds = time.time() - start
@@ -311,13 +349,17 @@ def main(args: argparse.Namespace) -> int:
             timings[stage.name] = {"status": "failed", "seconds": time.time() - start, "log": str(log)}
             write_json_atomic(summary_path, {"profile": profile.name, "stages": timings})
             return 1
+        if not stage_finished(stage.marker):
+            console.print(f"[red]{stage.name} exited without writing a finished {stage.marker}[/red]")
+            timings[stage.name] = {"status": "failed", "seconds": time.time() - start, "log": str(log)}
+            write_json_atomic(summary_path, {"profile": profile.name, "stages": timings})
+            return 1
         timings[stage.name] = {
-            "status": "ran",
+            "status": "resumed" if resume else "ran",
             "seconds": round(seconds, 1),
-            "log": str(log) if stage.command else None,
-            "command": stage.command,
+            "log": str(log) if command else None,
+            "command": command,
         }
-        run_dir.mkdir(parents=True, exist_ok=True)
         write_json_atomic(summary_path, {"profile": profile.name, "smoke": profile.smoke, "stages": timings})
         console.print(f"[green]  {stage.name} done in {seconds:.0f}s[/green]")
     if args.dry_run:

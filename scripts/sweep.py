@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from rich.console import Console  # noqa: E402
 
-from thinkbudget.cli import REPO_ROOT  # noqa: E402
+from thinkbudget.cli import REPO_ROOT, check_creatable, complete_checkpoints  # noqa: E402
 from thinkbudget.pipeline import StageFailed, run_logged, shell_join  # noqa: E402
 from thinkbudget.sweep import (  # noqa: E402
     check_reuse,
@@ -51,18 +51,20 @@ def run_local(spec, runs) -> list[str]:
         write_config(run)
         try:
             if not run.trained:
-                shutil.rmtree(run.model_dir, ignore_errors=True)  # an interrupted run starts clean
-                secs = run_logged(
-                    train_command(spec, run),
-                    run.dir / "train.log",
-                    label=f"train {run.name}",
-                    console=console,
-                )
+                command = train_command(spec, run)
+                if complete_checkpoints(run.model_dir):  # a killed run continues from its newest checkpoint
+                    command += ["--resume_from_checkpoint", "true"]
+                    console.print(f"  resuming from {complete_checkpoints(run.model_dir)[-1].name}")
+                else:
+                    shutil.rmtree(run.model_dir, ignore_errors=True)  # nothing to continue: start clean
+                secs = run_logged(command, run.dir / "train.log", label=f"train {run.name}", console=console)
                 console.print(f"[green]  trained in {secs:.0f}s[/green]")
-            shutil.rmtree(run.eval_dir, ignore_errors=True)
+            # evaluate.py continues from the samples.jsonl a killed evaluation left
             secs = run_logged(
                 eval_command(spec, run), run.dir / "eval.log", label=f"evaluate {run.name}", console=console
             )
+            if not run.evaluated:
+                raise StageFailed(f"evaluation of {run.name} exited without a complete results.json")
             console.print(f"[green]  evaluated in {secs:.0f}s[/green]")
         except StageFailed as e:
             console.print(f"[red]{e}[/red]", highlight=False)
@@ -131,6 +133,7 @@ def main(args: argparse.Namespace) -> int:
             print(sbatch_script(spec, todo or runs, args.sweep))
         print(f"# report: {report_dir / 'pareto.png'}, {report_dir / 'pareto.md'}")
         return 0
+    check_creatable(spec.root, what="output_root")  # an unwritable folder fails now, with its name
     if args.launcher == "slurm" and not args.report_only:
         submit_slurm(spec, runs, args.sweep, submit=not args.no_submit)
         return 0

@@ -15,12 +15,19 @@ from thinkbudget.models import (
 )
 
 
-def test_unknown_alias_and_missing_path_errors():
+def test_unknown_alias_and_missing_path_errors(monkeypatch):
+    from thinkbudget import models
+
     with pytest.raises(ValueError, match="valid aliases: smollm2-135m, tiny-llama"):
         embedded_checkpoint("smollm3")
     with pytest.raises(FileNotFoundError, match="does not exist"):
         resolve_model_path("./runs/nope/checkpoint-200")
-    # A hub id passes through untouched (users have the hub; nothing is fetched here).
+    # Offline, a hub id that is not in the cache fails at once, saying why.
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(FileNotFoundError, match="not a local path.*HF_HUB_OFFLINE"):
+        resolve_model_path("Qwen/Qwen3-0.6B")
+    # A hub id that can be fetched passes through untouched (nothing is fetched here).
+    monkeypatch.setattr(models, "check_hub_model", lambda repo_id: None)
     assert resolve_model_path("Qwen/Qwen3-0.6B") == "Qwen/Qwen3-0.6B"
 
 

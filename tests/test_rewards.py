@@ -117,9 +117,9 @@ TABLE = [
         ),
     ),
     (
-        "far past budget (clamped)",
+        "far past budget (l1_exact unclamped, as in LCPO)",
         thinking(40) + ANSWER,
-        dict(l1_exact=-1.0, l1_max=0.0, budget_cutoff=0, soft_overlong=-1.0, cosine=-1.0),
+        dict(l1_exact=-1.5, l1_max=0.0, budget_cutoff=0, soft_overlong=-1.0, cosine=-1.0),
     ),
     (
         "wrong answer below budget",
@@ -140,7 +140,7 @@ TABLE = [
             correctness=0,
             format=0,
             mode_compliance=0,
-            l1_exact=-1.0,
+            l1_exact=-0.05 * (32 - B),  # its real length: 32 thinking tokens ("\n", 30 words, " ")
             l1_max=0.0,
             budget_cutoff=0,
             soft_overlong=-1.0,
@@ -283,7 +283,7 @@ def test_group_length_is_relative_within_each_prompt(rewards, tokenizer):
         thinking(4) + ANSWER,  # shortest, correct -> 0.5
         thinking(8) + ANSWER,  # correct -> 0.5 - 4/9
         thinking(12) + "\\boxed{7}",  # wrong -> min(0, 0.5 - 8/9)
-        "<think>\n" + "step " * 20,  # unclosed: wrong, longest (13) -> -0.5
+        "<think>\n" + "step " * 20,  # unclosed: wrong, its real length (22) is the longest -> -0.5
         thinking(6) + ANSWER,  # group of two equal lengths -> 0
         thinking(6) + "\\boxed{9}",
     ]
@@ -295,7 +295,7 @@ def test_group_length_is_relative_within_each_prompt(rewards, tokenizer):
         budget=[None] * 6,
         mode=["think"] * 6,
     )
-    assert got == pytest.approx([0.5, 0.5 - 4 / 9, 0.5 - 8 / 9, -0.5, 0.0, 0.0])
+    assert got == pytest.approx([0.5, 0.5 - 4 / 18, min(0.0, 0.5 - 8 / 18), -0.5, 0.0, 0.0])
 
 
 def test_rewards_pickle_and_keep_their_names(rewards, tokenizer, prompts):

@@ -278,7 +278,7 @@ def fake_finished(run, accuracy: float = 0.5, tokens: float = 20.0) -> None:
                     "within_budget_rate": 0.75,
                 }
             )
-    (run.eval_dir / "results.json").write_text(json.dumps({"rows": rows}))
+    (run.eval_dir / "results.json").write_text(json.dumps({"complete": True, "rows": rows}))
 
 
 def test_dry_run_prints_commands_and_skips_finished_runs(tmp_path, capsys):
@@ -361,9 +361,9 @@ def test_slurm_no_submit_writes_an_sbatch_array(tmp_path):
     assert 'MAIN_IP=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)' in text
     assert "NUM_PROCESSES=$((SLURM_NNODES * 4))" in text
     assert (
-        'srun --ntasks-per-node=1 bash -c "accelerate launch --num_processes 1 --cpu --num_machines $SLURM_NNODES '
-        "--num_processes $NUM_PROCESSES --machine_rank \\$SLURM_NODEID --main_process_ip $MAIN_IP "
-        '--main_process_port 29500 train/sft.py --config $RUN/config.yaml"'
+        "srun --ntasks-per-node=1 bash -c 'accelerate launch --num_processes 1 --cpu "
+        '--num_machines "$SLURM_NNODES" --num_processes "$NUM_PROCESSES" --machine_rank "$SLURM_NODEID" '
+        '--main_process_ip "$MAIN_IP" --main_process_port 29500 train/sft.py --config "$RUN/config.yaml" $RESUME\''
     ) in text
     assert 'python eval/evaluate.py --model "$RUN/model" --output "$RUN/eval" --tasks chain' in text
     assert "source .venv/bin/activate" in text
@@ -387,7 +387,9 @@ def test_sbatch_of_a_single_node_run(tmp_path):
     )
     text = sbatch_script(spec, plan_runs(spec)[:1], "configs/sweeps/x.yaml")
     assert "#SBATCH --array=0-0\n" in text
-    assert "accelerate launch --config_file configs/accelerate/ddp.yaml --num_machines $SLURM_NNODES" in text
+    assert (
+        'accelerate launch --config_file configs/accelerate/ddp.yaml --num_machines "$SLURM_NNODES"' in text
+    )
 
 
 # ---------------------------------------------------------------------------------------------

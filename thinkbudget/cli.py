@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import json
 import logging
@@ -35,7 +36,7 @@ def parse_config(dataclass_types: Sequence[type], args: Sequence[str] | None = N
     """
     from trl import TrlParser
 
-    args = list(sys.argv[1:] if args is None else args)
+    args = normalize_config_flag(list(sys.argv[1:] if args is None else args))
     if "--config" in args:
         path = Path(args[args.index("--config") + 1])
         if not path.is_file():
@@ -54,7 +55,74 @@ def parse_config(dataclass_types: Sequence[type], args: Sequence[str] | None = N
                 close = difflib.get_close_matches(k, valid, n=3)
                 hints.append(f"  {k!r}" + (f" (did you mean {', '.join(close)}?)" if close else ""))
             raise SystemExit(f"{path}: unknown config keys:\n" + "\n".join(hints))
-    return TrlParser(list(dataclass_types)).parse_args_and_config(args=args)
+        from thinkbudget.pipeline import check_values, class_field_types
+
+        check_values(
+            class_field_types(dataclass_types), {k: v for k, v in config.items() if k != "env"}, str(path)
+        )
+    parsed = TrlParser(list(dataclass_types)).parse_args_and_config(args=args)
+    check_choices(parsed)
+    return parsed
+
+
+def check_choices(instances: Sequence[Any]) -> None:
+    """Fields whose metadata lists ``choices`` must hold one of them (argparse checks the command line,
+    but values from the YAML file reach the dataclass unchecked): ``dtype: float13`` fails here, before
+    any data or model loads."""
+    for obj in instances:
+        if not dataclasses.is_dataclass(obj):
+            continue
+        for f in fields(obj):
+            choices = f.metadata.get("choices") if f.metadata else None
+            value = getattr(obj, f.name, None)
+            if choices and value is not None and not isinstance(value, list | dict) and value not in choices:
+                raise SystemExit(f"{f.name}: {value!r} is not one of {', '.join(map(str, choices))}")
+
+
+def normalize_config_flag(args: list[str]) -> list[str]:
+    """``--config=PATH`` becomes ``--config PATH`` (TrlParser only looks for the separate form); a
+    ``--config`` without a path, or given twice, is an error that says so."""
+    out: list[str] = []
+    for a in args:
+        if a.startswith("--config="):
+            out += ["--config", a[len("--config=") :]]
+        else:
+            out.append(a)
+    positions = [i for i, a in enumerate(out) if a == "--config"]
+    if len(positions) > 1:
+        raise SystemExit(
+            "--config is given more than once; pass one recipe file (and override fields with flags)"
+        )
+    if positions:
+        i = positions[0]
+        if i + 1 >= len(out) or not out[i + 1] or out[i + 1].startswith("--"):
+            raise SystemExit("--config needs a file path: --config configs/<stage>/<recipe>.yaml")
+    return out
+
+
+def die_with_parent() -> None:
+    """When ``$THINKBUDGET_DIE_WITH_PARENT`` is set (the pipeline and the sweep set it for their stage
+    commands), ask Linux to kill this process when its parent dies, so that a killed pipeline never
+    leaves a stage running behind it (``accelerate launch`` children included: each entry point calls
+    this at start). Elsewhere, or without the variable, nothing happens (``nohup`` keeps working)."""
+    if not os.environ.get("THINKBUDGET_DIE_WITH_PARENT") or not sys.platform.startswith("linux"):
+        return
+    set_parent_death_signal()
+
+
+def set_parent_death_signal(parent_pid: int | None = None) -> None:
+    """``prctl(PR_SET_PDEATHSIG, SIGKILL)`` for this process (Linux). With ``parent_pid`` (known when
+    called between fork and exec), exit at once if that parent died before the call."""
+    import ctypes
+    import signal
+
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if parent_pid is not None and os.getppid() != parent_pid:
+        os._exit(1)
 
 
 @dataclass
@@ -105,20 +173,113 @@ class RunFolderArguments:
 
 
 def check_output_dir(output_dir: str | os.PathLike, *, overwrite: bool, resuming: bool = False) -> Path:
-    """Refuse an output directory that already holds another run's checkpoints or results, unless
-    ``overwrite`` is asked for or the run is resuming from it."""
+    """Check a training run's output directory before anything loads; create nothing.
+
+    Refused: a path that is a file or cannot be created; a folder that holds another run's checkpoints
+    or final model unless ``overwrite`` is asked for or the run is resuming from it; ``overwrite`` and
+    resuming together (they contradict each other); resuming a run that already finished (its
+    ``run_summary.json`` is written last: training again would go past ``max_steps`` and replace the
+    final model). :func:`clear_output_dir` makes the folder ready right before training starts.
+    """
     out = Path(output_dir)
+    if overwrite and resuming:
+        raise SystemExit(
+            "--overwrite_output_dir true and --resume_from_checkpoint contradict each other: overwrite starts "
+            "the run afresh (its old checkpoints are deleted), resume continues it; pass one of them"
+        )
+    if out.exists() and not out.is_dir():
+        raise SystemExit(f"output_dir {out} is a file, not a folder")
+    if resuming and stage_finished(out / RUN_SUMMARY):
+        raise SystemExit(
+            f"output_dir {out} holds a finished run ({RUN_SUMMARY} is written last), so there is nothing to "
+            "resume: resuming would train past max_steps and replace the final model. Start a new run from "
+            f"it (--model_name_or_path {out} --output_dir NEW) or pass --overwrite_output_dir true to retrain"
+        )
     if out.is_dir() and not overwrite and not resuming:
         taken = sorted(
-            p.name for p in out.iterdir() if p.name.startswith("checkpoint-") or p.name == "model.safetensors"
+            p.name
+            for p in out.iterdir()
+            if p.name.startswith("checkpoint-") or p.name in ("model.safetensors", RUN_SUMMARY)
         )
         if taken:
             raise SystemExit(
                 f"output directory {out} already holds a run ({', '.join(taken[:3])}...); pass "
-                "--overwrite_output_dir true to replace it or --resume_from_checkpoint to continue it"
+                "--overwrite_output_dir true to replace it or --resume_from_checkpoint true to continue it"
             )
-    out.mkdir(parents=True, exist_ok=True)
+    check_creatable(out, what="output_dir")
     return out
+
+
+def check_creatable(path: str | os.PathLike, *, what: str) -> None:
+    """Raise ``SystemExit`` naming ``what`` when the folder ``path`` neither exists as a writable
+    folder nor can be created (its nearest existing parent is not a writable folder)."""
+    path = Path(path).absolute()
+    probe = path
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        raise SystemExit(f"{what} {path}: {probe} is a file, so the folder cannot be created")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise SystemExit(f"{what} {path}: cannot write into {probe} (permission denied)")
+    import tempfile
+
+    try:  # permissions can lie (root, read-only mounts, /proc): try it, and leave nothing behind
+        with tempfile.TemporaryDirectory(dir=probe, prefix=".thinkbudget-probe-"):
+            pass
+    except OSError as e:
+        raise SystemExit(f"{what} {path}: cannot create a folder in {probe} ({e.strerror or e})") from None
+
+
+def make_dir(path: str | os.PathLike, *, what: str) -> Path:
+    """``mkdir -p`` with an error that names ``what`` instead of a traceback."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise SystemExit(f"{what} {path}: cannot create the folder ({e.strerror or e})") from None
+    return path
+
+
+def clear_output_dir(output_dir: str | os.PathLike, *, overwrite: bool, resuming: bool) -> Path:
+    """Make ``output_dir`` ready for training, right before the trainer starts (after every check).
+
+    ``overwrite``: the old run's ``checkpoint-N`` folders, ``adapter/`` and ``run_summary.json`` are
+    deleted, so a later ``--resume_from_checkpoint true`` can never pick a checkpoint of the old run.
+    Always: ``checkpoint-N`` folders a kill left half-written (no ``trainer_state.json``) and stray
+    temporary files are deleted, so a checkpoint rewritten at the same step starts from an empty folder.
+    """
+    import shutil
+
+    out = make_dir(output_dir, what="output_dir")
+    for entry in list(out.iterdir()):
+        old_run = overwrite and (
+            (entry.is_dir() and _checkpoint_step(entry) >= 0)
+            or entry.name in ("adapter", RUN_SUMMARY)
+            or entry.name.startswith("tmp-checkpoint-")
+        )
+        unfinished = (
+            entry.is_dir() and _checkpoint_step(entry) >= 0 and not (entry / "trainer_state.json").is_file()
+        )
+        if old_run or unfinished or entry.name.startswith("tmp-checkpoint-"):
+            logger.info("removing %s (%s)", entry, "old run" if old_run else "left by a kill")
+            shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+    for stray in [*out.glob("*.tmp*"), *out.glob(".*.tmp*"), *out.glob("checkpoint-*/*.tmp*")]:
+        if stray.is_file():
+            stray.unlink()
+    return out
+
+
+def check_training_length(max_steps: int | None, num_train_epochs: float | None) -> None:
+    """A run that would take no optimizer step is an error (it would save the untrained model as a
+    finished run)."""
+    if (max_steps is None or max_steps <= 0) and (num_train_epochs is None or num_train_epochs <= 0):
+        raise SystemExit(
+            f"nothing to train: max_steps={max_steps} and num_train_epochs={num_train_epochs}; set "
+            "max_steps > 0 (optimizer steps) or num_train_epochs > 0"
+        )
+
+
+RUN_SUMMARY = "run_summary.json"
 
 
 # Values of --resume_from_checkpoint that mean "the newest complete checkpoint in output_dir".
@@ -189,12 +350,59 @@ def device_description() -> str:
     return f"CPU ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)"
 
 
+def write_text_atomic(path: str | os.PathLike, text: str) -> None:
+    """Write a text file so that a reader (or a kill) never sees half of it: a temporary file beside
+    it, renamed over it (the temporary file is removed if writing fails)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
 def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
     """Write JSON so that a reader (or a kill) never sees half a file."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=str) + "\n")
-    tmp.replace(path)
+    write_text_atomic(path, json.dumps(obj, indent=2, default=str) + "\n")
+
+
+# --------------------------------------------------------------------------------------------
+# "Is this stage finished?": one answer for the pipeline, the sweep and the entry points
+# --------------------------------------------------------------------------------------------
+def read_json_object(path: str | os.PathLike) -> dict[str, Any] | None:
+    """The JSON object in ``path``, or None when the file is missing, unreadable or not an object."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def stage_finished(marker: str | os.PathLike) -> bool:
+    """Whether the output marker of a stage says that the stage finished.
+
+    Every stage writes its marker last (atomically), so existence is the first condition; a JSON
+    marker must also parse as an object, and one that carries a ``complete`` flag must say ``true``.
+    An evaluation's ``results.json`` is written with ``complete: false`` *before* generation (so a
+    killed evaluation folder still names its model and settings): it counts as finished only with
+    ``complete: true`` and its ``rows``. Non-JSON markers (a Markdown report) must be non-empty.
+    """
+    path = Path(marker)
+    if not path.is_file():
+        return False
+    if path.suffix != ".json":
+        try:
+            return path.stat().st_size > 0
+        except OSError:
+            return False
+    data = read_json_object(path)
+    if data is None:
+        return False
+    if path.name == "results.json":
+        return data.get("complete") is True and isinstance(data.get("rows"), list)
+    return data.get("complete", True) is True
 
 
 def command_line() -> str:

@@ -59,7 +59,14 @@ from typing import Any
 import numpy as np
 
 from thinkbudget.parsing import ParsedCompletion, parse_completion
-from thinkbudget.protocol import EMPTY_THINK_BLOCK, THINK_OPEN, build_messages, render_prompt, validate_budget
+from thinkbudget.protocol import (
+    EMPTY_THINK_BLOCK,
+    THINK_OPEN,
+    build_messages,
+    encode_prompt,
+    render_prompt,
+    validate_budget,
+)
 from thinkbudget.scoring import extract_final_answer, is_correct
 
 logger = logging.getLogger(__name__)
@@ -242,8 +249,9 @@ def build_prompt(
         text, prefill = text[: -len(EMPTY_THINK_BLOCK)], EMPTY_THINK_BLOCK
     elif condition.mode == "think" and prefill_think:
         prefill = THINK_OPEN
-    # Prompt and pre-fill are tokenized apart so the pre-filled ids are exactly those of the completion.
-    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    # Prompt and pre-fill are tokenized apart so the pre-filled ids are exactly those of the completion;
+    # the prompt by the one rule of every stage (encode_prompt: the tokenizer's own BOS, as in SFT and GRPO).
+    ids = encode_prompt(tokenizer, text)
     prefill_ids = tokenizer(prefill, add_special_tokens=False)["input_ids"] if prefill else []
     force = condition.budget if m == "budget_forcing" else None
     return Prompt(text + prefill, ids + prefill_ids, prefill, prefill_ids, force)
@@ -585,7 +593,17 @@ def load_results(path: str | os.PathLike) -> dict[str, Any]:
         path = path / "results.json"
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist (not an evaluation folder?)")
-    results = json.loads(path.read_text())
+    try:
+        results = json.loads(path.read_text())
+    except ValueError as e:
+        raise ValueError(f"{path}: not valid JSON ({e})") from None
+    if not isinstance(results, dict):
+        raise ValueError(f"{path}: not a results object")
+    if results.get("complete") is False or "rows" not in results:
+        raise ValueError(
+            f"{path}: the evaluation is not complete (killed or failed?); run eval/evaluate.py again with the "
+            "same --output to finish it"
+        )
     validate_results(results, str(path))
     return results
 

@@ -42,6 +42,7 @@ from transformers import (
 )
 
 from thinkbudget.forcing import ThinkingBudgetProcessor
+from thinkbudget.parsing import get_parser
 from thinkbudget.protocol import THINK_CLOSE, THINK_OPEN
 
 logger = logging.getLogger(__name__)
@@ -361,17 +362,24 @@ def generate_in_rounds(
     close_id: int,
     stop_ids: set[int],
     max_new_tokens: int,
+    parser: Any = None,
 ) -> list[GenerationResult]:
-    """Generate with budget forcing by stop tokens: the token sequence rule of
-    :class:`~thinkbudget.forcing.ThinkingBudgetProcessor` (thinking = tokens after the first
-    ``<think>`` of the generation, or all of it when the prompt ends with ``<think>``; once it reaches
-    the budget, ``</think>`` is the next token), applied between engine calls instead of per token."""
+    """Generate with budget forcing by stop tokens: the rule of
+    :class:`~thinkbudget.forcing.ThinkingBudgetProcessor` (once a row's thinking reaches the budget,
+    ``</think>`` is the next token), applied between engine calls instead of per token.
+
+    With ``parser`` (a :class:`~thinkbudget.parsing.CompletionParser`; the generators pass theirs)
+    thinking is counted by the parser's own rule (:class:`~thinkbudget.parsing.ThinkScanner`: text
+    before ``<think>`` counts), so a forced row parses as exactly the budget, as with the processor.
+    Without it, the plain id rule: tokens after the first ``<think>`` id, or all of them when the
+    prompt ends with ``<think>``. Tags written as sub-word pieces do not stop an engine call (only
+    single ids are stop tokens), so such a row is checked at the end of the call."""
     rows = [_RoundState(list(r.prompt_ids), r.force_budget) for r in requests]
     while True:
         calls: list[tuple[int, int, set[int]]] = []
         for k, row in enumerate(rows):
             if row.finish is None:
-                plan = _next_round(row, open_id, close_id, stop_ids, max_new_tokens)
+                plan = _next_round(row, open_id, close_id, stop_ids, max_new_tokens, parser)
                 if plan is not None:
                     calls.append((k, *plan))
         if not calls:
@@ -387,7 +395,12 @@ def generate_in_rounds(
 
 
 def _next_round(
-    row: _RoundState, open_id: int, close_id: int, stop_ids: set[int], max_new_tokens: int
+    row: _RoundState,
+    open_id: int,
+    close_id: int,
+    stop_ids: set[int],
+    max_new_tokens: int,
+    parser: Any = None,
 ) -> tuple[int, set[int]] | None:
     """(max new tokens, stop ids) of the row's next engine call, or None once it is finished.
     Appends a forced ``</think>`` when the thinking budget is spent."""
@@ -401,13 +414,21 @@ def _next_round(
             return None
         if row.budget is None or close_id in row.gen:  # as the processor: a closed block is never forced
             return remaining, stop_ids
-        if row.prompt and row.prompt[-1] == open_id:
-            opened_at = -1
-        elif open_id in row.gen:
-            opened_at = row.gen.index(open_id)
+        prefilled = bool(row.prompt) and row.prompt[-1] == open_id
+        if parser is not None:
+            from thinkbudget.parsing import ThinkScanner
+
+            scanner = ThinkScanner(parser, prefilled=prefilled)
+            scanner.feed(row.gen)
+            if scanner.closed:
+                return remaining, stop_ids
+            thinking = scanner.thinking
+            if thinking is None:  # not thinking yet: stop at <think> to start counting
+                return remaining, stop_ids | {open_id}
+        elif prefilled or open_id in row.gen:
+            thinking = len(row.gen) - (row.gen.index(open_id) if not prefilled else -1) - 1
         else:  # not thinking yet: stop at <think> to start counting
             return remaining, stop_ids | {open_id}
-        thinking = len(row.gen) - opened_at - 1
         if thinking < row.budget:
             return min(remaining, row.budget - thinking), stop_ids | {close_id}
         row.gen.append(close_id)  # the budget is spent: force the end of thinking (log-prob 0)
@@ -435,6 +456,7 @@ class RoundsGenerator(Generator):
             close_id=self.close_id,
             stop_ids=self.stop_ids,
             max_new_tokens=self.sampling.max_new_tokens,
+            parser=get_parser(self.tokenizer),
         )
 
 

@@ -127,11 +127,14 @@ def _drop_quantization(model: Any) -> None:
 
 
 def resolve_model_path(name_or_path: str) -> str:
-    """An alias becomes its cached checkpoint; a local path must exist; anything else is a hub id."""
+    """An alias becomes its cached checkpoint; a local path must be a model folder; anything else is a
+    hub id, which must be in the local hub cache or reachable (checked in seconds, not after the
+    hub client's minute of retries). Raises ``FileNotFoundError`` with a message that says which."""
     if name_or_path in MODEL_ALIASES:
         return str(embedded_checkpoint(name_or_path))
     path = Path(name_or_path).expanduser()
     if path.exists():
+        check_model_folder(path)
         return str(path)
     # A hub id is "name" or "org/name"; anything path-like that does not exist is a typo, not a download.
     if name_or_path.startswith((".", "/", "~")) or name_or_path.count("/") > 1:
@@ -139,7 +142,92 @@ def resolve_model_path(name_or_path: str) -> str:
             f"model path {name_or_path!r} does not exist (valid aliases: {', '.join(MODEL_ALIASES)}; "
             "or a hub id such as Qwen/Qwen3-0.6B)"
         )
+    check_hub_model(name_or_path)
     return name_or_path
+
+
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")
+WEIGHT_FILES = (
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "pytorch_model.bin",
+    "pytorch_model.bin.index.json",
+)
+
+
+def check_model_folder(path: Path, *, weights: bool = False) -> None:
+    """Raise ``FileNotFoundError`` naming what is missing when ``path`` is not a Hugging Face model
+    folder (``config.json`` and tokenizer files; with ``weights``, the weights too)."""
+    if not path.is_dir():
+        raise FileNotFoundError(
+            f"{path} is a file, not a model folder (a Hugging Face checkpoint is a folder with config.json, "
+            "the weights and the tokenizer files)"
+        )
+    missing = []
+    if not (path / "config.json").is_file():
+        missing.append("config.json")
+    if not any((path / f).is_file() for f in TOKENIZER_FILES):
+        missing.append("tokenizer files (tokenizer.json or tokenizer_config.json)")
+    if weights and not any((path / f).is_file() for f in WEIGHT_FILES):
+        missing.append("weights (model.safetensors)")
+    if missing:
+        raise FileNotFoundError(
+            f"{path} is not a model folder: it has no {' and no '.join(missing)} (a Hugging Face checkpoint "
+            "folder, as save_pretrained writes it, is needed)"
+        )
+
+
+def hub_offline() -> bool:
+    """Whether ``HF_HUB_OFFLINE`` (or ``TRANSFORMERS_OFFLINE``) forbids downloads."""
+    return any(
+        os.environ.get(v, "").strip().lower() in ("1", "true", "yes", "on")
+        for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+    )
+
+
+_HUB_REACHABLE: dict[str, bool] = {}
+
+
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether a TCP connection to the hub (``$HF_ENDPOINT``, default huggingface.co) opens within
+    ``timeout`` seconds (remembered for the process)."""
+    import socket
+    from urllib.parse import urlparse
+
+    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+    if endpoint not in _HUB_REACHABLE:
+        url = urlparse(endpoint)
+        port = url.port or (443 if url.scheme == "https" else 80)
+        try:
+            socket.create_connection((url.hostname or "huggingface.co", port), timeout=timeout).close()
+            _HUB_REACHABLE[endpoint] = True
+        except OSError:
+            _HUB_REACHABLE[endpoint] = False
+    return _HUB_REACHABLE[endpoint]
+
+
+def check_hub_model(repo_id: str) -> None:
+    """A hub id must be in the local hub cache, or downloadable: raise ``FileNotFoundError`` at once when
+    downloads are switched off (``HF_HUB_OFFLINE``) or the hub cannot be reached."""
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        cached = isinstance(try_to_load_from_cache(repo_id, "config.json"), str)
+    except Exception:  # an id the hub client refuses (bad characters): not cached
+        cached = False
+    if cached:
+        return
+    what = f"model {repo_id!r} is not a local path and not an alias ({', '.join(MODEL_ALIASES)})"
+    if hub_offline():
+        raise FileNotFoundError(
+            f"{what}, nor a hub model in the local cache, and HF_HUB_OFFLINE is set, so nothing can be downloaded"
+        )
+    if not hub_reachable():
+        endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+        raise FileNotFoundError(
+            f"{what}, and the hub is unreachable ({endpoint} did not answer): check the name, or download the "
+            "model where there is network and pass its folder"
+        )
 
 
 def prepare_tokenizer_and_model(tokenizer: Any, model: Any | None = None) -> bool:
@@ -191,6 +279,8 @@ def load_model_and_tokenizer(
     from transformers import AutoModelForCausalLM
 
     path = resolve_model_path(name_or_path)
+    if Path(path).is_dir():
+        check_model_folder(Path(path), weights=True)
     tokenizer = load_tokenizer(path, trust_remote_code=trust_remote_code)
     kwargs: dict[str, Any] = {"dtype": dtype, "trust_remote_code": trust_remote_code}
     if device_map is not None:

@@ -4,14 +4,22 @@ Every length in the project (SFT trace fitting, RL length rewards, evaluation me
 forcing) comes from here, so the number a reward optimises is the number evaluation reports.
 
 Rules (also the docstring of the tests):
-- The thinking block is the text between a leading ``<think>`` (optional: with the no-think
-  pre-fill, or a model that skipped the tag, there is none) and the *first* ``</think>``.
-- No ``</think>``: if the completion opened ``<think>`` all of it is (unclosed) thinking and the
-  answer is empty; otherwise there is no think block and all of it is the answer.
-- ``thinking_tokens`` = tokens strictly between the tags; a whitespace-only block counts 0, so the
-  empty block ``<think>\\n\\n</think>`` is "no thinking".
-- ``answer_tokens`` = tokens after ``</think>`` with surrounding whitespace and end-of-sequence /
-  padding tokens removed. It is reported separately so reasoning moved after ``</think>`` is seen.
+- Tags are found in the *text*: ``<think>`` written as one added token or as sub-word pieces
+  (``<``, ``think``, ``>``) is the same tag, so parsing token ids and parsing their decoded text give
+  one answer. A token that carries part of a tag belongs to the tag (it is neither thinking nor answer).
+- Everything from the first end-of-sequence / padding token on is not output (ids and text alike).
+- The block is *opened* by the first ``<think>`` that comes before the first ``</think>``. Thinking is
+  everything before the first ``</think>`` except that tag, leading whitespace, and the opening tag
+  itself: text the model wrote *before* ``<think>`` is thinking too (``text_before_think``), so
+  reasoning cannot escape a budget by preceding the tag. Budget forcing counts with the same rule
+  (:class:`ThinkScanner`), so a row forced at ``B`` parses as exactly ``B`` thinking tokens.
+- No ``<think>`` but a ``</think>`` (the model skipped the tag): everything before it is thinking.
+- No ``</think>``: an opened block is (unclosed) thinking and the answer is empty; otherwise there is
+  no think block and all of it is the answer.
+- ``thinking_tokens`` = tokens of the thinking; a whitespace-only block counts 0, so the empty block
+  ``<think>\\n\\n</think>`` is "no thinking".
+- ``answer_tokens`` = tokens after ``</think>`` with surrounding whitespace removed. It is reported
+  separately so reasoning moved after ``</think>`` is seen.
 - Further think tags after the first ``</think>`` (nested or repeated blocks) set ``extra_think_tags``.
 - It never raises on model output: unknown token ids, huge strings and stray tags are data.
 """
@@ -39,6 +47,7 @@ class ParsedCompletion:
     think_closed: bool
     extra_think_tags: bool
     boxed_answer: str | None
+    text_before_think: bool = False  # non-whitespace text before the opening <think> (counted as thinking)
 
     @property
     def total_tokens(self) -> int:
@@ -69,15 +78,49 @@ class ParsedCompletion:
         return d
 
 
+@dataclass(frozen=True)
+class ThinkLayout:
+    """Where the think tags sit in a token sequence (token indices; a tag may span several tokens).
+
+    ``lead``: the first token with a non-whitespace character (``len`` when none); ``open`` / ``close``:
+    ``(first, last)`` token of the opening tag (the first ``<think>`` before the first ``</think>``) and
+    of the first ``</think>``, or None."""
+
+    lead: int
+    open: tuple[int, int] | None
+    close: tuple[int, int] | None
+
+
+def think_layout(pieces: Sequence[str]) -> ThinkLayout:
+    """The :class:`ThinkLayout` of tokens whose decoded texts are ``pieces`` (tags found in the text)."""
+    import bisect
+    import itertools
+
+    ends = list(itertools.accumulate(len(p) for p in pieces))
+    text = "".join(pieces)
+
+    def token_at(c: int) -> int:
+        return bisect.bisect_right(ends, c)
+
+    stripped = text.lstrip()
+    lead = token_at(len(text) - len(stripped)) if stripped else len(pieces)
+    close_c, open_c = text.find(THINK_CLOSE), text.find(THINK_OPEN)
+    close = (token_at(close_c), token_at(close_c + len(THINK_CLOSE) - 1)) if close_c >= 0 else None
+    opened = open_c >= 0 and (close_c < 0 or open_c < close_c)
+    open_ = (token_at(open_c), token_at(open_c + len(THINK_OPEN) - 1)) if opened else None
+    return ThinkLayout(lead, open_, close)
+
+
 class CompletionParser:
-    """Parses completions for one tokenizer (token ids of the think tags are looked up once)."""
+    """Parses completions for one tokenizer (the decoded text of each token id is cached)."""
 
     def __init__(self, tokenizer: Any):
         self.tokenizer = tokenizer
         self.open_id = _single_token_id(tokenizer, THINK_OPEN)
         self.close_id = _single_token_id(tokenizer, THINK_CLOSE)
         self.stop_ids = {i for i in (tokenizer.eos_token_id, tokenizer.pad_token_id) if i is not None}
-        self._ws_cache: dict[int, bool] = {}
+        self.vocab_size = len(tokenizer)
+        self._pieces: dict[int, str] = {}
 
     # -- counting -----------------------------------------------------------------------------
     def count_tokens(self, text: str) -> int:
@@ -89,6 +132,15 @@ class CompletionParser:
     def thinking_token_count(self, thinking: str) -> int:
         """Tokens a thinking text costs against a budget (0 for a whitespace-only block)."""
         return 0 if not thinking.strip() else self.count_tokens(thinking)
+
+    def piece(self, token_id: int) -> str:
+        """The text of one token (cached; ids outside the vocabulary are empty)."""
+        text = self._pieces.get(token_id)
+        if text is None:
+            ok = 0 <= token_id < self.vocab_size
+            text = self.tokenizer.decode([token_id], skip_special_tokens=False) if ok else ""
+            self._pieces[token_id] = text
+        return text
 
     # -- parsing ------------------------------------------------------------------------------
     def parse(self, completion: str | Sequence[int]) -> ParsedCompletion:
@@ -102,26 +154,31 @@ class CompletionParser:
             return ParsedCompletion("", "", 0, 0, False, False, False, None)
 
     def _parse_text(self, text: str) -> ParsedCompletion:
-        stripped = text.lstrip()
-        opened = stripped.startswith(THINK_OPEN)
-        body = stripped[len(THINK_OPEN) :] if opened else text
-        cut = body.find(THINK_CLOSE)
-        if cut >= 0:
-            thinking, answer, closed = body[:cut], body[cut + len(THINK_CLOSE) :], True
-        elif opened:
-            thinking, answer, closed = body, "", False
+        text = self._strip_stop_text(text)
+        close_c, open_c = text.find(THINK_CLOSE), text.find(THINK_OPEN)
+        closed = close_c >= 0
+        opened = open_c >= 0 and (not closed or open_c < close_c)
+        before = ""
+        if opened:
+            before = text[:open_c].lstrip()
+            inner = text[open_c + len(THINK_OPEN) : close_c if closed else len(text)]
+            thinking = before + inner
+            count = self.count_tokens(before) + self.count_tokens(inner)
         else:
-            thinking, answer, closed = "", body, False
-        answer = self._strip_stop_text(answer).strip()
+            thinking = text[:close_c] if closed else ""
+            count = self.count_tokens(thinking)
+        answer = text[close_c + len(THINK_CLOSE) :] if closed else ("" if opened else text)
+        answer = answer.strip()
         return ParsedCompletion(
             thinking=thinking.strip(),
             answer=answer,
-            thinking_tokens=self.thinking_token_count(thinking),
+            thinking_tokens=count if thinking.strip() else 0,
             answer_tokens=self.count_tokens(answer),
             think_opened=opened,
             think_closed=closed,
             extra_think_tags=THINK_OPEN in answer or THINK_CLOSE in answer,
             boxed_answer=extract_boxed(answer),
+            text_before_think=bool(before.strip()),
         )
 
     def _parse_ids(self, ids: list[int]) -> ParsedCompletion:
@@ -130,43 +187,44 @@ class CompletionParser:
             if i in self.stop_ids:
                 ids = ids[:k]
                 break
-        start = 0
-        while start < len(ids) and self._is_ws(ids[start]):
-            start += 1
-        opened = start < len(ids) and ids[start] == self.open_id
-        body = ids[start + 1 :] if opened else ids
-        if self.close_id in body:
-            cut = body.index(self.close_id)
-            think_ids, answer_ids, closed = body[:cut], body[cut + 1 :], True
-        elif opened:
-            think_ids, answer_ids, closed = body, [], False
+        layout = think_layout([self.piece(i) for i in ids])
+        before: list[int] = []
+        if layout.open is not None:
+            before = ids[layout.lead : layout.open[0]]
+            body_end = layout.close[0] if layout.close is not None else len(ids)
+            think_ids = before + ids[layout.open[1] + 1 : body_end]
+        elif layout.close is not None:
+            think_ids = ids[: layout.close[0]]
         else:
-            think_ids, answer_ids, closed = [], body, False
+            think_ids = []
+        if layout.close is not None:
+            answer_ids = ids[layout.close[1] + 1 :]
+        else:
+            answer_ids = [] if layout.open is not None else ids
         thinking = self._decode(think_ids)
         answer_ids = self._strip_ws_ids(answer_ids)
         answer = self._decode(answer_ids)
+        answer_text = "".join(self.piece(i) for i in answer_ids)
         return ParsedCompletion(
             thinking=thinking.strip(),
             answer=answer.strip(),
             thinking_tokens=0 if not thinking.strip() else len(think_ids),
             answer_tokens=len(answer_ids),
-            think_opened=opened,
-            think_closed=closed,
-            extra_think_tags=self.open_id in answer_ids or self.close_id in answer_ids,
+            think_opened=layout.open is not None,
+            think_closed=layout.close is not None,
+            extra_think_tags=THINK_OPEN in answer_text or THINK_CLOSE in answer_text,
             boxed_answer=extract_boxed(answer),
+            text_before_think=bool(self._decode(before).strip()),
         )
 
     # -- helpers ------------------------------------------------------------------------------
     def _decode(self, ids: list[int]) -> str:
         if not ids:
             return ""
-        vocab = len(self.tokenizer)
-        return self.tokenizer.decode([i for i in ids if 0 <= i < vocab], skip_special_tokens=False)
+        return self.tokenizer.decode([i for i in ids if 0 <= i < self.vocab_size], skip_special_tokens=False)
 
     def _is_ws(self, token_id: int) -> bool:
-        if token_id not in self._ws_cache:
-            self._ws_cache[token_id] = not self._decode([token_id]).strip()
-        return self._ws_cache[token_id]
+        return not self.piece(token_id).strip()
 
     def _strip_ws_ids(self, ids: list[int]) -> list[int]:
         lo, hi = 0, len(ids)
@@ -181,6 +239,67 @@ class CompletionParser:
             if tok and tok in text:
                 text = text[: text.index(tok)]
         return text
+
+
+class ThinkScanner:
+    """The parser's thinking count, kept up to date one generated token at a time (budget forcing).
+
+    Feed it a row's generated ids as they come (:meth:`feed`); :attr:`thinking` is the number of
+    thinking tokens :meth:`CompletionParser.parse` would count for the ids so far *while the block is
+    open* (None before it opens), so forcing ``</think>`` when it reaches ``B`` gives a completion that
+    parses as exactly ``B`` thinking tokens: text before ``<think>`` counts, tags written as sub-word
+    pieces are tags, leading whitespace does not count. ``prefilled``: the prompt ended with ``<think>``
+    (the block is open from the first generated token). ``finished``: an end-of-sequence / padding token
+    was generated (the row stopped; what follows is padding, never thinking)."""
+
+    def __init__(self, parser: CompletionParser, prefilled: bool = False):
+        self.parser = parser
+        self.text = ""
+        self.ends: list[int] = []
+        self.n = 0
+        self.lead: int | None = -1 if prefilled else None
+        self.open: tuple[int, int] | None = (-1, -1) if prefilled else None
+        self.closed = False
+        self.finished = False
+
+    def feed(self, ids: Sequence[int]) -> None:
+        for token_id in ids:
+            if self.finished or self.closed:
+                return
+            token_id = int(token_id)
+            if token_id in self.parser.stop_ids:
+                self.finished = True
+                return
+            old = len(self.text)
+            self.text += self.parser.piece(token_id)
+            self.ends.append(len(self.text))
+            self.n += 1
+            if self.lead is None and self.text.strip():
+                self.lead = self._token_at(len(self.text) - len(self.text.lstrip()))
+            tail = max(0, old - len(THINK_CLOSE))
+            close_c = self.text.find(THINK_CLOSE, tail)
+            if self.open is None:
+                open_c = self.text.find(THINK_OPEN, max(0, old - len(THINK_OPEN)))
+                if open_c >= 0 and (close_c < 0 or open_c < close_c):
+                    self.open = (self._token_at(open_c), self._token_at(open_c + len(THINK_OPEN) - 1))
+            if close_c >= 0:
+                self.closed = True
+
+    def _token_at(self, c: int) -> int:
+        import bisect
+
+        return bisect.bisect_right(self.ends, c)
+
+    @property
+    def opened(self) -> bool:
+        return self.open is not None and self.open[1] < self.n
+
+    @property
+    def thinking(self) -> int | None:
+        """Thinking tokens so far while the block is open and the row is running, else None."""
+        if not self.opened or self.closed or self.finished:
+            return None
+        return (self.open[0] - (self.lead or 0)) + (self.n - 1 - self.open[1])
 
 
 def _single_token_id(tokenizer: Any, token: str) -> int:

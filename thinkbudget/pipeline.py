@@ -32,7 +32,7 @@ from typing import Any
 
 import yaml
 
-from thinkbudget.cli import REPO_ROOT
+from thinkbudget.cli import REPO_ROOT, set_parent_death_signal
 
 logger = logging.getLogger(__name__)
 
@@ -82,18 +82,27 @@ def dataclass_from_mapping(cls: type, mapping: dict[str, Any], where: str) -> An
 _FIELDS_CACHE: dict[Path, dict[str, type]] = {}
 
 
+# The project's own entry points: importing them runs nothing but their imports and definitions.
+PROJECT_ENTRY_POINTS = ("train/sft.py", "train/rl.py", "eval/evaluate.py", "data/prepare.py")
+
+
 def config_classes(script: str | os.PathLike) -> tuple[type, ...]:
     """The config dataclasses an entry point (``train/sft.py``, ``train/rl.py``) parses.
 
-    The script is imported as a module (its ``main`` does not run). It names its classes in
-    ``CONFIG_CLASSES``; without that, every dataclass in its namespace counts.
+    The project's own entry points (:data:`PROJECT_ENTRY_POINTS`) are imported as modules (their
+    ``main`` does not run) and name their classes in ``CONFIG_CLASSES``. Any other script is **never
+    imported or run** (a dry run must not execute user code): its ``CONFIG_CLASSES = (A, B, ...)`` is
+    read from its source, and each class is imported from the module the script imports it from
+    (``from thinkbudget.rl import ThinkGRPOConfig``); a class defined in the script itself is an error.
     """
     path = (REPO_ROOT / script) if not Path(script).is_absolute() else Path(script)
     if not path.is_file():
         raise SystemExit(f"entry point {script} does not exist")
     if str(REPO_ROOT) not in sys.path:
         sys.path.insert(0, str(REPO_ROOT))
-    name = "_thinkbudget_entry_" + re.sub(r"\W", "_", str(path.relative_to(REPO_ROOT)))
+    if path.resolve() not in {(REPO_ROOT / s).resolve() for s in PROJECT_ENTRY_POINTS}:
+        return _classes_named_in_source(path, str(script))
+    name = "_thinkbudget_entry_" + re.sub(r"\W", "_", str(path.resolve().relative_to(REPO_ROOT)))
     module = sys.modules.get(name)
     if module is None:
         spec = importlib.util.spec_from_file_location(name, path)
@@ -107,6 +116,50 @@ def config_classes(script: str | os.PathLike) -> tuple[type, ...]:
         )
     if not classes:
         raise SystemExit(f"{script}: found no config dataclasses to check keys against")
+    return tuple(classes)
+
+
+def _classes_named_in_source(path: Path, script: str) -> tuple[type, ...]:
+    """``CONFIG_CLASSES`` of a script that is not one of the project's, found without running it."""
+    import ast
+    import importlib
+
+    try:
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    except (SyntaxError, UnicodeDecodeError, OSError) as e:
+        raise SystemExit(f"entry point {script}: cannot read its source ({e})") from None
+    imported: dict[str, tuple[str, str]] = {}
+    names: list[str] | None = None
+    for node in tree.body:
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            for alias in node.names:
+                imported[alias.asname or alias.name] = (node.module, alias.name)
+        targets = node.targets if isinstance(node, ast.Assign) else []
+        if any(isinstance(t, ast.Name) and t.id == "CONFIG_CLASSES" for t in targets):
+            if isinstance(node.value, ast.Tuple | ast.List) and all(
+                isinstance(e, ast.Name) for e in node.value.elts
+            ):
+                names = [e.id for e in node.value.elts]
+    hint = (
+        "it must define CONFIG_CLASSES = (A, B, ...) with each class imported from a module "
+        "(from thinkbudget.rl import ThinkGRPOConfig), so that its keys can be checked without running it"
+    )
+    if not names:
+        raise SystemExit(
+            f"entry point {script} is not one of the project's ({', '.join(PROJECT_ENTRY_POINTS)}): {hint}"
+        )
+    classes = []
+    for n in names:
+        if n not in imported:
+            raise SystemExit(f"entry point {script}: config class {n} is not imported from a module; {hint}")
+        module_name, attr = imported[n]
+        try:
+            cls = getattr(importlib.import_module(module_name), attr)
+        except (ImportError, AttributeError) as e:
+            raise SystemExit(f"entry point {script}: cannot import {attr} from {module_name} ({e})") from None
+        if not (isinstance(cls, type) and dataclasses.is_dataclass(cls)):
+            raise SystemExit(f"entry point {script}: {module_name}.{attr} is not a dataclass")
+        classes.append(cls)
     return tuple(classes)
 
 
@@ -137,6 +190,118 @@ def check_config_keys(script: str | os.PathLike, keys: Sequence[str], where: str
         f"{where}: keys that {script} does not have (its config classes: {', '.join(classes)}):\n"
         + "\n".join(lines)
     )
+
+
+_TYPES_CACHE: dict[Path, dict[str, Any]] = {}
+
+
+def config_field_types(script: str | os.PathLike) -> dict[str, tuple[Any, tuple | None]]:
+    """Field name -> (type hint, choices or None) for every config field ``script`` accepts."""
+    path = Path(script).resolve()
+    if path not in _TYPES_CACHE:
+        _TYPES_CACHE[path] = class_field_types(config_classes(script))
+    return _TYPES_CACHE[path]
+
+
+def class_field_types(classes: Sequence[type]) -> dict[str, tuple[Any, tuple | None]]:
+    """Field name -> (type hint, choices or None) of dataclasses (hints that do not resolve: ``Any``)."""
+    import typing
+
+    out: dict[str, tuple[Any, tuple | None]] = {}
+    for cls in classes:
+        try:
+            hints = typing.get_type_hints(cls)
+        except Exception:  # a forward reference that does not resolve: check that field's type loosely
+            hints = {}
+        for f in dataclasses.fields(cls):
+            hint = hints.get(f.name, f.type if not isinstance(f.type, str) else Any)
+            choices = f.metadata.get("choices") if f.metadata else None
+            out.setdefault(f.name, (hint, tuple(choices) if choices else None))
+    return out
+
+
+def _float_like(value: Any) -> bool:
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int | float):
+        return True
+    if isinstance(value, str):
+        try:
+            float(value)
+        except ValueError:
+            return False
+        return True
+    return False
+
+
+def value_fits(value: Any, hint: Any) -> bool:
+    """Whether a YAML value can fill a field annotated ``hint`` (loosely: strings that parse as the
+    type count, as they do on the command line; unknown annotations accept anything)."""
+    import enum
+    import types
+    import typing
+
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is Any or hint is object:
+        return True
+    if origin in (typing.Union, types.UnionType):
+        return any(value_fits(value, a) for a in args)
+    if hint is type(None):
+        return value is None
+    if origin is typing.Literal:
+        return value in args
+    if hint is bool:
+        return isinstance(value, bool) or (
+            isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "1", "0")
+        )
+    if hint is int:
+        return (isinstance(value, int) and not isinstance(value, bool)) or (
+            isinstance(value, str) and value.strip().lstrip("+-").isdigit()
+        )
+    if hint is float:
+        return _float_like(value)
+    if hint is str:
+        return isinstance(value, str | int | float | bool)
+    if origin in (list, tuple, set) or hint in (list, tuple):
+        item = args[0] if args else Any
+        items = value if isinstance(value, list | tuple) else [value]
+        return all(value_fits(v, item) for v in items)
+    if origin is dict or hint is dict:
+        return isinstance(value, dict | str)
+    if isinstance(hint, type) and issubclass(hint, enum.Enum):
+        members = {m.value for m in hint} | {m.name for m in hint}
+        return value in members or (
+            isinstance(value, str) and value.lower() in {str(m).lower() for m in members}
+        )
+    return True
+
+
+def _type_name(hint: Any) -> str:
+    text = getattr(hint, "__name__", None) if not hasattr(hint, "__args__") else None
+    return text or str(hint).replace("typing.", "")
+
+
+def check_config_values(script: str | os.PathLike, values: dict[str, Any], where: str) -> None:
+    """Fail, naming ``where``, the key, the value and the expected type, when a value cannot fill its
+    config field (``learning_rate: fast``). Unknown keys are :func:`check_config_keys`'s to report."""
+    check_values(config_field_types(script), values, where, f" for {script}")
+
+
+def check_values(
+    types_: dict[str, tuple[Any, tuple | None]], values: dict[str, Any], where: str, what: str = ""
+) -> None:
+    """:func:`check_config_values` against field types from :func:`class_field_types`."""
+    bad = []
+    for key, value in values.items():
+        if key not in types_ or value is None:
+            continue
+        hint, choices = types_[key]
+        if choices and not isinstance(value, list | dict) and value not in choices:
+            bad.append(f"  {key}: {value!r} is not one of {', '.join(map(str, choices))}")
+        elif not value_fits(value, hint):
+            bad.append(f"  {key}: {value!r} is not a valid {_type_name(hint)}")
+    if bad:
+        raise SystemExit(f"{where}: values of the wrong type{what}:\n" + "\n".join(bad))
 
 
 # --------------------------------------------------------------------------------------------
@@ -222,14 +387,25 @@ def run_logged(
     console = console or Console(stderr=True)
     log_path = Path(log_path)
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    # The stage dies with this process (a killed pipeline leaves no stage running): the direct child
+    # by its parent-death signal, its own children (accelerate launch -> python) because every entry
+    # point asks for the same signal when THINKBUDGET_DIE_WITH_PARENT is set.
+    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", "THINKBUDGET_DIE_WITH_PARENT": "1", **(env or {})}
+    parent = os.getpid()
     start = time.time()
     last = ""
     with open(log_path, "wb") as log:
         log.write(f"$ {shell_join(cmd)}\n".encode())
         log.flush()
         proc = subprocess.Popen(
-            executable(cmd), cwd=REPO_ROOT, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+            executable(cmd),
+            cwd=REPO_ROOT,
+            env=full_env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            preexec_fn=(lambda: set_parent_death_signal(parent))
+            if sys.platform.startswith("linux")
+            else None,
         )
         with console.status(f"[bold]{label}[/bold]", spinner="dots") as status:
             buffer = b""
@@ -253,6 +429,67 @@ def run_logged(
         tail = log_path.read_text(errors="replace").splitlines()[-25:]
         raise StageFailed(f"{label} failed (exit code {code}); log: {log_path}\n" + "\n".join(tail))
     return seconds
+
+
+# --------------------------------------------------------------------------------------------
+# Run-folder ownership: the pipeline deletes only what it created
+# --------------------------------------------------------------------------------------------
+RUN_MARKER = ".thinkbudget-run"
+
+
+def check_run_dir(run_dir: Path) -> bool:
+    """Whether ``run_dir`` may be used as a run folder; raises ``SystemExit`` when it may not.
+
+    The pipeline deletes a stage's output folder before it reruns the stage, so it only works in a
+    folder it owns: one it created (it holds :data:`RUN_MARKER`), or one that does not exist yet or is
+    empty. Returns True when the folder is already owned."""
+    if (run_dir / RUN_MARKER).is_file():
+        return True
+    if run_dir.exists() and not run_dir.is_dir():
+        raise SystemExit(f"--run-dir {run_dir} is a file, not a folder")
+    if run_dir.is_dir() and any(run_dir.iterdir()):
+        raise SystemExit(
+            f"--run-dir {run_dir} already exists and was not created by the pipeline (it has no {RUN_MARKER} "
+            "marker), so the pipeline will not write or delete anything in it. Choose a new or empty folder. "
+            f"(A run folder of an earlier version of the pipeline: `touch {run_dir / RUN_MARKER}` to adopt it.)"
+        )
+    from thinkbudget.cli import check_creatable
+
+    check_creatable(run_dir, what="--run-dir")
+    return False
+
+
+def claim_run_dir(run_dir: Path, profile_name: str) -> None:
+    """Create ``run_dir`` (checked by :func:`check_run_dir`) with the ownership marker."""
+    from thinkbudget.cli import make_dir, write_json_atomic
+
+    if check_run_dir(run_dir):
+        return
+    make_dir(run_dir, what="--run-dir")
+    write_json_atomic(
+        run_dir / RUN_MARKER,
+        {
+            "created_by": "scripts/pipeline.py",
+            "profile": profile_name,
+            "created_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        },
+    )
+
+
+def remove_owned(run_dir: Path, path: Path) -> None:
+    """Delete ``path`` (a stage's output) only when it lies strictly inside a run folder the pipeline
+    owns; anything else is a bug and raises instead of deleting."""
+    import shutil
+
+    root, target = run_dir.resolve(), path.resolve()
+    if not (run_dir / RUN_MARKER).is_file() or target == root or not target.is_relative_to(root):
+        raise RuntimeError(
+            f"refusing to delete {path}: not inside a run folder the pipeline owns ({run_dir})"
+        )
+    if target.is_dir():
+        shutil.rmtree(target)
+    elif target.exists():
+        target.unlink()
 
 
 # --------------------------------------------------------------------------------------------
@@ -362,6 +599,15 @@ def load_profile(name: str) -> Profile:
         recipe = kwargs[key].recipe
         if recipe and not (REPO_ROOT / recipe).is_file():
             raise SystemExit(f"{where}: {key}.recipe {recipe} does not exist")
+    demo = kwargs["demo"]
+    for key in ("budget", "max_new_tokens"):
+        value = getattr(demo, key)
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise SystemExit(
+                f"{where} [demo]: {key} must be a positive integer number of tokens, got {value!r}"
+            )
+    if isinstance(demo.index, bool) or not isinstance(demo.index, int) or demo.index < 0:
+        raise SystemExit(f"{where} [demo]: index must be a non-negative integer, got {demo.index!r}")
     return Profile(name=path.stem, source=str(path), **kwargs)
 
 
@@ -381,8 +627,13 @@ def check_profile_keys(profile: Profile) -> None:
         spec = getattr(profile, key)
         keys = [*spec.overrides, *(spec.forcing if key == "eval" else [])]
         check_config_keys(script, keys, f"{profile.source} [{key}]")
+        check_config_values(script, spec.overrides, f"{profile.source} [{key}]")
+        if key == "eval":
+            check_config_values(script, spec.forcing, f"{profile.source} [eval.forcing]")
         if spec.recipe:
-            check_config_keys(script, list(load_yaml_mapping(REPO_ROOT / spec.recipe)), spec.recipe)
+            recipe = load_yaml_mapping(REPO_ROOT / spec.recipe)
+            check_config_keys(script, list(recipe), spec.recipe)
+            check_config_values(script, recipe, spec.recipe)
 
 
 def auto_profile() -> str:
@@ -416,7 +667,7 @@ def demo_answers(
     import torch
 
     from thinkbudget.parsing import parse_completion
-    from thinkbudget.protocol import build_messages, render_prompt, validate_budget
+    from thinkbudget.protocol import build_messages, encode_prompt, render_prompt, validate_budget
     from thinkbudget.scoring import is_correct
 
     budget = validate_budget(budget, field="budget")
@@ -430,7 +681,8 @@ def demo_answers(
     results = []
     for setting, enable, setting_budget in settings:
         prompt = render_prompt(tokenizer, messages, enable_thinking=enable, thinking_budget=setting_budget)
-        inputs = tokenizer(prompt, return_tensors="pt", add_special_tokens=False).to(device)
+        prompt_ids = torch.tensor([encode_prompt(tokenizer, prompt)], device=device)
+        inputs = {"input_ids": prompt_ids, "attention_mask": torch.ones_like(prompt_ids)}
         with torch.no_grad():
             out = model.generate(
                 **inputs,

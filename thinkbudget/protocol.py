@@ -11,7 +11,8 @@ Thinking is switched by prompt, two ways that agree:
       - ``thinking_budget`` (int tokens or None). Stated in the system message in one fixed phrasing
         (:data:`BUDGET_TEMPLATE`); ignored when thinking is off.
 (b) the text flags ``/think`` and ``/no_think`` in a system or user message (Qwen3's soft switch; the
-    last flag wins). With ``/no_think`` the model itself writes the empty think block; nothing is
+    last flag wins). A flag is a whole whitespace-separated word: ``see example.com/no_thinking`` or
+    ``a/think`` in a question switches nothing. With ``/no_think`` the model itself writes the empty think block; nothing is
     pre-filled, which is what lets evaluation measure no-think compliance "with only the flag".
 
 The budget counts thinking tokens only (between the tags); the answer is counted separately by
@@ -43,8 +44,9 @@ CHAT_TEMPLATE = r"""{%- set ns = namespace(think=true, hard_off=false, flag='') 
 {%- if enable_thinking is defined and enable_thinking is false -%}{%- set ns.hard_off = true -%}{%- endif -%}
 {%- for m in messages -%}
 {%- if m['role'] in ['system', 'user'] and m['content'] is string -%}
-{%- set a = m['content'].rfind('/think') -%}{%- set b = m['content'].rfind('/no_think') -%}
-{%- if a > b -%}{%- set ns.flag = 'think' -%}{%- elif b > a -%}{%- set ns.flag = 'no_think' -%}{%- endif -%}
+{%- for w in m['content'].split() -%}
+{%- if w == '/think' -%}{%- set ns.flag = 'think' -%}{%- elif w == '/no_think' -%}{%- set ns.flag = 'no_think' -%}{%- endif -%}
+{%- endfor -%}
 {%- endif -%}
 {%- endfor -%}
 {%- if ns.hard_off or ns.flag == 'no_think' -%}{%- set ns.think = false -%}{%- endif -%}
@@ -103,18 +105,24 @@ def parse_budget_from_prompt(prompt: str) -> int | None:
     return int(found[-1]) if found else None
 
 
+def flags_in(text: str) -> list[str]:
+    """The thinking flags in ``text``, in order: ``'think'`` / ``'no_think'`` for each whitespace-separated
+    word that *is* ``/think`` or ``/no_think`` (a whole word: ``example.com/no_thinking``, ``a/think`` or
+    ``/think.`` are not flags). ``str.split()`` is also what the chat template uses, so both agree."""
+    return [w[1:] for w in text.split() if w in (THINK_FLAG, NO_THINK_FLAG)]
+
+
 def last_flag(messages: Sequence[dict[str, Any]]) -> str | None:
-    """``'think'``, ``'no_think'`` or None: the last text flag in system/user messages (Qwen3 rule)."""
+    """``'think'``, ``'no_think'`` or None: the last text flag in system/user messages (Qwen3 rule).
+    A flag is a whole whitespace-separated word (:func:`flags_in`)."""
     flag = None
     for m in messages:
         content = m.get("content")
         if m.get("role") not in ("system", "user") or not isinstance(content, str):
             continue
-        a, b = content.rfind(THINK_FLAG), content.rfind(NO_THINK_FLAG)
-        if a > b:
-            flag = "think"
-        elif b > a:
-            flag = "no_think"
+        found = flags_in(content)
+        if found:
+            flag = found[-1]
     return flag
 
 
@@ -152,6 +160,19 @@ def render_prompt(
         enable_thinking=enable_thinking,
         thinking_budget=thinking_budget,
     )
+
+
+def encode_prompt(tokenizer: Any, text: str) -> list[int]:
+    """Token ids of a rendered prompt: **the one rule** for every stage (SFT, GRPO, evaluation, demo).
+
+    The chat template never writes a BOS token, so the prompt is tokenized with the tokenizer's own
+    special tokens (``tokenizer(text)``: a BOS where the tokenizer adds one), exactly as TRL's
+    GRPOTrainer tokenizes string prompts. A text that already starts with the BOS token (a template
+    that writes it) gets no second one. Continuations (a completion, a pre-fill) are tokenized without
+    special tokens."""
+    bos = getattr(tokenizer, "bos_token", None)
+    add = not (bos and text.startswith(bos))
+    return list(tokenizer(text, add_special_tokens=add)["input_ids"])
 
 
 def format_response(thinking: str | None, answer: str) -> str:

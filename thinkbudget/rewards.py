@@ -405,21 +405,28 @@ class ModeComplianceReward(Reward):
 # Length rewards (n_eff = thinking tokens + answer overflow, B = the row's budget)
 # --------------------------------------------------------------------------------------------------
 class L1ExactReward(Reward):
-    """``l1_exact`` (L1 / LCPO Exact, Aggarwal & Welleck 2025): r = -alpha * |n_eff - B|, clamped to [-1, 0].
+    """``l1_exact`` (L1 / LCPO Exact, Aggarwal & Welleck 2025) as published: r = -alpha * |n_eff - B|,
+    with **no clamp** (LCPO has none: clamped at -1, every miss beyond 1/alpha tokens would get the same
+    value and no gradient towards the budget).
 
-    L1 adds this to the correctness reward (use ``correctness`` alongside). Unclosed think: -1.
-    None on no-think rows and rows without a budget.
+    L1 adds this to the correctness reward (use ``correctness`` alongside). The one deliberate
+    difference from L1: n counts thinking tokens (plus answer tokens beyond ``answer_cap``), not the
+    whole output, because the project's budgets are thinking budgets (what L1's users asked for, their
+    issue #23). An unclosed think block enters with its real length (the thinking tokens it wrote, as
+    L1 counts a truncated output). None on no-think rows and rows without a budget.
     """
 
     name = "l1_exact"
-    bounds = (-1.0, 0.0)
+    bounds = (-math.inf, 0.0)
     params = ("length_alpha",)
 
     def row(self, row):
         if row["mode"] != "think" or row["budget"] is None:
             return None
         n = self.effective_thinking(row)
-        return -1.0 if math.isinf(n) else -self.length_alpha * abs(n - row["budget"])
+        if math.isinf(n):  # unclosed: its real length, not an infinite one
+            n = float(row["parsed"].thinking_tokens)
+        return -self.length_alpha * abs(n - row["budget"])
 
 
 class L1MaxReward(Reward):
@@ -491,10 +498,15 @@ class SoftOverlongReward(Reward):
 
 
 class GroupLengthReward(Reward):
-    """``group_length`` (Kimi k1.5 length reward): within a group (rows with the same prompt),
-    lambda = 0.5 - (n_eff - min) / (max - min); correct rows get lambda, wrong ones min(0, lambda).
-    A group whose lengths are all equal gets 0. Unclosed think blocks are wrong and count as the
-    group's longest. None on no-think rows and rows without a gold answer.
+    """``group_length`` (Kimi k1.5 length reward) as published: within a group (rows with the same
+    prompt), lambda = 0.5 - (len - min_len) / (max_len - min_len) over every sample's real length;
+    correct rows get lambda, wrong ones min(0, lambda). A group whose lengths are all equal gets 0.
+
+    ``len`` is n_eff (thinking tokens plus answer tokens beyond ``answer_cap``: the project counts
+    thinking, Kimi the whole response). An unclosed think block enters with its real length (the
+    thinking tokens it wrote), so a runaway sample stretches the range as it does in Kimi's formula
+    instead of being squeezed to "the longest + 1"; having no answer, it is wrong (at most 0).
+    None on no-think rows and rows without a gold answer.
 
     Groups are formed from the rows this process sees; with several processes keep
     ``per_device_train_batch_size * steps_per_generation`` a multiple of ``num_generations`` so that
@@ -511,10 +523,10 @@ class GroupLengthReward(Reward):
             if row["mode"] == "think":
                 groups.setdefault(str(row["prompt"]), []).append(i)
         for members in groups.values():
-            lengths = {i: self.effective_thinking(rows[i]) for i in members}
-            finite = [v for v in lengths.values() if math.isfinite(v)]
-            longest = max(finite) + 1 if finite else 0.0
-            lengths = {i: (v if math.isfinite(v) else longest) for i, v in lengths.items()}
+            lengths = {}
+            for i in members:
+                n = self.effective_thinking(rows[i])
+                lengths[i] = n if math.isfinite(n) else float(rows[i]["parsed"].thinking_tokens)
             lo, hi = min(lengths.values()), max(lengths.values())
             for i in members:
                 try:

@@ -6,7 +6,10 @@ is the last ``\\boxed{...}``; without one, math-verify's own extraction runs on 
 correctness, is where the missing box costs). Math answers are compared with math-verify
 (``verify(parse(gold), parse(prediction))``, gold first). reasoning-gym tasks use the task's own
 scorer on the extracted answer, and only an exact score of 1.0 counts (its scorers give partial
-credit and some read the first number in a text).
+credit and some read the first number in a text). Model output never reaches ``eval``: math-verify
+parses with a grammar (its expression fallback only admits digits and operators), and the
+reasoning-gym families whose scorer evaluates the answer as code (:data:`UNSAFE_RG_FAMILIES`) are
+refused.
 """
 
 from __future__ import annotations
@@ -19,6 +22,22 @@ from typing import Any
 logger = logging.getLogger(__name__)
 
 REASONING_GYM_PREFIX = "rg/"
+# reasoning-gym families whose scorer hands the model's answer to Python's eval() or to sympy's
+# parse_expr (which runs eval): a completion such as \boxed{__import__("os").system(...)} would run
+# during scoring, in GRPO rewards and in evaluation alike. Model output is untrusted, so these families
+# are refused (tasks.validate_task_name names them) and never scored. Found by reading each family's
+# score_answer in reasoning-gym 0.1.x; tests/test_reliability.py re-scans the installed package.
+UNSAFE_RG_FAMILIES = (
+    "binary_matrix",
+    "countdown",
+    "intermediate_integration",
+    "n_queens",
+    "polynomial_multiplication",
+    "puzzle24",
+    "simple_integration",
+    "spiral_matrix",
+    "string_insertion",
+)
 
 
 def extract_boxed(text: str) -> str | None:
@@ -92,10 +111,18 @@ def extract_final_answer(answer_text: str) -> str | None:
     return str(found[-1]) if found else None
 
 
+def unsafe_rg_family(name: str) -> bool:
+    """Whether the reasoning-gym family ``name`` (without ``rg/``) scores by evaluating text as code.
+    ``composite`` mixes families (any of them), so it is refused too."""
+    return name in UNSAFE_RG_FAMILIES or name == "composite"
+
+
 @functools.lru_cache(maxsize=512)
 def _rg_score_fn(name: str):
     import reasoning_gym
 
+    if unsafe_rg_family(name):  # never reached through validated tasks; a last line of defence
+        raise ValueError(f"reasoning-gym family {name!r} scores answers with eval(); refused")
     return reasoning_gym.get_score_answer_fn(name)
 
 
@@ -106,6 +133,9 @@ def is_correct(answer_text: str, gold: str, *, task: str | None = None, meta: di
     entry's ``meta`` (its metadata dict), everything else with math-verify.
     """
     if task and task.startswith(REASONING_GYM_PREFIX):
+        if unsafe_rg_family(task[len(REASONING_GYM_PREFIX) :]):
+            logger.error("%s: its scorer would eval() the model's answer; not scored (counted wrong)", task)
+            return False
         final = extract_boxed(answer_text)
         if final is None:
             final = answer_text.strip().splitlines()[-1].strip() if answer_text.strip() else ""

@@ -29,7 +29,7 @@ from trl import ModelConfig, SFTConfig
 
 from thinkbudget.cli import RunFolderArguments
 from thinkbudget.data import DataMixArguments
-from thinkbudget.protocol import THINK_CLOSE, THINK_OPEN
+from thinkbudget.protocol import THINK_CLOSE, THINK_OPEN, encode_prompt
 
 logger = logging.getLogger(__name__)
 
@@ -120,14 +120,15 @@ def tokenize_row(
     prompt: str, completion: str, tokenizer: Any, eos_token: str = END_OF_TURN
 ) -> dict[str, list[int]]:
     """``input_ids`` and ``completion_mask`` of one row, tokenized as inference sees it: the prompt on its
-    own (as ``tokenizer(prompt)``, like TRL's trainers), then the completion and ``eos_token`` exactly once.
+    own (:func:`thinkbudget.protocol.encode_prompt`, the rule GRPO and evaluation use too), then the
+    completion and ``eos_token`` exactly once.
     A completion may already end with ``eos_token``; one that holds it anywhere else is an error."""
     body = completion[: -len(eos_token)] if completion.endswith(eos_token) else completion
     if eos_token in body:
         raise ValueError(
             f"completion contains the end-of-turn token {eos_token!r} before its end: {completion!r}"
         )
-    prompt_ids = tokenizer(prompt)["input_ids"]
+    prompt_ids = encode_prompt(tokenizer, prompt)
     completion_ids = tokenizer(body + eos_token, add_special_tokens=False)["input_ids"]
     return {
         "input_ids": prompt_ids + completion_ids,

@@ -34,10 +34,11 @@ from typing import Any
 
 import yaml
 
-from thinkbudget.cli import REPO_ROOT
+from thinkbudget.cli import REPO_ROOT, read_json_object, stage_finished
 from thinkbudget.pipeline import (
     accelerate_command,
     check_config_keys,
+    check_config_values,
     cli_flags,
     config_fields,
     dataclass_from_mapping,
@@ -221,11 +222,12 @@ class Run:
 
     @property
     def trained(self) -> bool:
-        return (self.model_dir / TRAIN_MARKER).is_file()
+        return stage_finished(self.model_dir / TRAIN_MARKER)
 
     @property
     def evaluated(self) -> bool:
-        return (self.eval_dir / EVAL_MARKER).is_file()
+        """The evaluation says it is complete (a killed one leaves ``complete: false`` and no rows)."""
+        return stage_finished(self.eval_dir / EVAL_MARKER)
 
 
 def _normalised(config: dict[str, Any]) -> dict[str, Any]:
@@ -249,6 +251,11 @@ def plan_runs(spec: SweepSpec) -> list[Run]:
     check_config_keys(spec.script, field_keys + group_keys, f"{spec.source} [grid]")
     recipe = load_yaml_mapping(spec.recipe if Path(spec.recipe).is_file() else REPO_ROOT / spec.recipe)
     check_config_keys(spec.script, list(recipe), spec.recipe)
+    check_config_values(spec.script, spec.overrides, f"{spec.source} [overrides]")
+    check_config_values(
+        EVAL_SCRIPT, {k: v for k, v in spec.eval.items() if k != "config"}, f"{spec.source} [eval]"
+    )
+    check_config_values(spec.script, recipe, spec.recipe)
 
     runs, seen = [], {}
     for labels, values in expand_grid(spec.grid, fields):
@@ -262,6 +269,8 @@ def plan_runs(spec: SweepSpec) -> list[Run]:
         config.update(copy.deepcopy(values))
         config["model_name_or_path"] = spec.model_name_or_path
         config["output_dir"] = str(run_dir / "model")
+        # Values of the wrong type (learning_rate: fast) fail now, naming the run and the key.
+        check_config_values(spec.script, values, f"{spec.source} [grid, run {name}]")
         runs.append(Run(name, run_dir, labels, values, _normalised(config)))
     return runs
 
@@ -308,26 +317,40 @@ def eval_command(spec: SweepSpec, run: Run) -> list[str]:
 # --------------------------------------------------------------------------------------------
 # Slurm
 # --------------------------------------------------------------------------------------------
+def sbatch_value(value: Any) -> str:
+    """A value on an ``#SBATCH`` line (sbatch reads those itself): double-quoted when it holds
+    whitespace or quotes."""
+    text = str(value)
+    if re.fullmatch(r"[A-Za-z0-9_@%+=:,./-]*", text) and text:
+        return text
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
 def sbatch_script(spec: SweepSpec, runs: Sequence[Run], sweep_file: str) -> str:
     """An sbatch array script, one task per run. Each task trains with ``accelerate launch`` on
     ``nodes`` x ``gpus_per_node`` GPUs (one launcher per node through ``srun``; rank from
     ``$SLURM_NODEID``, main process on the first host of ``scontrol show hostnames``), then evaluates
-    on the first node. Finished steps are skipped when a task is requeued."""
+    on the first node. Finished steps are skipped when a task is requeued; a requeued task whose
+    training was cut off resumes from its newest complete checkpoint.
+
+    Every value from the sweep file (paths, ``accelerate_args``, eval flags) is quoted with
+    ``shlex.quote``, so none of it is ever expanded or run by the shell. ``slurm.setup`` lines are
+    shell commands by design and are written as they are."""
     s = spec.slurm
     root = spec.root
     lines = [
         "#!/bin/bash",
-        f"#SBATCH --job-name=thinkbudget-{spec.name}",
+        f"#SBATCH --job-name={sbatch_value(f'thinkbudget-{spec.name}')}",
         f"#SBATCH --array=0-{len(runs) - 1}" + (f"%{s.max_parallel}" if s.max_parallel else ""),
         f"#SBATCH --nodes={s.nodes}",
         "#SBATCH --ntasks-per-node=1",
         f"#SBATCH --gpus-per-node={s.gpus_per_node}",
         f"#SBATCH --cpus-per-task={s.cpus_per_task}",
-        f"#SBATCH --time={s.time}",
-        f"#SBATCH --output={root}/slurm/%A_%a.out",
+        f"#SBATCH --time={sbatch_value(s.time)}",
+        f"#SBATCH --output={sbatch_value(f'{root}/slurm/%A_%a.out')}",
     ]
     if s.partition:
-        lines.append(f"#SBATCH --partition={s.partition}")
+        lines.append(f"#SBATCH --partition={sbatch_value(s.partition)}")
     lines += [f"#SBATCH {e}" for e in s.extra]
     lines += [
         f"# Written by scripts/sweep.py from {sweep_file}: {len(runs)} runs. Submit from the repository root.",
@@ -341,32 +364,31 @@ def sbatch_script(spec: SweepSpec, runs: Sequence[Run], sweep_file: str) -> str:
         "RUN=${RUNS[$SLURM_ARRAY_TASK_ID]}",
         'MAIN_IP=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)',
         f"NUM_PROCESSES=$((SLURM_NNODES * {s.gpus_per_node}))",
+        "export RUN MAIN_IP NUM_PROCESSES",
         f'if [ ! -f "$RUN/model/{TRAIN_MARKER}" ]; then',
-        '  rm -rf "$RUN/model"',
+        "  # a requeued task continues from its newest complete checkpoint; without one it starts clean",
+        '  if compgen -G "$RUN/model/checkpoint-*/trainer_state.json" > /dev/null; then',
+        '    RESUME="--resume_from_checkpoint true"',
+        "  else",
+        '    rm -rf "$RUN/model"',
+        '    RESUME=""',
+        "  fi",
+        "  export RESUME",
     ]
-    launch = accelerate_command(
-        spec.script,
-        spec.accelerate_config,
-        [
-            *spec.accelerate_args,
-            "--num_machines",
-            "$SLURM_NNODES",
-            "--num_processes",
-            "$NUM_PROCESSES",
-            "--machine_rank",
-            "\\$SLURM_NODEID",
-            "--main_process_ip",
-            "$MAIN_IP",
-            "--main_process_port",
-            str(s.main_process_port),
-        ],
+    launch = accelerate_command(spec.script, spec.accelerate_config, spec.accelerate_args)
+    # The node-local command is one single-quoted word for `bash -c`: the outer shell expands nothing in
+    # it; the inner bash on each node expands only the variables written here ($SLURM_NODEID per node).
+    topology = (
+        '--num_machines "$SLURM_NNODES" --num_processes "$NUM_PROCESSES" --machine_rank "$SLURM_NODEID" '
+        f'--main_process_ip "$MAIN_IP" --main_process_port {int(s.main_process_port)}'
     )
-    # Inside srun's bash -c: $SLURM_NODEID is escaped so that each node expands its own.
-    lines.append(f'  srun --ntasks-per-node=1 bash -c "{" ".join(launch)} --config $RUN/config.yaml"')
+    head, script = shlex.join(launch[:-1]), shlex.quote(launch[-1])
+    node_cmd = f'{head} {topology} {script} --config "$RUN/config.yaml" $RESUME'
+    lines.append(f"  srun --ntasks-per-node=1 bash -c {shlex.quote(node_cmd)}")
     lines += [
         "fi",
-        f'if [ ! -f "$RUN/eval/{EVAL_MARKER}" ]; then',
-        '  rm -rf "$RUN/eval"',
+        f'if [ ! -f "$RUN/eval/{EVAL_MARKER}" ] || ! grep -q \'"complete": true\' "$RUN/eval/{EVAL_MARKER}"; then',
+        "  # evaluate.py resumes from the samples a cut-off task already wrote",
         f'  python eval/evaluate.py --model "$RUN/model" --output "$RUN/eval" {shlex.join(cli_flags(spec.eval))}'.rstrip(),
         "fi",
         "",
@@ -378,14 +400,14 @@ def report_sbatch_script(spec: SweepSpec, sweep_file: str) -> str:
     """A one-node CPU job that writes the Pareto report once the array has finished."""
     lines = [
         "#!/bin/bash",
-        f"#SBATCH --job-name=thinkbudget-{spec.name}-report",
+        f"#SBATCH --job-name={sbatch_value(f'thinkbudget-{spec.name}-report')}",
         "#SBATCH --nodes=1",
         "#SBATCH --ntasks=1",
         "#SBATCH --time=00:30:00",
-        f"#SBATCH --output={spec.root}/slurm/report_%j.out",
+        f"#SBATCH --output={sbatch_value(f'{spec.root}/slurm/report_%j.out')}",
     ]
     if spec.slurm.partition:
-        lines.append(f"#SBATCH --partition={spec.slurm.partition}")
+        lines.append(f"#SBATCH --partition={sbatch_value(spec.slurm.partition)}")
     lines += [f"#SBATCH {e}" for e in spec.slurm.extra]
     lines += [
         "set -euo pipefail",
@@ -413,7 +435,7 @@ def budget_label(row: dict[str, Any]) -> str:
 
 def run_points(run: Run) -> list[dict[str, Any]]:
     """One point per (method, budget setting) of a run's evaluation, tasks pooled (weighted by n)."""
-    rows = json.loads((run.eval_dir / EVAL_MARKER).read_text())["rows"]
+    rows = (read_json_object(run.eval_dir / EVAL_MARKER) or {}).get("rows") or []
     groups: dict[tuple[str, str], list[dict]] = {}
     for row in rows:
         groups.setdefault((row.get("method", "default"), budget_label(row)), []).append(row)

@@ -7,8 +7,9 @@ Every source yields :class:`Problem` objects through one entry point, :func:`loa
   step) and ``"condensed"`` (fewer, bigger steps); answer-only is the third granularity and is
   represented by *no* thinking at all. The same problem therefore has traces of different token
   lengths, which is what lets the SFT mix fit a trace under a token budget.
-- ``gsm8k``: grade-school math from local JSONL files (``$THINKBUDGET_GSM8K_DIR``, default
-  ``<repo>/../shared/data/gsm8k``), or the hub dataset ``openai/gsm8k`` only when those are missing.
+- ``gsm8k``: grade-school math from the JSONL files shipped in the repository (``data/gsm8k/``, MIT
+  licence; ``$THINKBUDGET_GSM8K_DIR`` points elsewhere), or the hub dataset ``openai/gsm8k`` only
+  when those are missing.
   The worked solution (calculator annotations ``<<48/2=24>>`` removed) is the full trace; the
   annotated equations alone are the condensed trace; gold is the number after ``####``.
 - ``rg/<name>``: any reasoning-gym dataset (offline generators). No traces; ``meta`` is the entry's
@@ -81,15 +82,23 @@ def rg_dataset_names() -> list[str]:
 
 
 def list_tasks() -> list[str]:
-    """Every valid task name (``jsonl:<path>`` specs are accepted too but not listed)."""
-    return [*SYNTHETIC_TASKS, SYNTHETIC_MIX, GSM8K_TASK, *(RG_PREFIX + n for n in rg_dataset_names())]
+    """Every valid task name (``jsonl:<path>`` specs are accepted too but not listed; reasoning-gym
+    families whose scorer evaluates answers as code are left out)."""
+    from thinkbudget.scoring import unsafe_rg_family
+
+    rg = [RG_PREFIX + n for n in rg_dataset_names() if not unsafe_rg_family(n)]
+    return [*SYNTHETIC_TASKS, SYNTHETIC_MIX, GSM8K_TASK, *rg]
 
 
 def describe_valid_tasks() -> str:
     """A one-paragraph list of valid task names for error messages."""
+    from thinkbudget.scoring import unsafe_rg_family
+
+    safe = [n for n in rg_dataset_names() if not unsafe_rg_family(n)]
     return (
-        f"{', '.join(SYNTHETIC_TASKS)}, {SYNTHETIC_MIX} (the three in turn), {GSM8K_TASK}, {RG_PREFIX}<name> for any of: "
-        f"{', '.join(rg_dataset_names())}; or {JSONL_PREFIX}<path>[?question=..&answer=..&reasoning=..&test=..]"
+        f"{', '.join(SYNTHETIC_TASKS)}, {SYNTHETIC_MIX} (the three in turn), {GSM8K_TASK}, "
+        f"{RG_PREFIX}<name> for any of: {', '.join(safe)}; "
+        f"or {JSONL_PREFIX}<path>[?question=..&answer=..&reasoning=..&test=..]"
     )
 
 
@@ -99,6 +108,14 @@ def validate_task_name(task: str) -> str:
     if task in SYNTHETIC_TASKS or task in (SYNTHETIC_MIX, GSM8K_TASK):
         return task
     if task.startswith(RG_PREFIX) and task[len(RG_PREFIX) :] in rg_dataset_names():
+        from thinkbudget.scoring import UNSAFE_RG_FAMILIES, unsafe_rg_family
+
+        if unsafe_rg_family(task[len(RG_PREFIX) :]):
+            raise ValueError(
+                f"task {task!r} is refused: its reasoning-gym scorer runs the model's answer through Python's "
+                f"eval() (or sympy's parse_expr), so a completion could execute code while being scored. "
+                f"Refused families: {', '.join(UNSAFE_RG_FAMILIES)}, composite"
+            )
         return task
     if task.startswith(JSONL_PREFIX):
         JsonlTaskSpec.parse(task).check()
@@ -300,9 +317,13 @@ def _load_synthetic(task: str, split: str, n: int, seed: int) -> list[Problem]:
 _ANNOTATION = re.compile(r"<<([^<>]*)>>")
 
 
+GSM8K_SHIPPED_DIR = _REPO_ROOT / "data" / "gsm8k"
+
+
 def gsm8k_dir() -> Path:
-    """Folder of the local GSM8K JSONL files (``$THINKBUDGET_GSM8K_DIR`` or ``<repo>/../shared/data/gsm8k``)."""
-    return Path(os.environ.get("THINKBUDGET_GSM8K_DIR", _REPO_ROOT.parent / "shared" / "data" / "gsm8k"))
+    """Folder of the GSM8K JSONL files: ``$THINKBUDGET_GSM8K_DIR``, else the copy shipped in the
+    repository (``data/gsm8k/``)."""
+    return Path(os.environ.get("THINKBUDGET_GSM8K_DIR") or GSM8K_SHIPPED_DIR)
 
 
 def parse_gsm8k_solution(solution: str) -> tuple[str, str, str]:

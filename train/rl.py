@@ -28,11 +28,17 @@ from pathlib import Path
 
 if __name__ == "__main__":  # `python train/rl.py` / `accelerate launch train/rl.py` from any folder
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from thinkbudget.cli import die_with_parent as _die_with_parent
+
+    _die_with_parent()  # before the slow imports: a stage whose pipeline is gone must not start training
 
 from thinkbudget.cli import (
     check_output_dir,
+    check_training_length,
+    clear_output_dir,
     command_line,
     device_description,
+    die_with_parent,
     git_commit,
     parse_config,
     resolve_resume,
@@ -58,15 +64,13 @@ CONFIG_CLASSES = (RLScriptArguments, ThinkGRPOConfig, RLModelConfig)
 
 def main(script_args: RLScriptArguments, training_args: ThinkGRPOConfig, model_args: RLModelConfig) -> dict:
     """Train, save the final model in ``training_args.output_dir`` and return the run summary."""
-    # 1. Everything that can be wrong with the request fails here, before a tokenizer or model loads.
+    # 1. Everything that can be wrong with the request fails here, before a tokenizer or model loads;
+    #    nothing is written until every check has passed.
     try:
         validate_run(script_args, training_args)
     except ValueError as e:
         raise SystemExit(f"invalid RL config: {e}") from None
-    resume = resolve_resume(training_args.resume_from_checkpoint, training_args.output_dir)
-    out = check_output_dir(
-        training_args.output_dir, overwrite=training_args.overwrite_output_dir, resuming=resume is not None
-    )
+    check_training_length(training_args.max_steps, training_args.num_train_epochs)
     from thinkbudget.models import (
         load_model_and_tokenizer,
         load_tokenizer,
@@ -78,6 +82,10 @@ def main(script_args: RLScriptArguments, training_args: ThinkGRPOConfig, model_a
         model_path = resolve_model_path(model_args.model_name_or_path)
     except (FileNotFoundError, ValueError) as e:
         raise SystemExit(f"model_name_or_path: {e}") from None
+    resume = resolve_resume(training_args.resume_from_checkpoint, training_args.output_dir)
+    out = check_output_dir(
+        training_args.output_dir, overwrite=training_args.overwrite_output_dir, resuming=resume is not None
+    )
 
     # 2. Data: one pre-rendered prompt per row (its own mode and budget), checked before the model loads.
     from thinkbudget.data import load_or_build
@@ -109,7 +117,9 @@ def main(script_args: RLScriptArguments, training_args: ThinkGRPOConfig, model_a
     reward_funcs = get_reward_funcs(script_args.reward_funcs, tokenizer, script_args.reward_params())
     peft_config = get_peft_config(model_args) if model_args.use_peft else None
 
-    # 4. Train.
+    # 4. Train. Only now is the output folder touched (an old run's checkpoints go on overwrite; a
+    #    kill's leftovers go).
+    clear_output_dir(out, overwrite=training_args.overwrite_output_dir, resuming=resume is not None)
     timer = StepTimer()
     callbacks = [timer]
     if training_args.use_cpu:
@@ -184,10 +194,16 @@ def main(script_args: RLScriptArguments, training_args: ThinkGRPOConfig, model_a
     return summary
 
 
-if __name__ == "__main__":
+def cli(argv: list[str] | None = None) -> dict:
+    """Parse ``argv`` (default: the command line) and run :func:`main`; bad input exits with a message."""
+    die_with_parent()
     setup_logging()
     try:
-        args = parse_config(CONFIG_CLASSES)
+        args = parse_config(CONFIG_CLASSES, argv)
     except ValueError as e:  # a field's own check (e.g. DataMixArguments.validate) while parsing
         raise SystemExit(f"invalid config: {e}") from None
-    main(*args)
+    return main(*args)
+
+
+if __name__ == "__main__":
+    cli()

@@ -26,11 +26,17 @@ from pathlib import Path
 
 if __name__ == "__main__":  # `python train/sft.py` / `accelerate launch train/sft.py` from any folder
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from thinkbudget.cli import die_with_parent as _die_with_parent
+
+    _die_with_parent()  # before the slow imports: a stage whose pipeline is gone must not start training
 
 from thinkbudget.cli import (
     check_output_dir,
+    check_training_length,
+    clear_output_dir,
     command_line,
     device_description,
+    die_with_parent,
     git_commit,
     parse_config,
     resolve_resume,
@@ -56,15 +62,13 @@ CONFIG_CLASSES = (SFTScriptArguments, ThinkSFTConfig, SFTModelConfig)
 
 def main(script_args: SFTScriptArguments, training_args: ThinkSFTConfig, model_args: SFTModelConfig) -> dict:
     """Train, save the final model in ``training_args.output_dir`` and return the run summary."""
-    # 1. Everything that can be wrong with the request fails here, before a tokenizer or model loads.
+    # 1. Everything that can be wrong with the request fails here, before a tokenizer or model loads;
+    #    nothing is written until every check has passed.
     try:
         script_args.validate()
     except ValueError as e:
         raise SystemExit(f"invalid data mix: {e}") from None
-    resume = resolve_resume(training_args.resume_from_checkpoint, training_args.output_dir)
-    out = check_output_dir(
-        training_args.output_dir, overwrite=training_args.overwrite_output_dir, resuming=resume is not None
-    )
+    check_training_length(training_args.max_steps, training_args.num_train_epochs)
     from thinkbudget.models import (
         load_model_and_tokenizer,
         load_tokenizer,
@@ -76,6 +80,10 @@ def main(script_args: SFTScriptArguments, training_args: ThinkSFTConfig, model_a
         model_path = resolve_model_path(model_args.model_name_or_path)
     except (FileNotFoundError, ValueError) as e:
         raise SystemExit(f"model_name_or_path: {e}") from None
+    resume = resolve_resume(training_args.resume_from_checkpoint, training_args.output_dir)
+    out = check_output_dir(
+        training_args.output_dir, overwrite=training_args.overwrite_output_dir, resuming=resume is not None
+    )
 
     # 2. Data: the rows are built with the tokenizer alone (token counts fit the budgets), then tokenized
     #    prompt and completion separately, as inference sees them (see thinkbudget/sft.py).
@@ -85,13 +93,21 @@ def main(script_args: SFTScriptArguments, training_args: ThinkSFTConfig, model_a
     eos = training_args.eos_token or tokenizer.eos_token
     if tokenizer.convert_tokens_to_ids(eos) in (None, tokenizer.unk_token_id):
         raise SystemExit(f"eos_token: {eos!r} is not a token of {model_path}'s tokenizer")
-    train_rows = load_or_build(script_args, tokenizer, "sft", "train")
+    try:
+        train_rows = load_or_build(script_args, tokenizer, "sft", "train")
+    except (ValueError, FileNotFoundError) as e:  # a malformed task file: its message, not a traceback
+        raise SystemExit(f"invalid SFT data: {e}") from None
     if len(train_rows) == 0:
-        raise SystemExit("the data mix produced no training rows (num_train_problems = 0?)")
+        raise SystemExit(
+            "the data mix produced no training rows (num_train_problems = 0, or an empty task file?)"
+        )
     train_dataset = tokenize_dataset(train_rows, tokenizer, eos, num_proc=training_args.dataset_num_proc)
     eval_dataset = None
     if training_args.eval_strategy != "no":
-        eval_rows = load_or_build(script_args, tokenizer, "sft", "test")
+        try:
+            eval_rows = load_or_build(script_args, tokenizer, "sft", "test")
+        except (ValueError, FileNotFoundError) as e:
+            raise SystemExit(f"invalid SFT data: {e}") from None
         eval_dataset = tokenize_dataset(eval_rows, tokenizer, eos, num_proc=training_args.dataset_num_proc)
     lengths = sequence_lengths(train_dataset, training_args.max_length)
     logger.info(
@@ -111,6 +127,8 @@ def main(script_args: SFTScriptArguments, training_args: ThinkSFTConfig, model_a
     #    prompt), truncates to max_length and drops rows left without a supervised token.
     from trl import SFTTrainer
 
+    # Only now is the output folder touched (an old run's checkpoints go on overwrite; a kill's leftovers go).
+    clear_output_dir(out, overwrite=training_args.overwrite_output_dir, resuming=resume is not None)
     callbacks = []
     if training_args.use_cpu:
         from thinkbudget.hardware import ReleaseFreedMemory
@@ -183,6 +201,7 @@ def main(script_args: SFTScriptArguments, training_args: ThinkSFTConfig, model_a
 
 def cli(argv: list[str] | None = None) -> dict:
     """Parse ``argv`` (default: the command line) and run :func:`main`; bad input exits with a message."""
+    die_with_parent()
     setup_logging()
     try:
         args = parse_config(CONFIG_CLASSES, argv)
