@@ -5,6 +5,7 @@
     python eval/evaluate.py --config configs/eval/smoke.yaml --output /tmp/eval-smoke
     python eval/evaluate.py --run runs/rl --budgets off,64,none --limit 50   # every checkpoint-* of a run
     python eval/evaluate.py --list-tasks
+    python eval/evaluate.py --config configs/scorer/data-smoke.yaml --output runs/scorer-data/smoke  # --split train: scorer data
 
 Methods (``--methods``) and budgets (``--budgets``): ``off`` runs ``no_think`` (kwargs switch, the empty
 think block pre-filled) and ``no_think_flag`` (``/no_think`` flag only); an integer B runs
@@ -41,7 +42,10 @@ FINGERPRINT_FIELDS = (
     "top_k",
     "max_new_tokens",
     "seed",
+    "split",
 )
+# Values of fingerprint fields added later, for folders written before them.
+FINGERPRINT_DEFAULTS = {"split": "test"}
 
 
 @dataclass
@@ -67,7 +71,14 @@ class EvalArguments:
         metadata={"help": f"Methods to run, among: {', '.join(evaluation.METHODS)}."},
     )
     limit: int | None = field(
-        default=None, metadata={"help": "First N test problems per task (problems); all if unset."}
+        default=None, metadata={"help": "First N problems of the split per task (problems); all if unset."}
+    )
+    split: str = field(
+        default="test",
+        metadata={
+            "help": "Problems from 'test' (held out: every reported number) or 'train' (answers to training "
+            "problems: the trained scorer's data, configs/scorer/data-*.yaml)."
+        },
     )
     samples: int = field(
         default=1,
@@ -121,7 +132,8 @@ class EvalArguments:
     best_of_n_scorer: str = field(
         default="logprob",
         metadata={
-            "help": "Best-of-N choice: 'logprob' (mean token log-probability) or a reward-model checkpoint path."
+            "help": "Best-of-N choice: 'logprob' (mean token log-probability) or a scorer folder (path; "
+            "train/scorer.py, or any one-logit sequence-classification model)."
         },
     )
     dtype: str = field(
@@ -159,6 +171,8 @@ def validate(args: EvalArguments) -> Plan:
         tasks.validate_task_name(t)
     budgets = evaluation.parse_budgets(args.budgets)
     conditions = evaluation.plan_conditions(task_names, budgets, evaluation.parse_methods(args.methods))
+    if args.split not in tasks.SPLITS:
+        raise ValueError(f"--split must be one of {', '.join(tasks.SPLITS)}, got {args.split!r}")
     if args.limit is not None and args.limit < 1:
         raise ValueError(f"--limit must be a positive number of problems, got {args.limit}")
     if args.samples < 1:
@@ -211,9 +225,9 @@ def prepare_output(out: Path, model_path: str, args: EvalArguments) -> None:
             )
         old_cfg = old.get("config", {})
         changed = [
-            f"{k}: {old_cfg.get(k)!r} -> {getattr(args, k)!r}"
+            f"{k}: {old_cfg.get(k, FINGERPRINT_DEFAULTS.get(k))!r} -> {getattr(args, k)!r}"
             for k in FINGERPRINT_FIELDS
-            if old_cfg.get(k) != getattr(args, k)
+            if old_cfg.get(k, FINGERPRINT_DEFAULTS.get(k)) != getattr(args, k)
         ]
         if changed:
             raise ValueError(
@@ -239,7 +253,7 @@ class Sample:
 
 def plan_samples(args: EvalArguments, plan: Plan, tokenizer: Any) -> list[Sample]:
     """Every sample of the evaluation (prompts rendered once per problem and condition)."""
-    problems = {t: tasks.load_problems(t, "test", args.limit, seed=args.seed) for t in plan.tasks}
+    problems = {t: tasks.load_problems(t, args.split, args.limit, seed=args.seed) for t in plan.tasks}
     samples = []
     for cond in plan.conditions:
         for p in problems[cond.task]:
@@ -362,9 +376,11 @@ def generate_pending(
         cache_implementation=args.hf_cache_implementation,
         dtype=dtype,
     )
-    reward_model = None
+    scorer = None
     if args.samples > 1 and args.best_of_n_scorer != "logprob":
-        reward_model = evaluation.RewardModelScorer(args.best_of_n_scorer)
+        from thinkbudget.scorer import TrainedScorer
+
+        scorer = TrainedScorer(args.best_of_n_scorer)
     # A GPU takes bigger hf batches; paged/vllm schedule internally, their batch is only the resume unit.
     batch_size = args.batch_size or generator.default_batch_size * (4 if gpu and plan.backend == "hf" else 1)
     tokens, seconds = 0, 0.0
@@ -395,10 +411,9 @@ def generate_pending(
                     )
                     for s, o in zip(batch, outputs)
                 ]
-                if reward_model is not None:
-                    scores = reward_model.score([r["prompt"] + r["completion"] for r in records])
-                    for rec, score in zip(records, scores):
-                        rec["reward_score"] = score
+                if scorer is not None:  # question + completion, never the gold (thinkbudget.scorer)
+                    for rec, (score, read) in zip(records, scorer.score_records(records)):
+                        rec["reward_score"], rec["scorer_tokens"] = score, read
                 evaluation.append_records(samples_path, records)
                 bar.update(len(batch))
                 bar.set_postfix(tok_s=f"{tokens / max(seconds, 1e-9):.0f}")

@@ -651,36 +651,3 @@ def summary_markdown(results: dict[str, Any]) -> str:
                 )
             lines.append(line)
     return "\n".join(lines) + "\n"
-
-
-# ------------------------------------------------------------------------------------------------
-# Best-of-N with a reward model
-# ------------------------------------------------------------------------------------------------
-class RewardModelScorer:
-    """Scores (prompt + completion) texts with a sequence-classification reward model (one logit)."""
-
-    def __init__(self, path: str, *, device: str | None = None, batch_size: int = 8):
-        import torch
-        from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        self.tokenizer = AutoTokenizer.from_pretrained(path)
-        if self.tokenizer.pad_token is None:
-            self.tokenizer.pad_token = self.tokenizer.eos_token
-        self.model = AutoModelForSequenceClassification.from_pretrained(path).to(self.device).eval()
-        if self.model.config.pad_token_id is None:
-            self.model.config.pad_token_id = self.tokenizer.pad_token_id
-        self.batch_size = batch_size
-
-    def score(self, texts: Sequence[str]) -> list[float]:
-        import torch
-
-        out: list[float] = []
-        for lo in range(0, len(texts), self.batch_size):
-            batch = self.tokenizer(
-                list(texts[lo : lo + self.batch_size]), return_tensors="pt", padding=True, truncation=True
-            ).to(self.device)
-            with torch.inference_mode():
-                logits = self.model(**batch).logits
-            out.extend(float(x) for x in logits[:, 0].float().cpu())
-        return out
