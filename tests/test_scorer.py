@@ -1,5 +1,6 @@
 """The trained best-of-N scorer: its input never holds the gold, its data comes from training problems
-only, and train/scorer.py trains a head that plain transformers loads."""
+only, train/scorer.py trains a head that plain transformers loads, and eval/frontier.py draws the
+compute frontier with it."""
 
 from __future__ import annotations
 
@@ -299,3 +300,32 @@ def test_smoke_scorer_trains_and_loads_in_plain_transformers(trained, tiny_model
     assert [n for _, n in scores] == [
         len(sc.scorer_input_ids(tok, *sc.record_input(r), 128)) for r in records[:3]
     ]
+
+
+@pytest.mark.slow
+def test_frontier_command_with_the_trained_scorer(trained, tmp_path, tokenizer, tiny_model_path):
+    _, scorer_dir = trained
+    frontier = _load(ROOT / "eval" / "frontier.py", "frontier_script")
+    a, b = tmp_path / "a", tmp_path / "b"
+    records = write_eval_folder(a, tokenizer, tiny_model_path, split="test", problems=3, samples=4)
+    write_eval_folder(b, tokenizer, tiny_model_path, split="test", problems=3, samples=2)
+    argv = ["--eval_dirs", str(a), str(b), "--scorer", str(scorer_dir), "--output", str(tmp_path / "overlay")]
+    (args,) = cli.parse_config(frontier.CONFIG_CLASSES, [*argv, "--ci_resamples", "50"])
+    evaluations = frontier.main(args)
+    for folder in (a, b, tmp_path / "overlay"):
+        for name in ("frontier.png", "frontier.md", "frontier.json"):
+            assert (folder / name).is_file() and (folder / name).stat().st_size > 0, folder / name
+    points = json.loads((a / "frontier.json").read_text())["points"]
+    assert {(p["n"], p["selector"]) for p in points} >= {(1, "single"), (4, "scorer"), (4, "scorer_majority")}
+    assert {p["n"] for p in points} == {1, 2, 4} and any(p["pareto"] for p in points)
+    # Every sample's score is cached once; its tokens are the scorer's whole input.
+    cached = [json.loads(line) for line in (a / sc.SCORES_FILE).read_text().splitlines()]
+    assert len(cached) == len(records) and all(c["scorer_tokens"] > 0 for c in cached)
+    by_key = {c["key"]: c["scorer_tokens"] for c in cached}
+    one = next(p for p in points if p["n"] == 4 and p["selector"] == "scorer" and p["budget_label"] == "16")
+    mine = [r for r in records if r["budget_label"] == "16"]
+    assert one["mean_scorer_tokens_per_problem"] == pytest.approx(sum(by_key[r["key"]] for r in mine) / 3)
+    assert sc.attach_scores(a, [dict(r) for r in records], str(scorer_dir)) == 0  # nothing scored twice
+    overlay = (tmp_path / "overlay" / "frontier.md").read_text()
+    assert [ev["label"] for ev in evaluations] == ["tiny-llama (a)", "tiny-llama (b)"]
+    assert "tiny-llama (a): a larger budget or more samples?" in overlay and "★" in overlay
