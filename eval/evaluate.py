@@ -270,6 +270,15 @@ def plan_samples(args: EvalArguments, plan: Plan, tokenizer: Any) -> list[Sample
     return samples
 
 
+def generation_order(pending: list[Sample]) -> list[Sample]:
+    """Samples grouped by condition, then sorted by prompt length: a batch pads little, and since a
+    batch runs until its longest answer ends, it holds answers of one kind (thinking off, one budget)."""
+    return sorted(
+        pending,
+        key=lambda s: (s.condition.task, s.condition.method, s.condition.budget or 0, len(s.prompt.ids)),
+    )
+
+
 def evaluate_model(args: EvalArguments, plan: Plan, model_name: str, out: Path) -> dict[str, Any]:
     """Generate what samples.jsonl lacks, then aggregate and write every output file."""
     model_path = check_model(model_name)
@@ -278,8 +287,7 @@ def evaluate_model(args: EvalArguments, plan: Plan, model_name: str, out: Path) 
     planned = plan_samples(args, plan, tokenizer)
     samples_path = out / "samples.jsonl"
     done = evaluation.load_records(samples_path)
-    # Sorted by prompt length so that a batch pads little.
-    pending = sorted((s for s in planned if s.key not in done), key=lambda s: len(s.prompt.ids))
+    pending = generation_order([s for s in planned if s.key not in done])
     logger.info(
         "%s: %d samples planned, %d already in %s, %d to generate",
         model_name,

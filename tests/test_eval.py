@@ -371,6 +371,24 @@ def test_split_is_part_of_the_settings(smoke_dir, tmp_path, no_model_loading):
         evaluate.prepare_output(out, results["model_path"], train_args)
 
 
+def test_generation_order_groups_conditions():
+    def sample(method: str, budget: int | None, length: int) -> object:
+        cond = evaluation.Condition("chain", method, budget)
+        prompt = evaluation.Prompt("p", [0] * length, "", [], None)
+        return evaluate.Sample(f"{method}{budget}{length}", cond, None, 0, prompt)
+
+    pending = [sample("budget_prompt", 64, 5), sample("no_think", None, 9), sample("budget_prompt", 32, 7)]
+    pending += [sample("budget_prompt", 64, 3), sample("no_think", None, 2)]
+    order = [s.key for s in evaluate.generation_order(pending)]
+    assert order == [
+        "budget_prompt327",
+        "budget_prompt643",
+        "budget_prompt645",
+        "no_thinkNone2",
+        "no_thinkNone9",
+    ]
+
+
 def test_list_tasks(capsys):
     run_eval("--list-tasks")
     names = capsys.readouterr().out.splitlines()
