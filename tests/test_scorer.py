@@ -213,6 +213,15 @@ def test_scorer_data_must_be_training_problems(tmp_path, tokenizer, tiny_model_p
 # ------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("path", sorted(glob.glob(str(ROOT / "configs/scorer/*.yaml"))), ids=os.path.basename)
 def test_every_scorer_recipe_parses(path):
+    import yaml
+
+    if "checkpoint" in yaml.safe_load(Path(path).read_text()):  # a whole run: scripts/frontier_run.py
+        from thinkbudget.frontier import load_frontier_recipe
+
+        recipe = load_frontier_recipe(path)  # every stage's keys checked against its entry point
+        held_out = recipe.eval.overrides
+        assert held_out["limit"] * len(held_out["tasks"]) >= 200 and held_out["samples"] >= 16
+        return
     if os.path.basename(path).startswith("data-"):  # scorer data: an evaluation of training problems
         evaluate = _load(ROOT / "eval" / "evaluate.py", "evaluate_for_scorer_tests")
         (args,) = cli.parse_config(evaluate.CONFIG_CLASSES, ["--config", path])
@@ -236,6 +245,26 @@ def test_bad_scorer_config_fails_while_parsing():
     ):
         with pytest.raises(SystemExit, match=field):
             train.cli(["--config", str(SMOKE), "--bf16", "false", *flags])
+
+
+def test_frontier_run_prints_its_four_commands(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text((ROOT / "configs/scorer/cpu.yaml").read_text().replace("max_steps: 50", "max_stepz: 50"))
+    cmd = [
+        sys.executable,
+        str(ROOT / "scripts" / "frontier_run.py"),
+        "--dry-run",
+        "--run-dir",
+        str(tmp_path / "r"),
+    ]
+    proc = subprocess.run([*cmd, "--checkpoint", "ckpt"], cwd=ROOT, env=ENV, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = " ".join(proc.stderr.split())
+    assert f"--split train --output {tmp_path}/r/scorer-data" in out and "train/scorer.py" in out
+    assert f"--split test --output {tmp_path}/r/eval" in out and "--samples 16" in out
+    assert f"eval/frontier.py --eval_dirs {tmp_path}/r/eval --scorer {tmp_path}/r/scorer" in out
+    proc = subprocess.run([*cmd, "--recipe", str(bad)], cwd=ROOT, env=ENV, capture_output=True, text=True)
+    assert proc.returncode != 0 and "max_stepz" in proc.stderr and "max_steps" in proc.stderr
 
 
 def test_scorer_data_recipe_answers_training_problems(tmp_path):

@@ -281,3 +281,63 @@ def frontier_markdown(evaluations: Sequence[dict[str, Any]], levels: Sequence[fl
                 f"{'★' if p['pareto'] else ('ref' if p['reference'] else '')} |"
             )
     return "\n".join(lines) + "\n"
+
+
+# --------------------------------------------------------------------------------------------------
+# A whole frontier run (scripts/frontier_run.py): scorer data, scorer, held-out samples, frontier
+# --------------------------------------------------------------------------------------------------
+# The entry point each section of a frontier recipe configures (its keys are checked against it).
+RUN_STAGE_SCRIPTS = {
+    "scorer_data": "eval/evaluate.py",
+    "scorer": "train/scorer.py",
+    "eval": "eval/evaluate.py",
+    "frontier": "eval/frontier.py",
+}
+
+
+@dataclass
+class FrontierRecipe:
+    """One YAML in ``configs/scorer/`` for ``scripts/frontier_run.py``: the checkpoint whose answers are
+    sampled, scored and selected, and per stage a recipe and overrides (``--key value`` flags), as in
+    the main job's profiles. ``accelerate_args`` go to ``accelerate launch`` for the scorer's training."""
+
+    description: str
+    checkpoint: str
+    accelerate_args: list[str] = field(default_factory=list)
+    scorer_data: Any = None
+    scorer: Any = None
+    eval: Any = None
+    frontier: Any = None
+    source: str = ""
+
+
+def load_frontier_recipe(path: str) -> FrontierRecipe:
+    """Load and check a frontier recipe: unknown keys (top level, sections, or a stage's overrides that
+    its entry point does not have) are errors naming the file and the key, before anything runs."""
+    import dataclasses
+    from pathlib import Path
+
+    from thinkbudget.cli import REPO_ROOT
+    from thinkbudget.pipeline import (
+        StageSpec,
+        check_config_keys,
+        dataclass_from_mapping,
+        load_yaml_mapping,
+        reject_unknown,
+    )
+
+    raw = load_yaml_mapping(path)
+    reject_unknown(raw, [f.name for f in dataclasses.fields(FrontierRecipe) if f.name != "source"], path)
+    for key in ("description", "checkpoint"):
+        if key not in raw:
+            raise SystemExit(f"{path}: missing required key {key!r}")
+    kwargs = {k: v for k, v in raw.items() if k not in RUN_STAGE_SCRIPTS}
+    for key, script in RUN_STAGE_SCRIPTS.items():
+        spec = dataclass_from_mapping(StageSpec, raw.get(key) or {}, f"{path} [{key}]")
+        if spec.recipe and not (REPO_ROOT / spec.recipe).is_file():
+            raise SystemExit(f"{path}: {key}.recipe {spec.recipe} does not exist")
+        check_config_keys(script, list(spec.overrides), f"{path} [{key}]")
+        if spec.recipe:
+            check_config_keys(script, list(load_yaml_mapping(REPO_ROOT / spec.recipe)), spec.recipe)
+        kwargs[key] = spec
+    return FrontierRecipe(source=str(Path(path)), **kwargs)
