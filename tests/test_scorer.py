@@ -332,6 +332,41 @@ def test_smoke_scorer_trains_and_loads_in_plain_transformers(trained, tiny_model
 
 
 @pytest.mark.slow
+def test_train_top_layers_leaves_the_lower_layers_alone(trained, tmp_path, tiny_model_path):
+    data, _ = trained
+    out = tmp_path / "top"
+    cmd = [
+        sys.executable,
+        str(SCRIPT),
+        "--config",
+        str(SMOKE),
+        "--data_dirs",
+        str(data),
+        "--output_dir",
+        str(out),
+    ]
+    proc = subprocess.run(
+        [*cmd, "--train_top_layers", "1", "--save_strategy", "no"],
+        cwd=ROOT,
+        env=ENV,
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stderr[-5000:]
+    before = load_file(Path(tiny_model_path) / "model.safetensors")
+    after = load_file(out / "model.safetensors")
+    moved = {
+        k
+        for k in after
+        if k in before and after[k].shape == before[k].shape and not torch.equal(after[k], before[k])
+    }
+    assert moved and all(k.startswith(("model.layers.1.", "model.norm.")) for k in moved), sorted(moved)
+    with pytest.raises(SystemExit, match="has 2 layers"):
+        argv = [*cmd[2:-1], str(tmp_path / "too-many"), "--train_top_layers", "3", "--bf16", "false"]
+        _load(SCRIPT, "train_scorer_entry").cli(argv)
+
+
+@pytest.mark.slow
 def test_frontier_command_with_the_trained_scorer(trained, tmp_path, tokenizer, tiny_model_path):
     _, scorer_dir = trained
     frontier = _load(ROOT / "eval" / "frontier.py", "frontier_script")

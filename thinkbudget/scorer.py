@@ -305,10 +305,42 @@ class ScorerModelConfig(ModelConfig):
         },
     )
 
+    train_top_layers: int | None = field(
+        default=None,
+        metadata={
+            "help": "Train only the last K transformer layers, the final norm and the head (layers); unset = "
+            "all weights. Cuts the backward pass and the optimizer state, e.g. on a CPU."
+        },
+    )
+
     def __post_init__(self) -> None:
+        if self.train_top_layers is not None and (
+            isinstance(self.train_top_layers, bool) or self.train_top_layers < 1
+        ):
+            raise ValueError(
+                f"train_top_layers: must be a positive number of layers, got {self.train_top_layers}"
+            )
         if self.use_peft:
             raise ValueError("use_peft: the scorer stage fine-tunes all weights (LoRA is not supported here)")
         super().__post_init__()
+
+
+def freeze_below_top_layers(model: Any, k: int) -> int:
+    """Leave trainable only the last ``k`` transformer layers, the final norm and the score head of a
+    sequence-classification model; returns the number of trainable parameters."""
+    base = getattr(model, model.base_model_prefix)
+    layers = getattr(base, "layers", None)
+    if layers is None or not hasattr(model, "score"):
+        raise ValueError(f"train_top_layers: {type(model).__name__} has no `layers` list and `score` head")
+    if k > len(layers):
+        raise ValueError(f"train_top_layers: the model has {len(layers)} layers, asked to train {k}")
+    for p in model.parameters():
+        p.requires_grad_(False)
+    for module in [*layers[-k:], getattr(base, "norm", None), model.score]:
+        if module is not None:
+            for p in module.parameters():
+                p.requires_grad_(True)
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -47,6 +47,7 @@ from thinkbudget.scorer import (
     ThinkRewardConfig,
     build_pairs,
     data_summary,
+    freeze_below_top_layers,
     held_out_problem,
     load_scorer_data,
     pairs_dataset,
@@ -130,6 +131,14 @@ def main(
     )
     prepare_tokenizer_and_model(tokenizer, model)
     model.config.pad_token_id = tokenizer.pad_token_id
+    if model_args.train_top_layers:
+        try:
+            trainable = freeze_below_top_layers(model, model_args.train_top_layers)
+        except ValueError as e:
+            raise SystemExit(str(e)) from None
+        logger.info(
+            "training the top %d layers and the head: %d parameters", model_args.train_top_layers, trainable
+        )
 
     # 4. Train with TRL's RewardTrainer (pairs already tokenised, so TRL only pads and batches them).
     from trl import RewardTrainer
