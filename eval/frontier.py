@@ -37,6 +37,7 @@ from thinkbudget.frontier import (  # noqa: E402
     frontier_markdown,
     frontier_points,
     mark_pareto,
+    paired_differences,
 )
 from thinkbudget.selection import SELECTOR_LABELS  # noqa: E402
 
@@ -132,6 +133,9 @@ def write_outputs(evaluations: Sequence[dict[str, Any]], out: Path, args: Fronti
                     "model": ev["results"].get("model"),
                 }
                 for ev in evaluations
+            ],
+            "scorer_against_others": [
+                {"label": ev["label"], **d} for ev in evaluations for d in paired_differences(ev["points"])
             ],
             "points": [{"label": ev["label"], **p} for ev in evaluations for p in ev["points"]],
         },

@@ -163,7 +163,9 @@ def test_frontier_markdown_marks_the_front():
         [{"label": "rl", "results": results, "points": points, "scorer": "s"}], [16, 64]
     )
     assert "a larger budget or more samples?" in md and "★" in md and "| chain | 64 |" in md
-    assert md.count("| chain | 32 |") + md.count("| chain | off |") == len(points)
+    every = md.split("every point")[1]
+    assert every.count("| chain | 32 |") + every.count("| chain | off |") == len(points)
+    assert "the trained scorer against the other selectors" in md and "| chain | 32 | 4 | majority |" in md
 
 
 def test_frontier_arguments_checks():
@@ -173,3 +175,36 @@ def test_frontier_arguments_checks():
         fr.FrontierArguments(eval_dirs=["x"], spend_levels=[-1])
     with pytest.raises(ValueError, match="labels"):
         fr.FrontierArguments(eval_dirs=["x", "y"], labels=["a"])
+
+
+def test_paired_differences_of_the_scorer():
+    def point(n: int, selector: str, per_problem: list[float], budget: str = "32") -> dict:
+        return {
+            **_point(0, sum(per_problem) / 4, selector, n),
+            "budget_label": budget,
+            "per_problem_accuracy": per_problem,
+        }
+
+    points = [
+        point(8, "scorer", [1, 1, 0, 1]),
+        point(8, "majority", [1, 0, 0, 0]),
+        point(8, "logprob", [1, 1, 0, 1]),
+        point(16, "scorer", [0, 0, 0, 0]),  # n = 16 is not the n asked for
+        point(4, "scorer", [1, 0, 1, 1], "64"),  # no n = 8 here: the largest n below it
+        point(4, "majority", [0, 0, 1, 1], "64"),
+    ]
+    rows = {(d["budget_label"], d["against"]): d for d in fr.paired_differences(points, ci_resamples=200)}
+    assert set(rows) == {("32", "majority"), ("32", "logprob"), ("64", "majority")}
+    assert rows[("32", "majority")]["difference"] == pytest.approx(0.5) and rows[("32", "majority")]["n"] == 8
+    assert rows[("32", "logprob")]["difference_ci"] == [0.0, 0.0]
+    assert rows[("64", "majority")]["n"] == 4 and rows[("64", "majority")]["difference"] == pytest.approx(
+        0.25
+    )
+    lo, hi = rows[("32", "majority")]["difference_ci"]
+    assert 0.0 <= lo <= 0.5 <= hi <= 1.0
+
+
+def test_points_keep_per_problem_accuracy_in_problem_order():
+    points = fr.frontier_points(_two_problems(), ci_resamples=50)
+    oracle = next(p for p in points if (p["budget_label"], p["n"], p["selector"]) == ("32", 2, "oracle"))
+    assert oracle["per_problem_accuracy"] == [0.5, 1.0]  # problems a, b

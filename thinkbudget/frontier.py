@@ -129,7 +129,7 @@ def frontier_points(
     points = []
     for (task, method, budget_label), problems in by_cond.items():
         full = max(len(g) for g in problems.values())
-        groups = [g for g in problems.values() if len(g) == full]
+        groups = [problems[k] for k in sorted(problems) if len(problems[k]) == full]  # fixed problem order
         selectors = available_selectors(groups)
         for n in sorted({int(n) for n in ns if n <= full}):
             for selector in [SINGLE] if n == 1 else selectors:
@@ -152,6 +152,7 @@ def frontier_points(
                         "mean_generated_tokens_per_problem": gen,
                         "mean_scorer_tokens_per_problem": read,
                         "reference": selector in REFERENCE_SELECTORS,
+                        "per_problem_accuracy": acc,  # in problem-id order: paired comparisons
                     }
                 )
     return sorted(points, key=_point_order)
@@ -217,6 +218,49 @@ def spend_table(points: Sequence[dict[str, Any]], levels: Sequence[float]) -> li
     return rows
 
 
+def paired_differences(
+    points: Sequence[dict[str, Any]],
+    *,
+    of: str = "scorer",
+    against: Sequence[str] = ("majority", "logprob"),
+    n: int = 8,
+    ci_resamples: int = 1000,
+    seed: int = 0,
+) -> list[dict[str, Any]]:
+    """Per task and condition, selector ``of`` minus each of ``against`` on the same n samples of the
+    same problems (``n``, or the largest n below it that the points have): the mean difference in
+    accuracy and its 95 % paired bootstrap interval over problems."""
+    rows = []
+    cells: dict[tuple[str, str, str], dict[tuple[int, str], dict[str, Any]]] = defaultdict(dict)
+    for p in points:
+        cells[(p["task"], p["method"], p["budget_label"])][(p["n"], p["selector"])] = p
+    for (task, method, budget), cell in cells.items():
+        ns = sorted({k[0] for k in cell if k[0] <= n and (k[0], of) in cell})
+        if not ns:
+            continue
+        mine = cell[(ns[-1], of)]
+        for other in against:
+            theirs = cell.get((ns[-1], other))
+            if theirs is None:
+                continue
+            diff = [a - b for a, b in zip(mine["per_problem_accuracy"], theirs["per_problem_accuracy"])]
+            lo, hi = bootstrap_ci(diff, resamples=ci_resamples, seed=seed)
+            rows.append(
+                {
+                    "task": task,
+                    "method": method,
+                    "budget_label": budget,
+                    "n": ns[-1],
+                    "of": of,
+                    "against": other,
+                    "difference": sum(diff) / len(diff),
+                    "difference_ci": [lo, hi],
+                    "problems": len(diff),
+                }
+            )
+    return rows
+
+
 def _cell(p: dict[str, Any] | None) -> str:
     if p is None:
         return "–"
@@ -263,6 +307,21 @@ def frontier_markdown(evaluations: Sequence[dict[str, Any]], levels: Sequence[fl
                 f"| {row['task']} | {row['spend']:.0f} | {_cell(row['single'])} | {_cell(row['several'])} | "
                 f"{row['winner'] or '–'} |"
             )
+        diffs = paired_differences(points)
+        if diffs:
+            lines += [
+                "",
+                f"## {ev['label']}: the trained scorer against the other selectors (same samples, paired)",
+                "",
+                "| task | condition | n | scorer minus | difference (points, 95% CI) | problems |",
+                "|---|---|---|---|---|---|",
+            ]
+            for d in diffs:
+                lo, hi = d["difference_ci"]
+                lines.append(
+                    f"| {d['task']} | {condition_label(d['method'], d['budget_label'])} | {d['n']} | {d['against']} | "
+                    f"{100 * d['difference']:+.1f} ({100 * lo:+.1f} to {100 * hi:+.1f}) | {d['problems']} |"
+                )
         lines += [
             "",
             f"## {ev['label']}: every point",
