@@ -5,6 +5,7 @@
     python eval/evaluate.py --config configs/eval/smoke.yaml --output /tmp/eval-smoke
     python eval/evaluate.py --run runs/rl --budgets off,64,none --limit 50   # every checkpoint-* of a run
     python eval/evaluate.py --list-tasks
+    python eval/evaluate.py --config configs/scorer/data-smoke.yaml --output runs/scorer-data/smoke  # --split train: scorer data
 
 Methods (``--methods``) and budgets (``--budgets``): ``off`` runs ``no_think`` (kwargs switch, the empty
 think block pre-filled) and ``no_think_flag`` (``/no_think`` flag only); an integer B runs
@@ -48,7 +49,10 @@ FINGERPRINT_FIELDS = (
     "top_k",
     "max_new_tokens",
     "seed",
+    "split",
 )
+# Values of fingerprint fields added later, for folders written before them.
+FINGERPRINT_DEFAULTS = {"split": "test"}
 
 
 @dataclass
@@ -74,7 +78,14 @@ class EvalArguments:
         metadata={"help": f"Methods to run, among: {', '.join(evaluation.METHODS)}."},
     )
     limit: int | None = field(
-        default=None, metadata={"help": "First N test problems per task (problems); all if unset."}
+        default=None, metadata={"help": "First N problems of the split per task (problems); all if unset."}
+    )
+    split: str = field(
+        default="test",
+        metadata={
+            "help": "Problems from 'test' (held out: every reported number) or 'train' (answers to training "
+            "problems: the trained scorer's data, configs/scorer/data-*.yaml)."
+        },
     )
     samples: int = field(
         default=1,
@@ -128,7 +139,8 @@ class EvalArguments:
     best_of_n_scorer: str = field(
         default="logprob",
         metadata={
-            "help": "Best-of-N choice: 'logprob' (mean token log-probability) or a reward-model checkpoint path."
+            "help": "Best-of-N choice: 'logprob' (mean token log-probability) or a scorer folder (path; "
+            "train/scorer.py, or any one-logit sequence-classification model)."
         },
     )
     dtype: str = field(
@@ -169,6 +181,8 @@ def validate(args: EvalArguments) -> Plan:
         tasks.validate_task_name(t)
     budgets = evaluation.parse_budgets(args.budgets)
     conditions = evaluation.plan_conditions(task_names, budgets, evaluation.parse_methods(args.methods))
+    if args.split not in tasks.SPLITS:
+        raise ValueError(f"--split must be one of {', '.join(tasks.SPLITS)}, got {args.split!r}")
     if args.limit is not None and args.limit < 1:
         raise ValueError(f"--limit must be a positive number of problems, got {args.limit}")
     if args.samples < 1:
@@ -226,9 +240,9 @@ def check_output(out: Path, model_path: str, args: EvalArguments) -> None:
             )
         old_cfg = old.get("config", {})
         changed = [
-            f"{k}: {old_cfg.get(k)!r} -> {getattr(args, k)!r}"
+            f"{k}: {old_cfg.get(k, FINGERPRINT_DEFAULTS.get(k))!r} -> {getattr(args, k)!r}"
             for k in FINGERPRINT_FIELDS
-            if old_cfg.get(k) != getattr(args, k)
+            if old_cfg.get(k, FINGERPRINT_DEFAULTS.get(k)) != getattr(args, k)
         ]
         if changed:
             raise ValueError(
@@ -269,14 +283,14 @@ class Sample:
 
 
 def load_test_problems(args: EvalArguments, plan: Plan) -> dict[str, list[tasks.Problem]]:
-    """The test problems of every task; a task without any is an error (an evaluation of nothing
-    must not be written as a complete one)."""
-    problems = {t: tasks.load_problems(t, "test", args.limit, seed=args.seed) for t in plan.tasks}
+    """The problems of every task (``args.split``, the test split unless scorer data is being made); a
+    task without any is an error (an evaluation of nothing must not be written as a complete one)."""
+    problems = {t: tasks.load_problems(t, args.split, args.limit, seed=args.seed) for t in plan.tasks}
     empty = [t for t, ps in problems.items() if not ps]
     if empty:
         raise ValueError(
-            f"no test problems in task(s) {', '.join(empty)} (an empty file, or no row in the test split?); "
-            "nothing to evaluate"
+            f"no {args.split} problems in task(s) {', '.join(empty)} (an empty file, or no row in that "
+            "split?); nothing to evaluate"
         )
     return problems
 
@@ -302,6 +316,15 @@ def plan_samples(
     return samples
 
 
+def generation_order(pending: list[Sample]) -> list[Sample]:
+    """Samples grouped by condition, then sorted by prompt length: a batch pads little, and since a
+    batch runs until its longest answer ends, it holds answers of one kind (thinking off, one budget)."""
+    return sorted(
+        pending,
+        key=lambda s: (s.condition.task, s.condition.method, s.condition.budget or 0, len(s.prompt.ids)),
+    )
+
+
 def evaluate_model(args: EvalArguments, plan: Plan, model_name: str, out: Path) -> dict[str, Any]:
     """Generate what samples.jsonl lacks, then aggregate and write every output file."""
     # Every check, the problems and the tokenizer come before the output folder is created, so that an
@@ -314,8 +337,7 @@ def evaluate_model(args: EvalArguments, plan: Plan, model_name: str, out: Path) 
     prepare_output(out, model_path, args)
     samples_path = out / "samples.jsonl"
     done = evaluation.load_records(samples_path)
-    # Sorted by prompt length so that a batch pads little.
-    pending = sorted((s for s in planned if s.key not in done), key=lambda s: len(s.prompt.ids))
+    pending = generation_order([s for s in planned if s.key not in done])
     logger.info(
         "%s: %d samples planned, %d already in %s, %d to generate",
         model_name,
@@ -413,9 +435,11 @@ def generate_pending(
         dtype=dtype,
         batch_rows=args.batch_size,
     )
-    reward_model = None
+    scorer = None
     if args.samples > 1 and args.best_of_n_scorer != "logprob":
-        reward_model = evaluation.RewardModelScorer(args.best_of_n_scorer)
+        from thinkbudget.scorer import TrainedScorer
+
+        scorer = TrainedScorer(args.best_of_n_scorer)
     # A GPU takes bigger hf batches; paged/vllm schedule internally, their batch is only the resume unit.
     batch_size = args.batch_size or generator.default_batch_size * (4 if gpu and plan.backend == "hf" else 1)
     if plan.backend == "hf":  # it keeps batch_size rows in flight and refills them: hand it more at once
@@ -453,10 +477,9 @@ def generate_pending(
                     )
                     for s, o in zip(batch, outputs)
                 ]
-                if reward_model is not None:
-                    scores = reward_model.score([r["prompt"] + r["completion"] for r in records])
-                    for rec, score in zip(records, scores):
-                        rec["reward_score"] = score
+                if scorer is not None:  # question + completion, never the gold (thinkbudget.scorer)
+                    for rec, (score, read) in zip(records, scorer.score_records(records)):
+                        rec["reward_score"], rec["scorer_tokens"] = score, read
                 evaluation.append_records(samples_path, records)
                 bar.update(len(batch))
                 bar.set_postfix(tok_s=f"{tokens / max(seconds, 1e-9):.0f}")

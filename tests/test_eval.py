@@ -198,8 +198,11 @@ def test_parallel_samples_and_reward_model(tmp_path, tokenizer):
     )
     LlamaForSequenceClassification(cfg).save_pretrained(rm_dir)
     tokenizer.save_pretrained(rm_dir)
-    scores = evaluation.RewardModelScorer(str(rm_dir)).score(["a short text", "another, longer text here"])
-    assert len(scores) == 2 and all(isinstance(s, float) for s in scores)
+    from thinkbudget.scorer import TrainedScorer
+
+    scores = TrainedScorer(str(rm_dir)).score([("Q?", "a short text"), ("Q?", "another, longer text here")])
+    assert len(scores) == 2 and all(isinstance(s, float) and isinstance(n, int) for s, n in scores)
+    assert scores[0][1] < scores[1][1]  # tokens read: the whole input
 
     out = tmp_path / "parallel"
     run_eval(
@@ -233,7 +236,15 @@ def test_parallel_samples_and_reward_model(tmp_path, tokenizer):
         assert row[key] is not None
     samples = read_samples(out)
     assert all(isinstance(s["reward_score"], float) and s["mean_logprob"] < 0 for s in samples)
+    assert all(s["scorer_tokens"] > s["total_tokens"] for s in samples)  # question + completion
     assert row["mean_tokens_per_problem"] == pytest.approx(sum(s["total_tokens"] for s in samples) / 2)
+    selectors = row["selectors"]
+    assert set(selectors) == {"majority", "logprob", "scorer", "scorer_majority", "oracle"}
+    assert selectors["oracle"]["accuracy"] == row["pass_at_k"]["3"]
+    assert selectors["scorer"]["mean_tokens_per_problem"] == pytest.approx(
+        sum(s["total_tokens"] + s["scorer_tokens"] for s in samples) / 2
+    )
+    assert "scorer-weighted majority" in (out / "summary.md").read_text()
     assert "pass@3" in (out / "summary.md").read_text()
 
 
@@ -308,6 +319,7 @@ def no_model_loading(monkeypatch):
         (["--methods", "budget_forcing", "--budgets", "off"], "needs an integer budget"),
         (["--samples", "2", "--temperature", "0"], "needs --temperature > 0"),
         (["--backend", "turbo"], "backend must be one of"),
+        (["--split", "dev"], "--split must be one of train, test"),
     ],
 )
 def test_bad_input(args, message, tmp_path, no_model_loading, monkeypatch):
@@ -341,6 +353,40 @@ def test_output_of_another_model_is_refused(smoke_dir, tmp_path, no_model_loadin
     (args,) = cli.parse_config(evaluate.CONFIG_CLASSES, [*SMOKE, "--overwrite", "--output", str(out)])
     evaluate.prepare_output(out, "/models/mine", args)
     assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
+
+
+def test_split_is_part_of_the_settings(smoke_dir, tmp_path, no_model_loading):
+    # A folder written before --split existed holds test problems: it resumes as test, never as train.
+    out = tmp_path / "legacy"
+    shutil.copytree(smoke_dir, out)
+    results = json.loads((out / "results.json").read_text())
+    del results["config"]["split"]
+    cli.write_json_atomic(out / "results.json", results)
+    (test_args,) = cli.parse_config(evaluate.CONFIG_CLASSES, [*SMOKE, "--output", str(out)])
+    evaluate.prepare_output(out, results["model_path"], test_args)
+    (train_args,) = cli.parse_config(
+        evaluate.CONFIG_CLASSES, [*SMOKE, "--split", "train", "--output", str(out)]
+    )
+    with pytest.raises(ValueError, match="split: 'test' -> 'train'"):
+        evaluate.prepare_output(out, results["model_path"], train_args)
+
+
+def test_generation_order_groups_conditions():
+    def sample(method: str, budget: int | None, length: int) -> object:
+        cond = evaluation.Condition("chain", method, budget)
+        prompt = evaluation.Prompt("p", [0] * length, "", [], None)
+        return evaluate.Sample(f"{method}{budget}{length}", cond, None, 0, prompt)
+
+    pending = [sample("budget_prompt", 64, 5), sample("no_think", None, 9), sample("budget_prompt", 32, 7)]
+    pending += [sample("budget_prompt", 64, 3), sample("no_think", None, 2)]
+    order = [s.key for s in evaluate.generation_order(pending)]
+    assert order == [
+        "budget_prompt327",
+        "budget_prompt643",
+        "budget_prompt645",
+        "no_thinkNone2",
+        "no_thinkNone9",
+    ]
 
 
 def test_list_tasks(capsys):

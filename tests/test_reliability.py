@@ -835,7 +835,7 @@ BAD_INPUTS = [
     ("rl-bad-type-yaml", "rl", ["--config", "{tmp}/c.yaml", "--output_dir", "{tmp}/out"], {"c.yaml": "num_generations: many\n"}, r"num_generations: 'many' is not a valid int"),
     ("rl-resume-finished", "rl", [*RL, "--resume_from_checkpoint", "true"], FINISHED_RUN, r"holds a finished run"),
     # eval/evaluate.py
-    ("eval-empty-jsonl", "eval", [*EVAL[:2], "--tasks", "jsonl:{tmp}/empty.jsonl", *EVAL[4:]], {"empty.jsonl": ""}, r"no test problems"),
+    ("eval-empty-jsonl", "eval", [*EVAL[:2], "--tasks", "jsonl:{tmp}/empty.jsonl", *EVAL[4:]], {"empty.jsonl": ""}, r"no test problems in task"),
     ("eval-malformed-jsonl", "eval", [*EVAL[:2], "--tasks", "jsonl:{tmp}/bad.jsonl", *EVAL[4:]], BAD_JSONL, r"bad.jsonl:2: malformed JSON"),
     ("eval-unknown-task", "eval", [*EVAL, "--tasks", "nope"], {}, r"unknown task 'nope'"),
     ("eval-unsafe-task", "eval", [*EVAL, "--tasks", "rg/string_insertion"], {}, r"refused"),

@@ -40,7 +40,10 @@ rows: share with zero thinking tokens and no further think block); ``truncation_
 max_new_tokens without end-of-sequence); ``boxed_rate``; ``forced_rate`` (budget forcing); one
 ``<flag>_rate`` per hacking flag. With several samples per problem: ``pass_at_k`` (unbiased
 estimator, k = 1, 2, 4, ..., N), ``majority_accuracy``, ``best_of_n_accuracy`` and
-``mean_tokens_per_problem`` (all N samples' tokens: the cost of parallel test-time compute).
+``mean_tokens_per_problem`` (all N samples' tokens: the cost of parallel test-time compute), and
+``selectors``: accuracy and tokens per problem of every selector of :mod:`thinkbudget.selection` the
+samples support (majority, log-probability, oracle; the trained scorer's best-of-N and weighted vote
+once samples carry its scores, with the tokens it read added to their cost).
 """
 
 from __future__ import annotations
@@ -50,7 +53,7 @@ import logging
 import math
 import os
 import re
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,6 +71,7 @@ from thinkbudget.protocol import (
     validate_budget,
 )
 from thinkbudget.scoring import extract_final_answer, is_correct
+from thinkbudget.selection import available_selectors, best_of_n, majority_vote, selector_at_n
 
 logger = logging.getLogger(__name__)
 
@@ -342,6 +346,8 @@ def make_record(
         "prompt": prompt.text,
         "completion": tokenizer.decode(list(token_ids), skip_special_tokens=False),
         "completion_ids": list(token_ids),
+        "question": problem.question,  # what a scorer reads, with prefill + completion (never the gold)
+        "prefill": prompt.prefill,
         "gold": problem.answer,
         "final_answer": extract_final_answer(parsed.answer),
         "correct": bool(correct),
@@ -433,30 +439,6 @@ def pass_at_k(n: int, c: int, k: int) -> float:
     if n - c < k:
         return 1.0
     return 1.0 - math.prod(1.0 - k / i for i in range(n - c + 1, n + 1))
-
-
-def _normalize_answer(answer: str) -> str:
-    return re.sub(r"\s+", "", answer).rstrip(".").replace("\\!", "").replace(",", "")
-
-
-def majority_vote(answers: Sequence[str | None], correct: Sequence[bool]) -> bool:
-    """Whether the most frequent final answer is correct (answers compared after removing spaces,
-    commas and a final period; ties go to the answer seen first; no answer never wins)."""
-    keys = [_normalize_answer(a) if a else None for a in answers]
-    counts = Counter(k for k in keys if k)
-    if not counts:
-        return False
-    top = max(counts.values())
-    winner = next(k for k in keys if k and counts[k] == top)
-    return bool(correct[keys.index(winner)])
-
-
-def best_of_n(scores: Sequence[float | None], correct: Sequence[bool]) -> bool:
-    """Whether the sample with the highest score is correct (missing scores rank last)."""
-    if not correct:
-        return False
-    ranked = [(-math.inf if s is None else s) for s in scores]
-    return bool(correct[int(np.argmax(ranked))])
 
 
 def pass_at_k_values(n_samples: int) -> list[int]:
@@ -566,6 +548,15 @@ def _parallel_metrics(
     )
     out["mean_tokens_per_problem"] = _rate(sum(r["total_tokens"] for r in g) for g in groups)
     out["mean_thinking_tokens_per_problem"] = _rate(sum(r["thinking_tokens"] for r in g) for g in groups)
+    # Every selector the records support, each with all it costs (scorer reads included): see
+    # thinkbudget.selection.
+    out["selectors"] = {}
+    for name in available_selectors(groups):
+        picks = [selector_at_n(name, g, len(g)) for g in groups]
+        out["selectors"][name] = {
+            "accuracy": _rate(p["accuracy"] for p in picks),
+            "mean_tokens_per_problem": _rate(p["generated_tokens"] + p["scorer_tokens"] for p in picks),
+        }
     return out
 
 
@@ -637,6 +628,8 @@ def summary_markdown(results: dict[str, Any]) -> str:
         f"max_new_tokens {cfg.get('max_new_tokens')}, seed {cfg.get('seed')}, samples {cfg.get('samples')}",
         f"- throughput: {tp['generated_tokens']} tokens in {tp['seconds']:.1f} s "
         f"({fmt(tp['tokens_per_second'], 'tokens')} tokens/s) this session",
+        f"- problems: the {cfg.get('split', 'test')} split"
+        + ("" if cfg.get("split", "test") == "test" else " (not held out: training data, not a result)"),
         "- token counts are mean / p95 (thinking, answer); accuracy with its 95% bootstrap interval",
         "",
         "| task | method | budget | n | accuracy (95% CI) | thinking | answer | total | within budget | "
@@ -657,53 +650,30 @@ def summary_markdown(results: dict[str, Any]) -> str:
     parallel = [r for r in results["rows"] if "pass_at_k" in r]
     if parallel:
         ks = list(parallel[0]["pass_at_k"])
+        scored = any("scorer" in r.get("selectors", {}) for r in parallel)
+        extra = " scorer best-of-N | scorer-weighted majority | tokens with scorer |" if scored else ""
         lines += [
             "",
             f"## Parallel test-time compute ({cfg.get('samples')} samples per problem; best-of-N by "
             f"{parallel[0]['best_of_n_scorer']})",
             "",
             "| task | method | budget | " + " | ".join(f"pass@{k}" for k in ks) + " | majority | best-of-N | "
-            "tokens per problem |",
-            "|---|---|---|" + "---|" * (len(ks) + 3),
+            "tokens per problem |" + extra,
+            "|---|---|---|" + "---|" * (len(ks) + 3 + (3 if scored else 0)),
         ]
         for r in parallel:
-            lines.append(
+            line = (
                 f"| {r['task']} | {r['method']} | {r.get('budget_label', r['budget'])} | "
                 + " | ".join(fmt(r["pass_at_k"][k], "pct") for k in ks)
                 + f" | {fmt(r['majority_accuracy'], 'pct')} | {fmt(r['best_of_n_accuracy'], 'pct')} | "
                 f"{fmt(r['mean_tokens_per_problem'], 'tokens')} |"
             )
+            if scored:
+                sel = r.get("selectors", {})
+                best, vote = sel.get("scorer", {}), sel.get("scorer_majority", {})
+                line += (
+                    f" {fmt(best.get('accuracy'), 'pct')} | {fmt(vote.get('accuracy'), 'pct')} | "
+                    f"{fmt(best.get('mean_tokens_per_problem'), 'tokens')} |"
+                )
+            lines.append(line)
     return "\n".join(lines) + "\n"
-
-
-# ------------------------------------------------------------------------------------------------
-# Best-of-N with a reward model
-# ------------------------------------------------------------------------------------------------
-class RewardModelScorer:
-    """Scores (prompt + completion) texts with a sequence-classification reward model (one logit)."""
-
-    def __init__(self, path: str, *, device: str | None = None, batch_size: int = 8):
-        import torch
-        from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        self.tokenizer = AutoTokenizer.from_pretrained(path)
-        if self.tokenizer.pad_token is None:
-            self.tokenizer.pad_token = self.tokenizer.eos_token
-        self.model = AutoModelForSequenceClassification.from_pretrained(path).to(self.device).eval()
-        if self.model.config.pad_token_id is None:
-            self.model.config.pad_token_id = self.tokenizer.pad_token_id
-        self.batch_size = batch_size
-
-    def score(self, texts: Sequence[str]) -> list[float]:
-        import torch
-
-        out: list[float] = []
-        for lo in range(0, len(texts), self.batch_size):
-            batch = self.tokenizer(
-                list(texts[lo : lo + self.batch_size]), return_tensors="pt", padding=True, truncation=True
-            ).to(self.device)
-            with torch.inference_mode():
-                logits = self.model(**batch).logits
-            out.extend(float(x) for x in logits[:, 0].float().cpu())
-        return out

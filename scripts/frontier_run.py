@@ -1,0 +1,176 @@
+"""A whole frontier run: scorer data -> scorer -> held-out samples -> the compute frontier.
+
+    python scripts/frontier_run.py --recipe configs/scorer/cpu.yaml --checkpoint runs/main-cpu-proof/rl
+    python scripts/frontier_run.py --recipe configs/scorer/cpu.yaml --dry-run     # print the commands
+
+Four real command lines, run as logged subprocesses from the repository root (``--dry-run`` prints
+them, so each can be copied and run alone), into one run folder (default ``runs/frontier-<recipe>``):
+
+1. ``scorer_data``: ``eval/evaluate.py --split train``: N answers per training problem of the checkpoint;
+2. ``scorer``: ``accelerate launch train/scorer.py`` on those answers;
+3. ``eval``: ``eval/evaluate.py`` on held-out problems, N samples each (the frontier's largest n);
+4. ``frontier``: ``eval/frontier.py --scorer``: frontier.png / frontier.md / frontier.json in ``eval/``.
+
+A rerun skips finished stages (evaluations resume from their samples.jsonl); ``--force STAGE`` redoes
+one and those after it. ``run.json`` records the recipe, checkpoint, commit, machine, command and the
+wall time of each stage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from rich.console import Console  # noqa: E402
+
+from thinkbudget.cli import REPO_ROOT, command_line, device_description, git_commit, write_json_atomic  # noqa: E402
+from thinkbudget.frontier import FrontierRecipe, load_frontier_recipe  # noqa: E402
+from thinkbudget.pipeline import StageFailed, accelerate_command, cli_flags, run_logged, shell_join  # noqa: E402
+
+console = Console(stderr=True)
+STAGES = ("scorer_data", "scorer", "eval", "frontier")
+
+
+def _complete(results: Path) -> bool:
+    """An evaluation finished when its results.json says every planned sample is in."""
+    return results.is_file() and bool(json.loads(results.read_text()).get("complete"))
+
+
+def build_commands(
+    recipe: FrontierRecipe, checkpoint: str, run: Path
+) -> dict[str, tuple[list[str], Path, bool]]:
+    """Stage -> (command, finished-check path, whether its output folder resumes instead of restarting)."""
+
+    def config(spec) -> list[str]:
+        return ["--config", spec.recipe] if spec.recipe else []
+
+    data, scorer, held_out = run / "scorer-data", run / "scorer", run / "eval"
+    return {
+        "scorer_data": (
+            [
+                "python",
+                "eval/evaluate.py",
+                *config(recipe.scorer_data),
+                "--model",
+                checkpoint,
+                "--split",
+                "train",
+            ]
+            + ["--output", str(data), *cli_flags(recipe.scorer_data.overrides)],
+            data / "results.json",
+            True,
+        ),
+        "scorer": (
+            [*accelerate_command("train/scorer.py", None, recipe.accelerate_args), *config(recipe.scorer)]
+            + ["--data_dirs", str(data), "--model_name_or_path", checkpoint, "--output_dir", str(scorer)]
+            + cli_flags(recipe.scorer.overrides),
+            scorer / "run_summary.json",
+            False,
+        ),
+        "eval": (
+            ["python", "eval/evaluate.py", *config(recipe.eval), "--model", checkpoint, "--split", "test"]
+            + ["--output", str(held_out), *cli_flags(recipe.eval.overrides)],
+            held_out / "results.json",
+            True,
+        ),
+        "frontier": (
+            ["python", "eval/frontier.py", *config(recipe.frontier), "--eval_dirs", str(held_out)]
+            + ["--scorer", str(scorer), *cli_flags(recipe.frontier.overrides)],
+            held_out / "frontier.json",
+            True,
+        ),
+    }
+
+
+def main(args: argparse.Namespace) -> int:
+    # Every command runs from the repository root; paths given by the caller are theirs.
+    run = Path(args.run_dir).resolve() if args.run_dir else None
+    recipe_path = str(Path(args.recipe).resolve()) if Path(args.recipe).is_file() else args.recipe
+    checkpoint = (
+        str(Path(args.checkpoint).resolve()) if args.checkpoint and Path(args.checkpoint).exists() else None
+    )
+    os.chdir(REPO_ROOT)
+    recipe = load_frontier_recipe(recipe_path)
+    checkpoint = checkpoint or args.checkpoint or recipe.checkpoint
+    run = run or Path(f"runs/frontier-{Path(args.recipe).stem}")
+    for name in args.force:
+        if name not in STAGES:
+            raise SystemExit(f"unknown stage {name!r}; stages: {', '.join(STAGES)}")
+    if not args.dry_run and not Path(checkpoint).exists():
+        raise SystemExit(f"checkpoint {checkpoint} does not exist (--checkpoint PATH)")
+    forced = {s for s in STAGES if args.force and STAGES.index(s) >= min(STAGES.index(f) for f in args.force)}
+    commands = build_commands(recipe, checkpoint, run)
+    console.rule(f"[bold]frontier run[/bold]: {recipe.source} on {checkpoint}, run folder {run}")
+    timings: dict[str, dict] = {}
+    summary = run / "run.json"
+    if summary.is_file():
+        timings = json.loads(summary.read_text()).get("stages", {})
+    for name in STAGES:
+        cmd, marker, resumes = commands[name]
+        finished = _complete(marker) if marker.name == "results.json" else marker.is_file()
+        if args.dry_run or (finished and name not in forced):
+            console.print(
+                f"- {name}: {'skipped (finished)' if finished else ''} {shell_join(cmd)}", soft_wrap=True
+            )
+            continue
+        output = marker.parent
+        if output.is_dir() and (name in forced or not resumes) and name != "frontier":
+            shutil.rmtree(output)
+        log = run / "logs" / f"{name}.log"
+        console.print(f"[bold]> {name}[/bold]  [dim](log: {log})[/dim]")
+        try:
+            seconds = run_logged(cmd, log, label=name, echo=args.verbose, console=console)
+        except StageFailed as e:
+            console.print(f"[red]{e}[/red]", highlight=False)
+            return 1
+        timings[name] = {"seconds": round(seconds, 1), "command": shell_join(cmd), "log": str(log)}
+        write_json_atomic(summary, {"stages": timings})
+        console.print(f"[green]  {name} done in {seconds:.0f}s[/green]")
+    if args.dry_run:
+        return 0
+    write_json_atomic(
+        summary,
+        {
+            "recipe": recipe.source,
+            "description": recipe.description,
+            "checkpoint": checkpoint,
+            "commit": git_commit(),
+            "device": device_description(),
+            "command": command_line(),
+            "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            "total_seconds": round(sum(t["seconds"] for t in timings.values()), 1),
+            "stages": timings,
+        },
+    )
+    console.rule("[bold]done[/bold]")
+    for f in ("frontier.png", "frontier.md", "frontier.json"):
+        console.print(f"  {run / 'eval' / f}")
+    return 0
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--recipe", default="configs/scorer/cpu.yaml", help="a frontier recipe YAML")
+    parser.add_argument("--checkpoint", help="the policy checkpoint (default: the recipe's)")
+    parser.add_argument("--run-dir", help="run folder (default runs/frontier-<recipe name>)")
+    parser.add_argument(
+        "--force",
+        action="append",
+        default=[],
+        metavar="STAGE",
+        help=f"redo STAGE and those after it: {STAGES}",
+    )
+    parser.add_argument("--dry-run", action="store_true", help="print the stages' commands, run nothing")
+    parser.add_argument("--verbose", action="store_true", help="copy every stage's output to the console")
+    return parser.parse_args(argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main(parse_args()))

@@ -1,0 +1,402 @@
+"""The compute frontier: at a given token spend per problem, which budget x samples x selector wins?
+
+From an evaluation folder whose ``samples.jsonl`` holds N samples per problem (``eval/evaluate.py
+--samples N``), every point of the grid *condition* (a method and its budget) x *n* (1, 2, 4, ... <= N,
+by subsampling, :func:`thinkbudget.selection.subsample_blocks`) x *selector* gets
+
+- ``accuracy``: the share of problems where the selector's pick is correct (mean over the disjoint
+  n-blocks of each problem, then over problems), with a 95 % bootstrap interval over problems;
+- ``mean_tokens_per_problem``: everything the point spends per problem: n x (thinking + answer)
+  tokens generated, plus the tokens the scorer reads for the scorer-based selectors
+  (:func:`thinkbudget.selection.selection_cost`).
+
+The Pareto front (:func:`mark_pareto`, per task) holds the points no other point beats: fewer or equal
+tokens with at least equal accuracy. The oracle reads the gold, so it is drawn for reference and never
+placed on the front. :func:`spend_table` answers the user's question at a few spend levels: the best
+single-sample point (spend on a larger budget) against the best point with several samples (spend on
+parallel samples), each within that many tokens per problem.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from thinkbudget.evaluation import METHODS, bootstrap_ci, fmt
+from thinkbudget.selection import (
+    REFERENCE_SELECTORS,
+    SELECTOR_LABELS,
+    SINGLE,
+    available_selectors,
+    selector_at_n,
+)
+from thinkbudget.sweep import pareto_front
+
+DEFAULT_NS = (1, 2, 4, 8, 16)
+
+
+@dataclass
+class FrontierArguments:
+    """``eval/frontier.py``: evaluation folders in, frontier.png / frontier.md / frontier.json out."""
+
+    eval_dirs: list[str] = field(
+        default_factory=list,
+        metadata={
+            "help": "Evaluation folders (paths) with N samples per problem (eval/evaluate.py --samples N)."
+        },
+    )
+    labels: list[str] | None = field(
+        default=None, metadata={"help": "One label per folder for the overlay (default: the model names)."}
+    )
+    scorer: str | None = field(
+        default=None,
+        metadata={
+            "help": "A trained scorer folder (train/scorer.py): adds best-of-N by the scorer and the "
+            "scorer-weighted vote; scores are cached per scorer in each folder's scorer_scores.jsonl."
+        },
+    )
+    output: str | None = field(
+        default=None,
+        metadata={"help": "Folder for the overlay across folders (required with several eval_dirs)."},
+    )
+    samples_grid: list[int] = field(
+        default_factory=lambda: list(DEFAULT_NS),
+        metadata={"help": "Numbers of samples n per problem to draw (samples; those above N are left out)."},
+    )
+    spend_levels: list[float] = field(
+        default_factory=list,
+        metadata={
+            "help": "Token spends per problem (tokens) at which to compare a larger budget with more samples; "
+            "empty = powers of two across the points' range."
+        },
+    )
+    scorer_batch_size: int = field(
+        default=16, metadata={"help": "Answers per scorer forward pass (answers)."}
+    )
+    scorer_dtype: str = field(
+        default="auto",
+        metadata={"help": "Scorer dtype: auto (bfloat16 on GPU, float32 on CPU) or a torch dtype."},
+    )
+    ci_resamples: int = field(default=1000, metadata={"help": "Bootstrap resamples for the 95% intervals."})
+    seed: int = field(default=0, metadata={"help": "Seed of the bootstrap (integer)."})
+
+    def __post_init__(self) -> None:
+        if isinstance(self.eval_dirs, str):
+            self.eval_dirs = [self.eval_dirs]
+        if (
+            any(isinstance(n, bool) or int(n) != n or n < 1 for n in self.samples_grid)
+            or not self.samples_grid
+        ):
+            raise ValueError(f"samples_grid: must be positive numbers of samples, got {self.samples_grid}")
+        if any(not (isinstance(x, int | float) and x > 0) for x in self.spend_levels):
+            raise ValueError(f"spend_levels: must be positive token counts, got {self.spend_levels}")
+        if self.labels is not None and self.eval_dirs and len(self.labels) != len(self.eval_dirs):
+            raise ValueError(f"labels: {len(self.labels)} labels for {len(self.eval_dirs)} eval_dirs")
+
+
+def condition_label(method: str, budget_label: str) -> str:
+    """How a condition reads in the figure and the tables: ``off``, ``32``, ``free``, ``forced 32``."""
+    return {
+        "no_think": "off",
+        "no_think_flag": "off (flag)",
+        "think": "free",
+        "budget_forcing": f"forced {budget_label}",
+    }.get(method, str(budget_label))
+
+
+def point_name(p: dict[str, Any]) -> str:
+    """``32 x8 scorer``: condition, samples, selector."""
+    return f"{condition_label(p['method'], p['budget_label'])} x{p['n']} {p['selector']}"
+
+
+def frontier_points(
+    records: Iterable[dict[str, Any]],
+    *,
+    ns: Sequence[int] = DEFAULT_NS,
+    ci_resamples: int = 1000,
+    seed: int = 0,
+) -> list[dict[str, Any]]:
+    """Every (task, condition, n, selector) point of ``records`` (see the module docstring). Only
+    problems with the condition's full N samples count, so every n is measured on the same problems."""
+    by_cond: dict[tuple[str, str, str], dict[str, list[dict[str, Any]]]] = defaultdict(
+        lambda: defaultdict(list)
+    )
+    for r in records:
+        by_cond[(r["task"], r["method"], r["budget_label"])][r["problem_id"]].append(r)
+    points = []
+    for (task, method, budget_label), problems in by_cond.items():
+        full = max(len(g) for g in problems.values())
+        groups = [problems[k] for k in sorted(problems) if len(problems[k]) == full]  # fixed problem order
+        selectors = available_selectors(groups)
+        for n in sorted({int(n) for n in ns if n <= full}):
+            for selector in [SINGLE] if n == 1 else selectors:
+                per_problem = [selector_at_n(selector, g, n) for g in groups]
+                acc = [p["accuracy"] for p in per_problem]
+                gen = sum(p["generated_tokens"] for p in per_problem) / len(groups)
+                read = sum(p["scorer_tokens"] for p in per_problem) / len(groups)
+                points.append(
+                    {
+                        "task": task,
+                        "method": method,
+                        "budget_label": budget_label,
+                        "n": n,
+                        "selector": selector,
+                        "problems": len(groups),
+                        "skipped_problems": len(problems) - len(groups),
+                        "accuracy": sum(acc) / len(acc),
+                        "accuracy_ci": list(bootstrap_ci(acc, resamples=ci_resamples, seed=seed)),
+                        "mean_tokens_per_problem": gen + read,
+                        "mean_generated_tokens_per_problem": gen,
+                        "mean_scorer_tokens_per_problem": read,
+                        "reference": selector in REFERENCE_SELECTORS,
+                        "per_problem_accuracy": acc,  # in problem-id order: paired comparisons
+                    }
+                )
+    return sorted(points, key=_point_order)
+
+
+def _point_order(p: dict[str, Any]) -> tuple:
+    budget = p["budget_label"]
+    budget_key = (0, 0) if budget == "off" else ((2, 0) if budget == "none" else (1, int(budget)))
+    selector_order = [SINGLE, *SELECTOR_LABELS]
+    return (p["task"], METHODS.index(p["method"]), budget_key, p["n"], selector_order.index(p["selector"]))
+
+
+def mark_pareto(points: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Set ``pareto`` on every point: on its task's front of (tokens, accuracy) among the points that
+    do not read the gold. Returns ``points``."""
+    by_task: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for p in points:
+        p["pareto"] = False
+        if not p["reference"]:
+            by_task[p["task"]].append(p)
+    for group in by_task.values():
+        for p, on in zip(group, pareto_front([(q["mean_tokens_per_problem"], q["accuracy"]) for q in group])):
+            p["pareto"] = on
+    return points
+
+
+def default_spend_levels(points: Sequence[dict[str, Any]]) -> list[float]:
+    """Powers of two from the cheapest point's spend up to the dearest's (tokens per problem)."""
+    costs = [
+        p["mean_tokens_per_problem"]
+        for p in points
+        if not p["reference"] and p["mean_tokens_per_problem"] > 0
+    ]
+    if not costs:
+        return []
+    lo, hi = math.ceil(math.log2(min(costs))), math.floor(math.log2(max(costs)))
+    return [float(2**k) for k in range(lo, hi + 1)]
+
+
+def _best(points: Iterable[dict[str, Any]]) -> dict[str, Any] | None:
+    """The most accurate point, the cheaper one on a tie."""
+    return min(points, key=lambda p: (-p["accuracy"], p["mean_tokens_per_problem"]), default=None)
+
+
+def spend_table(points: Sequence[dict[str, Any]], levels: Sequence[float]) -> list[dict[str, Any]]:
+    """Per task and spend level L (tokens per problem): the best one-sample point and the best point with
+    several samples, each spending at most L; ``winner`` is ``budget`` (one sample, the budget bought the
+    accuracy), ``samples`` or ``tie`` (equal accuracy), or None when one side has no point within L."""
+    rows = []
+    for task in sorted({p["task"] for p in points}):
+        mine = [p for p in points if p["task"] == task and not p["reference"]]
+        for level in levels:
+            within = [p for p in mine if p["mean_tokens_per_problem"] <= level]
+            single = _best(p for p in within if p["n"] == 1)
+            several = _best(p for p in within if p["n"] > 1)
+            winner = None
+            if single is not None and several is not None:
+                diff = several["accuracy"] - single["accuracy"]
+                winner = "samples" if diff > 0 else ("budget" if diff < 0 else "tie")
+            rows.append(
+                {"task": task, "spend": level, "single": single, "several": several, "winner": winner}
+            )
+    return rows
+
+
+def paired_differences(
+    points: Sequence[dict[str, Any]],
+    *,
+    of: str = "scorer",
+    against: Sequence[str] = ("majority", "logprob"),
+    n: int = 8,
+    ci_resamples: int = 1000,
+    seed: int = 0,
+) -> list[dict[str, Any]]:
+    """Per task and condition, selector ``of`` minus each of ``against`` on the same n samples of the
+    same problems (``n``, or the largest n below it that the points have): the mean difference in
+    accuracy and its 95 % paired bootstrap interval over problems."""
+    rows = []
+    cells: dict[tuple[str, str, str], dict[tuple[int, str], dict[str, Any]]] = defaultdict(dict)
+    for p in points:
+        cells[(p["task"], p["method"], p["budget_label"])][(p["n"], p["selector"])] = p
+    for (task, method, budget), cell in cells.items():
+        ns = sorted({k[0] for k in cell if k[0] <= n and (k[0], of) in cell})
+        if not ns:
+            continue
+        mine = cell[(ns[-1], of)]
+        for other in against:
+            theirs = cell.get((ns[-1], other))
+            if theirs is None:
+                continue
+            diff = [a - b for a, b in zip(mine["per_problem_accuracy"], theirs["per_problem_accuracy"])]
+            lo, hi = bootstrap_ci(diff, resamples=ci_resamples, seed=seed)
+            rows.append(
+                {
+                    "task": task,
+                    "method": method,
+                    "budget_label": budget,
+                    "n": ns[-1],
+                    "of": of,
+                    "against": other,
+                    "difference": sum(diff) / len(diff),
+                    "difference_ci": [lo, hi],
+                    "problems": len(diff),
+                }
+            )
+    return rows
+
+
+def _cell(p: dict[str, Any] | None) -> str:
+    if p is None:
+        return "–"
+    lo, hi = p["accuracy_ci"]
+    ci = f" ({fmt(lo, 'pct')}–{fmt(hi, 'pct')})" if lo is not None else ""
+    return (
+        f"{point_name(p)}: {fmt(p['accuracy'], 'pct')}{ci}, {fmt(p['mean_tokens_per_problem'], 'tokens')} tok"
+    )
+
+
+def frontier_markdown(evaluations: Sequence[dict[str, Any]], levels: Sequence[float] | None = None) -> str:
+    """frontier.md: per evaluation (``label``, ``results`` provenance, ``points``), the spend comparison
+    and every point, the Pareto front marked."""
+    lines = [
+        "# Compute frontier: accuracy against tokens spent per problem",
+        "",
+        "Cost of a point = n x (thinking + answer tokens) generated + tokens the scorer reads (scorer "
+        "selectors only). n < N samples: mean over disjoint blocks of n samples. Accuracy with its 95% "
+        "bootstrap interval over problems. ★ = on the task's Pareto front; the oracle reads the gold and is "
+        "never on it.",
+        "",
+        "| label | model | commit | device | split | samples N | max_new_tokens | scorer |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for ev in evaluations:
+        res, cfg = ev["results"], ev["results"].get("config", {})
+        lines.append(
+            f"| {ev['label']} | `{res.get('model')}` | `{str(res.get('commit'))[:12]}` | {res.get('device')} | "
+            f"{cfg.get('split', 'test')} | {cfg.get('samples')} | {cfg.get('max_new_tokens')} | "
+            f"{ev.get('scorer') or '–'} |"
+        )
+    for ev in evaluations:
+        points = ev["points"]
+        spend = spend_table(points, levels if levels else default_spend_levels(points))
+        lines += [
+            "",
+            f"## {ev['label']}: a larger budget or more samples?",
+            "",
+            "| task | spend ≤ tokens/problem | best with one sample | best with several samples | winner |",
+            "|---|---|---|---|---|",
+        ]
+        for row in spend:
+            lines.append(
+                f"| {row['task']} | {row['spend']:.0f} | {_cell(row['single'])} | {_cell(row['several'])} | "
+                f"{row['winner'] or '–'} |"
+            )
+        diffs = paired_differences(points)
+        if diffs:
+            lines += [
+                "",
+                f"## {ev['label']}: the trained scorer against the other selectors (same samples, paired)",
+                "",
+                "| task | condition | n | scorer minus | difference (points, 95% CI) | problems |",
+                "|---|---|---|---|---|---|",
+            ]
+            for d in diffs:
+                lo, hi = d["difference_ci"]
+                lines.append(
+                    f"| {d['task']} | {condition_label(d['method'], d['budget_label'])} | {d['n']} | {d['against']} | "
+                    f"{100 * d['difference']:+.1f} ({100 * lo:+.1f} to {100 * hi:+.1f}) | {d['problems']} |"
+                )
+        lines += [
+            "",
+            f"## {ev['label']}: every point",
+            "",
+            "| task | condition | n | selector | accuracy (95% CI) | tokens/problem | generated | scorer read | "
+            "problems | front |",
+            "|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        for p in points:
+            lo, hi = p["accuracy_ci"]
+            lines.append(
+                f"| {p['task']} | {condition_label(p['method'], p['budget_label'])} | {p['n']} | {p['selector']} | "
+                f"{fmt(p['accuracy'], 'pct')} ({fmt(lo, 'pct')}–{fmt(hi, 'pct')}) | "
+                f"{fmt(p['mean_tokens_per_problem'], 'tokens')} | {fmt(p['mean_generated_tokens_per_problem'], 'tokens')} | "
+                f"{fmt(p['mean_scorer_tokens_per_problem'], 'tokens')} | {p['problems']} | "
+                f"{'★' if p['pareto'] else ('ref' if p['reference'] else '')} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+# --------------------------------------------------------------------------------------------------
+# A whole frontier run (scripts/frontier_run.py): scorer data, scorer, held-out samples, frontier
+# --------------------------------------------------------------------------------------------------
+# The entry point each section of a frontier recipe configures (its keys are checked against it).
+RUN_STAGE_SCRIPTS = {
+    "scorer_data": "eval/evaluate.py",
+    "scorer": "train/scorer.py",
+    "eval": "eval/evaluate.py",
+    "frontier": "eval/frontier.py",
+}
+
+
+@dataclass
+class FrontierRecipe:
+    """One YAML in ``configs/scorer/`` for ``scripts/frontier_run.py``: the checkpoint whose answers are
+    sampled, scored and selected, and per stage a recipe and overrides (``--key value`` flags), as in
+    the main job's profiles. ``accelerate_args`` go to ``accelerate launch`` for the scorer's training."""
+
+    description: str
+    checkpoint: str
+    accelerate_args: list[str] = field(default_factory=list)
+    scorer_data: Any = None
+    scorer: Any = None
+    eval: Any = None
+    frontier: Any = None
+    source: str = ""
+
+
+def load_frontier_recipe(path: str) -> FrontierRecipe:
+    """Load and check a frontier recipe: unknown keys (top level, sections, or a stage's overrides that
+    its entry point does not have) are errors naming the file and the key, before anything runs."""
+    import dataclasses
+    from pathlib import Path
+
+    from thinkbudget.cli import REPO_ROOT
+    from thinkbudget.pipeline import (
+        StageSpec,
+        check_config_keys,
+        dataclass_from_mapping,
+        load_yaml_mapping,
+        reject_unknown,
+    )
+
+    raw = load_yaml_mapping(path)
+    reject_unknown(raw, [f.name for f in dataclasses.fields(FrontierRecipe) if f.name != "source"], path)
+    for key in ("description", "checkpoint"):
+        if key not in raw:
+            raise SystemExit(f"{path}: missing required key {key!r}")
+    kwargs = {k: v for k, v in raw.items() if k not in RUN_STAGE_SCRIPTS}
+    for key, script in RUN_STAGE_SCRIPTS.items():
+        spec = dataclass_from_mapping(StageSpec, raw.get(key) or {}, f"{path} [{key}]")
+        if spec.recipe and not (REPO_ROOT / spec.recipe).is_file():
+            raise SystemExit(f"{path}: {key}.recipe {spec.recipe} does not exist")
+        check_config_keys(script, list(spec.overrides), f"{path} [{key}]")
+        if spec.recipe:
+            check_config_keys(script, list(load_yaml_mapping(REPO_ROOT / spec.recipe)), spec.recipe)
+        kwargs[key] = spec
+    return FrontierRecipe(source=str(Path(path)), **kwargs)

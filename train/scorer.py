@@ -1,0 +1,215 @@
+"""Train the best-of-N scorer on the policy's own answers: which of two answers to a problem is right?
+
+The data is an evaluation of *training* problems (``eval/evaluate.py --split train --samples N``, recipes
+``configs/scorer/data-*.yaml``): N answers per problem at several budgets and with thinking off, each
+labelled by the project's one scorer. Pairs of a correct and a wrong answer to the same problem (under
+the same budget condition by default) train a one-logit sequence-classification head with TRL's
+``RewardTrainer`` (Bradley-Terry loss). The scorer reads the question and the whole completion, never
+the gold answer. Why pairs and not correct/incorrect labels: see thinkbudget/scorer.py.
+
+    python eval/evaluate.py --config configs/scorer/data-smoke.yaml --output runs/scorer-data/smoke
+    accelerate launch --num_processes 1 --cpu train/scorer.py --config configs/scorer/smoke.yaml
+    accelerate launch train/scorer.py --config configs/scorer/smollm2-135m.yaml --data_dirs runs/scorer-data/rl
+
+CLI flags override the YAML (``--max_steps 3 --bf16 false``). Output (``output_dir``): checkpoint-N
+folders, the final scorer with its tokenizer (loads with ``AutoModelForSequenceClassification``),
+``scorer.json`` (how its input is built), and ``run_summary.json`` (data counts and provenance, pairwise
+accuracy on held-out training problems, loss, config, commit, device). Use it with
+``eval/evaluate.py --best_of_n_scorer DIR`` or ``eval/frontier.py --scorer DIR``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import sys
+import time
+from pathlib import Path
+
+if __name__ == "__main__":  # `python train/scorer.py` / `accelerate launch train/scorer.py` from any folder
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from thinkbudget.cli import (
+    check_output_dir,
+    command_line,
+    device_description,
+    git_commit,
+    parse_config,
+    resolve_resume,
+    setup_logging,
+    write_json_atomic,
+)
+from thinkbudget.scorer import (
+    SCORER_CONFIG_FILE,
+    SCORER_PREFIX,
+    ScorerModelConfig,
+    ScorerScriptArguments,
+    ThinkRewardConfig,
+    build_pairs,
+    data_summary,
+    freeze_below_top_layers,
+    held_out_problem,
+    load_scorer_data,
+    pairs_dataset,
+)
+
+logger = logging.getLogger("train.scorer")
+# The dataclasses this entry point parses (read by thinkbudget.pipeline to check recipe keys).
+CONFIG_CLASSES = (ScorerScriptArguments, ThinkRewardConfig, ScorerModelConfig)
+
+
+def main(
+    script_args: ScorerScriptArguments, training_args: ThinkRewardConfig, model_args: ScorerModelConfig
+) -> dict:
+    """Train, save the final scorer in ``training_args.output_dir`` and return the run summary."""
+    # 1. The data folders and the run folder are checked before anything loads.
+    if not script_args.data_dirs:
+        raise SystemExit("data_dirs: name at least one scorer data folder (eval/evaluate.py --split train)")
+    try:
+        records, provenance = load_scorer_data(script_args.data_dirs)
+    except ValueError as e:
+        raise SystemExit(f"data_dirs: {e}") from None
+    resume = resolve_resume(training_args.resume_from_checkpoint, training_args.output_dir)
+    out = check_output_dir(
+        training_args.output_dir, overwrite=training_args.overwrite_output_dir, resuming=resume is not None
+    )
+    start_from = model_args.model_name_or_path
+    if start_from is None:  # the policy that wrote the answers judges them
+        sources = {p["model_path"] for p in provenance}
+        if len(sources) != 1:
+            raise SystemExit(
+                f"model_name_or_path: the data comes from {sorted(sources)}; name one to start from"
+            )
+        start_from = sources.pop()
+    from thinkbudget.models import (
+        load_tokenizer,
+        prepare_tokenizer_and_model,
+        resolve_model_path,
+        save_final_model,
+    )
+
+    try:
+        model_path = resolve_model_path(start_from)
+    except (FileNotFoundError, ValueError) as e:
+        raise SystemExit(f"model_name_or_path: {e}") from None
+
+    # 2. Pairs: (correct, wrong) answers to one problem; a share of problems is kept out to measure
+    #    pairwise accuracy. Only token ids of question + completion go into the datasets.
+    frac, scope = script_args.scorer_eval_fraction, script_args.pair_scope
+    held = [r for r in records if held_out_problem(r, frac)]
+    kept = [r for r in records if not held_out_problem(r, frac)]
+
+    def pairs(rs: list[dict]) -> list:
+        return build_pairs(
+            rs, scope=scope, max_pairs_per_group=script_args.max_pairs_per_group, seed=script_args.pair_seed
+        )
+
+    train_pairs, eval_pairs = pairs(kept), pairs(held)
+    counts = {"train": data_summary(kept, scope), "held_out": data_summary(held, scope)}
+    counts["train"]["pairs"], counts["held_out"]["pairs"] = len(train_pairs), len(eval_pairs)
+    logger.info("scorer data: %s", counts)
+    if not train_pairs:
+        raise SystemExit(
+            f"no training pair: no problem has both a correct and a wrong answer ({counts['train']}); sample "
+            "more answers per problem, more problems, or from a checkpoint that solves some of them"
+        )
+    tokenizer = load_tokenizer(model_path, trust_remote_code=training_args.trust_remote_code)
+    train_dataset = pairs_dataset(train_pairs, tokenizer, training_args.max_length)
+    eval_dataset = pairs_dataset(eval_pairs, tokenizer, training_args.max_length) if eval_pairs else None
+
+    # 3. The model: the checkpoint's weights under a fresh one-logit head (think tokens kept single).
+    import torch
+    from transformers import AutoModelForSequenceClassification, set_seed
+
+    set_seed(training_args.seed)  # the head's initialisation
+    dtype = model_args.dtype if model_args.dtype not in (None, "auto") else "float32"
+    model = AutoModelForSequenceClassification.from_pretrained(
+        model_path,
+        num_labels=1,
+        dtype=getattr(torch, dtype),
+        trust_remote_code=training_args.trust_remote_code,
+    )
+    prepare_tokenizer_and_model(tokenizer, model)
+    model.config.pad_token_id = tokenizer.pad_token_id
+    if model_args.train_top_layers:
+        try:
+            trainable = freeze_below_top_layers(model, model_args.train_top_layers)
+        except ValueError as e:
+            raise SystemExit(str(e)) from None
+        logger.info(
+            "training the top %d layers and the head: %d parameters", model_args.train_top_layers, trainable
+        )
+
+    # 4. Train with TRL's RewardTrainer (pairs already tokenised, so TRL only pads and batches them).
+    from trl import RewardTrainer
+
+    trainer = RewardTrainer(
+        model=model,
+        args=training_args,
+        train_dataset=train_dataset,
+        eval_dataset=eval_dataset if training_args.eval_strategy != "no" else None,
+        processing_class=tokenizer,
+    )
+    t0 = time.perf_counter()
+    result = trainer.train(resume_from_checkpoint=resume)
+    wall = time.perf_counter() - t0
+    held_out = trainer.evaluate(eval_dataset) if eval_dataset is not None else {}
+
+    # 5. Save a scorer that plain transformers loads, with how its input is built.
+    save_final_model(trainer, tokenizer, out, lora=False)
+    scorer_config = {
+        "max_length": training_args.max_length,
+        "input": SCORER_PREFIX + "<pre-filled tokens + completion>",
+        "pair_scope": scope,
+        "trained_on": [p["dir"] for p in provenance],
+    }
+
+    # 6. The run summary a person (or the frontier) reads.
+    summary = {
+        "stage": "scorer",
+        "output_dir": str(out),
+        "model": start_from,
+        "model_path": model_path,
+        "resumed_from": resume,
+        "global_step": trainer.state.global_step,
+        "data": counts,
+        "data_provenance": provenance,
+        "held_out_pairwise_accuracy": held_out.get("eval_accuracy"),
+        "held_out_loss": held_out.get("eval_loss"),
+        "train_runtime_s": round(result.metrics.get("train_runtime", wall), 3),
+        "train_loss": result.metrics.get("train_loss"),
+        "commit": git_commit(),
+        "device": device_description(),
+        "num_processes": trainer.accelerator.num_processes,
+        "command": command_line(),
+        "config": {
+            "script": dataclasses.asdict(script_args),
+            "training": training_args.to_dict(),
+            "model": dataclasses.asdict(model_args),
+        },
+    }
+    if trainer.accelerator.is_main_process:
+        write_json_atomic(out / SCORER_CONFIG_FILE, scorer_config)
+        write_json_atomic(out / "run_summary.json", summary)
+        logger.info(
+            "saved %s (%d pairs, held-out pairwise accuracy %s, %.1f s)",
+            out,
+            len(train_pairs),
+            summary["held_out_pairwise_accuracy"],
+            wall,
+        )
+    return summary
+
+
+def cli(argv: list[str] | None = None) -> dict:
+    """Parse ``argv`` (default: the command line) and run :func:`main`; bad input exits with a message."""
+    setup_logging()
+    try:
+        args = parse_config(CONFIG_CLASSES, argv)
+    except ValueError as e:  # a field's own check (__post_init__) while parsing
+        raise SystemExit(f"invalid config: {e}") from None
+    return main(*args)
+
+
+if __name__ == "__main__":
+    cli()
