@@ -32,15 +32,12 @@ import contextlib
 import logging
 import math
 import os
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from a checkout
-
-from thinkbudget import cli, models  # noqa: E402
+from thinkbudget import cli, models
 
 logger = logging.getLogger("bench_cpu")
 

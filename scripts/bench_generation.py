@@ -15,15 +15,12 @@ warm-up call each. Writes a JSON with both, their ratio, batch sizes, device, co
 from __future__ import annotations
 
 import logging
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from a checkout
-
-from thinkbudget import cli, generation, models, tasks  # noqa: E402
-from thinkbudget.protocol import build_messages, render_prompt  # noqa: E402
+from thinkbudget import cli, generation, models, tasks
+from thinkbudget.protocol import build_messages, render_prompt
 
 logger = logging.getLogger("bench_generation")
 

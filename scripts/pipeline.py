@@ -25,11 +25,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from rich.console import Console
 
-from rich.console import Console  # noqa: E402
-
-from thinkbudget.cli import (  # noqa: E402
+from thinkbudget.cli import (
     REPO_ROOT,
     command_line,
     complete_checkpoints,
@@ -37,7 +35,7 @@ from thinkbudget.cli import (  # noqa: E402
     stage_finished,
     write_json_atomic,
 )
-from thinkbudget.pipeline import (  # noqa: E402
+from thinkbudget.pipeline import (
     Profile,
     StageFailed,
     accelerate_command,

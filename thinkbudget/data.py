@@ -169,6 +169,27 @@ def answer_text(answer: str) -> str:
     return f"The answer is {boxed(answer)}."
 
 
+@dataclass
+class PrepareArguments:
+    """Where ``data/prepare.py`` writes a data mix, and the tokenizer that counts its tokens."""
+
+    model_name_or_path: str = field(
+        default="smollm2-135m",
+        metadata={
+            "help": "Model alias, hub id or path whose tokenizer counts thinking tokens (and renders prompts)."
+        },
+    )
+    output_dir: str = field(default="data/prepared/default", metadata={"help": "Folder to write (path)."})
+    overwrite_output_dir: bool = field(
+        default=False, metadata={"help": "Replace an existing prepared folder."}
+    )
+    preview_rows: int = field(default=6, metadata={"help": "Rows per kind written to preview.jsonl (count)."})
+
+
+# The configuration of data/prepare.py (checked by the main job without loading the script).
+CONFIG_CLASSES = (PrepareArguments, DataMixArguments)
+
+
 @dataclass(frozen=True)
 class RowPlan:
     """The drawn type of one row."""

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import importlib.util
 import json
 import logging
 import os
@@ -82,41 +81,35 @@ def dataclass_from_mapping(cls: type, mapping: dict[str, Any], where: str) -> An
 _FIELDS_CACHE: dict[Path, dict[str, type]] = {}
 
 
-# The project's own entry points: importing them runs nothing but their imports and definitions.
-PROJECT_ENTRY_POINTS = ("train/sft.py", "train/rl.py", "eval/evaluate.py", "data/prepare.py")
+# The project's own entry points and the package module that holds each one's ``CONFIG_CLASSES``.
+PROJECT_ENTRY_POINTS = {
+    "data/prepare.py": "thinkbudget.data",
+    "train/sft.py": "thinkbudget.sft",
+    "train/rl.py": "thinkbudget.rl",
+    "train/scorer.py": "thinkbudget.scorer",
+    "eval/evaluate.py": "thinkbudget.eval_config",
+}
 
 
 def config_classes(script: str | os.PathLike) -> tuple[type, ...]:
     """The config dataclasses an entry point (``train/sft.py``, ``train/rl.py``) parses.
 
-    The project's own entry points (:data:`PROJECT_ENTRY_POINTS`) are imported as modules (their
-    ``main`` does not run) and name their classes in ``CONFIG_CLASSES``. Any other script is **never
+    For the project's own entry points (:data:`PROJECT_ENTRY_POINTS`) they are the ``CONFIG_CLASSES``
+    of the package module the script takes them from; no script is loaded. Any other script is **never
     imported or run** (a dry run must not execute user code): its ``CONFIG_CLASSES = (A, B, ...)`` is
     read from its source, and each class is imported from the module the script imports it from
     (``from thinkbudget.rl import ThinkGRPOConfig``); a class defined in the script itself is an error.
     """
+    import importlib
+
     path = (REPO_ROOT / script) if not Path(script).is_absolute() else Path(script)
     if not path.is_file():
         raise SystemExit(f"entry point {script} does not exist")
-    if str(REPO_ROOT) not in sys.path:
-        sys.path.insert(0, str(REPO_ROOT))
-    if path.resolve() not in {(REPO_ROOT / s).resolve() for s in PROJECT_ENTRY_POINTS}:
+    own = {(REPO_ROOT / s).resolve(): m for s, m in PROJECT_ENTRY_POINTS.items()}
+    module_name = own.get(path.resolve())
+    if module_name is None:
         return _classes_named_in_source(path, str(script))
-    name = "_thinkbudget_entry_" + re.sub(r"\W", "_", str(path.resolve().relative_to(REPO_ROOT)))
-    module = sys.modules.get(name)
-    if module is None:
-        spec = importlib.util.spec_from_file_location(name, path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    classes = getattr(module, "CONFIG_CLASSES", None)
-    if classes is None:
-        classes = tuple(
-            v for v in vars(module).values() if isinstance(v, type) and dataclasses.is_dataclass(v)
-        )
-    if not classes:
-        raise SystemExit(f"{script}: found no config dataclasses to check keys against")
-    return tuple(classes)
+    return tuple(importlib.import_module(module_name).CONFIG_CLASSES)
 
 
 def _classes_named_in_source(path: Path, script: str) -> tuple[type, ...]:

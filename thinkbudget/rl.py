@@ -124,6 +124,10 @@ class RLModelConfig(ModelConfig):
 # --------------------------------------------------------------------------------------------------
 # Checks that run before anything loads
 # --------------------------------------------------------------------------------------------------
+# The configuration of train/rl.py (checked by the main job and the sweeps without loading the script).
+CONFIG_CLASSES = (RLScriptArguments, ThinkGRPOConfig, RLModelConfig)
+
+
 def validate_run(script_args: RLScriptArguments, training_args: ThinkGRPOConfig) -> None:
     """Cross-field checks of a recipe; raise ``ValueError`` naming the field."""
     script_args.validate()

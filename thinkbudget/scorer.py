@@ -325,6 +325,10 @@ class ScorerModelConfig(ModelConfig):
         super().__post_init__()
 
 
+# The configuration of train/scorer.py (checked by the main job and the sweeps without loading the script).
+CONFIG_CLASSES = (ScorerScriptArguments, ThinkRewardConfig, ScorerModelConfig)
+
+
 def freeze_below_top_layers(model: Any, k: int) -> int:
     """Leave trainable only the last ``k`` transformer layers, the final norm and the score head of a
     sequence-classification model; returns the number of trainable parameters."""

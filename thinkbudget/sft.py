@@ -106,6 +106,10 @@ class SFTModelConfig(ModelConfig):
     )
 
 
+# The configuration of train/sft.py (checked by the main job and the sweeps without loading the script).
+CONFIG_CLASSES = (SFTScriptArguments, ThinkSFTConfig, SFTModelConfig)
+
+
 def think_token_ids(tokenizer: Any) -> list[int]:
     """Ids of ``<think>`` and ``</think>`` (single tokens after ``prepare_tokenizer_and_model``)."""
     ids = tokenizer.convert_tokens_to_ids([THINK_OPEN, THINK_CLOSE])

@@ -22,12 +22,9 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import sys
 import time
-from pathlib import Path
 
 if __name__ == "__main__":  # `python train/rl.py` / `accelerate launch train/rl.py` from any folder
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from thinkbudget.cli import die_with_parent as _die_with_parent
 
     _die_with_parent()  # before the slow imports: a stage whose pipeline is gone must not start training
@@ -46,6 +43,7 @@ from thinkbudget.cli import (
     write_json_atomic,
 )
 from thinkbudget.rl import (
+    CONFIG_CLASSES,
     RLModelConfig,
     RLScriptArguments,
     StepTimer,
@@ -58,8 +56,6 @@ from thinkbudget.rl import (
 )
 
 logger = logging.getLogger("train.rl")
-# The dataclasses this entry point parses (read by thinkbudget.pipeline to check recipe keys).
-CONFIG_CLASSES = (RLScriptArguments, ThinkGRPOConfig, RLModelConfig)
 
 
 def main(script_args: RLScriptArguments, training_args: ThinkGRPOConfig, model_args: RLModelConfig) -> dict:

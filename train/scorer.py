@@ -22,12 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import sys
 import time
-from pathlib import Path
-
-if __name__ == "__main__":  # `python train/scorer.py` / `accelerate launch train/scorer.py` from any folder
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from thinkbudget.cli import (
     check_output_dir,
@@ -40,6 +35,7 @@ from thinkbudget.cli import (
     write_json_atomic,
 )
 from thinkbudget.scorer import (
+    CONFIG_CLASSES,
     SCORER_CONFIG_FILE,
     SCORER_PREFIX,
     ScorerModelConfig,
@@ -54,8 +50,6 @@ from thinkbudget.scorer import (
 )
 
 logger = logging.getLogger("train.scorer")
-# The dataclasses this entry point parses (read by thinkbudget.pipeline to check recipe keys).
-CONFIG_CLASSES = (ScorerScriptArguments, ThinkRewardConfig, ScorerModelConfig)
 
 
 def main(

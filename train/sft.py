@@ -20,12 +20,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import sys
 import time
 from pathlib import Path
 
 if __name__ == "__main__":  # `python train/sft.py` / `accelerate launch train/sft.py` from any folder
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from thinkbudget.cli import die_with_parent as _die_with_parent
 
     _die_with_parent()  # before the slow imports: a stage whose pipeline is gone must not start training
@@ -44,6 +42,7 @@ from thinkbudget.cli import (
     write_json_atomic,
 )
 from thinkbudget.sft import (
+    CONFIG_CLASSES,
     SFTModelConfig,
     SFTScriptArguments,
     ThinkSFTConfig,
@@ -56,8 +55,6 @@ from thinkbudget.sft import (
 )
 
 logger = logging.getLogger("train.sft")
-# The dataclasses this entry point parses (read by thinkbudget.pipeline to check recipe keys).
-CONFIG_CLASSES = (SFTScriptArguments, ThinkSFTConfig, SFTModelConfig)
 
 
 def main(script_args: SFTScriptArguments, training_args: ThinkSFTConfig, model_args: SFTModelConfig) -> dict:
