@@ -365,7 +365,7 @@ def generate_pending(
                         finish_reason=o.finish_reason,
                         forced=o.forced,
                         mean_logprob=o.mean_logprob,
-                        answer_token_cap=args.answer_token_cap,
+                        answer_cap=args.answer_cap,
                     )
                     for s, o in zip(batch, outputs)
                 ]

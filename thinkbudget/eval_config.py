@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from thinkbudget import evaluation, generation, models
+from thinkbudget.protocol import ANSWER_CAP
 
 
 @dataclass
@@ -86,10 +87,11 @@ class EvalArguments:
             "help": "Pre-fill '<think>' in thinking modes (s1 style), for models that do not open the block."
         },
     )
-    answer_token_cap: int = field(
-        default=64,
+    answer_cap: int = field(
+        default=ANSWER_CAP,
         metadata={
-            "help": "Answer sections longer than this (tokens) count as reasoning moved after </think> (as in RL)."
+            "help": "Answer sections longer than this (tokens) count as reasoning moved after </think> "
+            "(the same name and value as GRPO's answer_cap)."
         },
     )
     best_of_n_scorer: str = field(

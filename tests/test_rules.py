@@ -1,0 +1,108 @@
+"""Each rule once: the parsed completion's own rules are what rewards, GRPO's rollout metrics and
+evaluation report (the reward that is optimised is the metric that is reported)."""
+
+from __future__ import annotations
+
+import pytest
+
+from thinkbudget import evaluation as ev
+from thinkbudget.eval_config import EvalArguments
+from thinkbudget.parsing import parse_completion
+from thinkbudget.protocol import ANSWER_CAP, build_messages, render_prompt
+from thinkbudget.rewards import RewardParams, completion_stats, get_reward_funcs
+from thinkbudget.rl import rollout_metrics
+from thinkbudget.tasks import Problem
+
+PROBLEM = Problem("p1", "chain", "Compute 2 + 3.", "5")
+ANSWER = "The answer is \\boxed{5}."
+B = 10
+
+
+def _ids(tokenizer, text: str) -> list[int]:
+    return tokenizer(text, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+
+
+def _stats(tokenizer, prompt: str, text: str, *, mode: str, budget: int | None) -> dict:
+    (stats,) = completion_stats(
+        [_ids(tokenizer, text)], tokenizer, prompts=[prompt], answer=["5"], budget=[budget], mode=[mode]
+    )
+    return stats
+
+
+def _eval_record(tokenizer, method: str, budget: int | None, text: str) -> dict:
+    cond = ev.Condition("chain", method, budget)
+    prompt = ev.build_prompt(tokenizer, PROBLEM.question, cond)
+    return ev.make_record(
+        tokenizer,
+        condition=cond,
+        problem=PROBLEM,
+        sample_idx=0,
+        prompt=prompt,
+        token_ids=_ids(tokenizer, text),
+        finish_reason="stop",
+    )
+
+
+# After the pre-filled empty think block (thinking off): the answer alone, thinking written anyway
+# (a further think block), and thinking closed by a stray </think>.
+NO_THINK_CASES = [
+    (ANSWER, True),
+    ("<think>\nstep step step\n</think>\n\n" + ANSWER, False),
+    ("step step step\n</think>\n\n" + ANSWER, False),
+]
+
+
+@pytest.mark.parametrize(("text", "compliant"), NO_THINK_CASES)
+def test_no_think_compliance_is_one_rule(tokenizer, text, compliant):
+    prompt = render_prompt(tokenizer, build_messages(PROBLEM.question), enable_thinking=False)
+    parsed = parse_completion(_ids(tokenizer, text), tokenizer)  # as GRPO parses: the completion alone
+    assert parsed.no_think_compliant is compliant
+    (mode_compliance,) = get_reward_funcs(["mode_compliance"], tokenizer)
+    (reward,) = mode_compliance(
+        prompts=[prompt], completions=[text], completion_ids=[_ids(tokenizer, text)], mode=["no_think"]
+    )
+    assert reward == float(compliant)
+    stats = _stats(tokenizer, prompt, text, mode="no_think", budget=None)
+    assert stats["no_think_compliant"] is compliant
+    assert ("thinkbudget/no_think/compliance", float(compliant)) in rollout_metrics([stats])
+    record = _eval_record(tokenizer, "no_think", None, text)  # evaluation parses prefill + completion
+    assert record["flags"]["thinking_in_no_think"] is (not compliant)
+    (row,) = ev.aggregate([record], [ev.Condition("chain", "no_think", None)], ci_resamples=10)
+    assert row["no_think_compliance"] == float(compliant)
+    assert row["thinking_in_no_think_rate"] == float(not compliant)
+
+
+def _thinking(n: int) -> str:
+    """A closed think block with exactly ``n`` thinking tokens (two newlines + n-2 words)."""
+    return "<think>\n" + " ".join(["step"] * (n - 2)) + "\n</think>\n\n"
+
+
+@pytest.mark.parametrize(
+    ("text", "within"),
+    [
+        (_thinking(6) + ANSWER, True),
+        (_thinking(B) + ANSWER, True),
+        (_thinking(14) + ANSWER, False),
+        ("<think>\nstep step", False),  # unclosed: never within budget
+    ],
+)
+def test_within_budget_is_one_rule(tokenizer, text, within):
+    prompt = render_prompt(tokenizer, build_messages(PROBLEM.question), thinking_budget=B)
+    parsed = parse_completion(_ids(tokenizer, text), tokenizer)
+    assert parsed.within_budget(B) is within
+    assert parsed.within_budget(None) is True
+    stats = _stats(tokenizer, prompt, text, mode="think", budget=B)
+    assert stats["within_budget"] is within
+    assert (f"thinkbudget/budget_{B}/within_budget", float(within)) in rollout_metrics([stats])
+    record = _eval_record(tokenizer, "budget_prompt", B, text)
+    assert record["within_budget"] is within
+    (row,) = ev.aggregate([record], [ev.Condition("chain", "budget_prompt", B)], ci_resamples=10)
+    assert row["within_budget_rate"] == float(within)
+
+
+def test_answer_cap_is_one_name_and_one_value(tokenizer):
+    assert RewardParams().answer_cap == EvalArguments().answer_cap == ANSWER_CAP
+    assert not hasattr(EvalArguments(), "answer_token_cap")
+    long_answer = _thinking(4) + " ".join(["word"] * (ANSWER_CAP + 8)) + " " + ANSWER
+    record = _eval_record(tokenizer, "think", None, long_answer)  # evaluation's default cap
+    assert record["answer_tokens"] > ANSWER_CAP and record["flags"]["reasoning_after_think"]
