@@ -809,7 +809,7 @@ BAD_INPUTS = [
     ("data-output-unwritable", "prepare", [*DATA[:3], "/proc/thinkbudget/out"], {}, r"cannot .*/proc"),
     ("data-not-a-model", "prepare", [*DATA, "--model_name_or_path", "{tmp}/notamodel"], NOT_A_MODEL, r"not a model folder: it has no config.json"),
     ("data-unknown-hub-id", "prepare", [*DATA, "--model_name_or_path", "nobody-here/no-model"], {}, r"not a local path"),
-    ("data-unknown-config-key", "prepare", ["--config", "{tmp}/c.yaml", "--output_dir", "{tmp}/out"], {"c.yaml": "taskz: [chain]\n"}, r"unknown config keys.*taskz.*did you mean tasks"),
+    ("data-unknown-config-key", "prepare", ["--config", "{tmp}/c.yaml", "--output_dir", "{tmp}/out"], {"c.yaml": "taskz: [chain]\n"}, r"c.yaml: unknown keys.*taskz.*did you mean tasks"),
     ("data-invalid-yaml", "prepare", ["--config", "{tmp}/c.yaml", "--output_dir", "{tmp}/out"], {"c.yaml": "tasks: [chain\n"}, r"c.yaml: not valid YAML"),
     ("data-config-without-value", "prepare", ["--output_dir", "{tmp}/out", "--config"], {}, r"--config needs a file path"),
     ("data-config-equals-missing", "prepare", ["--config={tmp}/nope.yaml", "--output_dir", "{tmp}/out"], {}, r"nope.yaml does not exist"),

@@ -106,3 +106,24 @@ def test_answer_cap_is_one_name_and_one_value(tokenizer):
     long_answer = _thinking(4) + " ".join(["word"] * (ANSWER_CAP + 8)) + " " + ANSWER
     record = _eval_record(tokenizer, "think", None, long_answer)  # evaluation's default cap
     assert record["answer_tokens"] > ANSWER_CAP and record["flags"]["reasoning_after_think"]
+
+
+def test_one_yaml_loader_for_recipes_profiles_and_sweeps(tmp_path):
+    from thinkbudget import data
+    from thinkbudget.cli import parse_config
+    from thinkbudget.pipeline import load_profile
+    from thinkbudget.sweep import load_sweep
+
+    bad_key = tmp_path / "c.yaml"
+    bad_key.write_text("taskz: [chain]\n")
+    with pytest.raises(SystemExit, match=r"c\.yaml: unknown keys:\n  'taskz' \(did you mean tasks"):
+        parse_config(data.CONFIG_CLASSES, ["--config", str(bad_key)])
+    with pytest.raises(SystemExit, match=r"c\.yaml: unknown keys:\n  'taskz'"):
+        load_profile(str(bad_key))
+    with pytest.raises(SystemExit, match=r"c\.yaml: unknown keys:\n  'taskz'"):
+        load_sweep(str(bad_key))
+    not_yaml = tmp_path / "n.yaml"
+    not_yaml.write_text("tasks: [chain\n")
+    for load in (lambda p: parse_config(data.CONFIG_CLASSES, ["--config", p]), load_profile, load_sweep):
+        with pytest.raises(SystemExit, match=r"n\.yaml: not valid YAML"):
+            load(str(not_yaml))

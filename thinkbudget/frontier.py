@@ -377,13 +377,8 @@ def load_frontier_recipe(path: str) -> FrontierRecipe:
     from pathlib import Path
 
     from thinkbudget.cli import REPO_ROOT
-    from thinkbudget.pipeline import (
-        StageSpec,
-        check_config_keys,
-        dataclass_from_mapping,
-        load_yaml_mapping,
-        reject_unknown,
-    )
+    from thinkbudget.config import dataclass_from_mapping, load_yaml_mapping, reject_unknown
+    from thinkbudget.pipeline import StageSpec, check_config_keys
 
     raw = load_yaml_mapping(path)
     reject_unknown(raw, [f.name for f in dataclasses.fields(FrontierRecipe) if f.name != "source"], path)
