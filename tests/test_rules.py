@@ -3,6 +3,8 @@ evaluation report (the reward that is optimised is the metric that is reported).
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from thinkbudget import evaluation as ev
@@ -13,6 +15,7 @@ from thinkbudget.rewards import RewardParams, completion_stats, get_reward_funcs
 from thinkbudget.rl import rollout_metrics
 from thinkbudget.tasks import Problem
 
+ROOT = Path(__file__).resolve().parents[1]
 PROBLEM = Problem("p1", "chain", "Compute 2 + 3.", "5")
 ANSWER = "The answer is \\boxed{5}."
 B = 10
@@ -127,3 +130,43 @@ def test_one_yaml_loader_for_recipes_profiles_and_sweeps(tmp_path):
     for load in (lambda p: parse_config(data.CONFIG_CLASSES, ["--config", p]), load_profile, load_sweep):
         with pytest.raises(SystemExit, match=r"n\.yaml: not valid YAML"):
             load(str(not_yaml))
+
+
+def test_one_run_summary_for_every_training_stage(tmp_path):
+    import dataclasses
+    import json
+    from types import SimpleNamespace
+
+    from thinkbudget.cli import write_run_summary
+
+    @dataclasses.dataclass
+    class Args:
+        x: int = 1
+
+    class Training:
+        def to_dict(self):
+            return {"lr": 0.1}
+
+    for main_process in (True, False):
+        out = tmp_path / f"run-{main_process}"
+        out.mkdir()
+        trainer = SimpleNamespace(accelerator=SimpleNamespace(num_processes=2, is_main_process=main_process))
+        summary = write_run_summary(
+            trainer,
+            out,
+            "sft",
+            {"global_step": 3},
+            script_args=Args(),
+            training_args=Training(),
+            model_args=Args(2),
+        )
+        assert list(summary)[:3] == ["stage", "output_dir", "global_step"]
+        assert list(summary)[3:] == ["commit", "device", "num_processes", "command", "config"]
+        assert summary["config"] == {"script": {"x": 1}, "training": {"lr": 0.1}, "model": {"x": 2}}
+        written = out / "run_summary.json"
+        assert written.is_file() is main_process
+        if main_process:
+            assert json.loads(written.read_text()) == summary
+    for script in ("train/sft.py", "train/rl.py", "train/scorer.py"):
+        text = (ROOT / script).read_text()
+        assert "write_run_summary(" in text and '"run_summary.json"' not in text, script

@@ -393,3 +393,37 @@ def stage_finished(marker: str | os.PathLike) -> bool:
 def command_line() -> str:
     """The command that started this process, for provenance records."""
     return " ".join([Path(sys.executable).name, *sys.argv])
+
+
+def write_run_summary(
+    trainer: Any,
+    out: str | os.PathLike,
+    stage: str,
+    facts: dict[str, Any],
+    *,
+    script_args: Any,
+    training_args: Any,
+    model_args: Any,
+) -> dict[str, Any]:
+    """The ``run_summary.json`` of a training stage (``train/sft.py``, ``train/rl.py``, ``train/scorer.py``).
+
+    ``{"stage", "output_dir", **facts, "commit", "device", "num_processes", "command", "config"}``: the
+    stage's own figures in ``facts``, then the provenance every stage records the same way. Written by
+    the main process only; returned on every process."""
+    summary = {
+        "stage": stage,
+        "output_dir": str(out),
+        **facts,
+        "commit": git_commit(),
+        "device": device_description(),
+        "num_processes": trainer.accelerator.num_processes,
+        "command": command_line(),
+        "config": {
+            "script": dataclasses.asdict(script_args),
+            "training": training_args.to_dict(),
+            "model": dataclasses.asdict(model_args),
+        },
+    }
+    if trainer.accelerator.is_main_process:
+        write_json_atomic(Path(out) / "run_summary.json", summary)
+    return summary

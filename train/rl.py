@@ -20,7 +20,6 @@ tokens and within-budget share per budget, no-think compliance, generation time)
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
 
@@ -33,14 +32,11 @@ from thinkbudget.cli import (
     check_output_dir,
     check_training_length,
     clear_output_dir,
-    command_line,
-    device_description,
     die_with_parent,
-    git_commit,
     parse_config,
     resolve_resume,
     setup_logging,
-    write_json_atomic,
+    write_run_summary,
 )
 from thinkbudget.rl import (
     CONFIG_CLASSES,
@@ -148,38 +144,34 @@ def main(script_args: RLScriptArguments, training_args: ThinkGRPOConfig, model_a
     last = {}
     for entry in trainer.state.log_history:
         last.update({k: v for k, v in entry.items() if isinstance(v, int | float)})
-    summary = {
-        "stage": "rl",
-        "output_dir": str(out),
-        "model": model_args.model_name_or_path,
-        "model_path": model_path,
-        "peft": peft_config is not None,
-        "resumed_from": resume,
-        "initial_global_step": timer.initial_global_step,
-        "global_step": trainer.state.global_step,
-        "train_rows": len(train_dataset),
-        "rows_by_mode": modes,
-        "rewards": dict(
-            zip(script_args.reward_funcs, training_args.reward_weights or [1.0] * len(reward_funcs))
-        ),
-        "budget_forcing_rollouts": script_args.budget_forcing_rollouts,
-        "train_runtime_s": round(result.metrics.get("train_runtime", wall), 3),
-        "timing": timing_summary(trainer.run_totals, timer, int(world_tokens.sum().item())),
-        "last_logged": {
-            k: v for k, v in last.items() if k.startswith(("rewards/", "thinkbudget/", "reward"))
+    summary = write_run_summary(
+        trainer,
+        out,
+        "rl",
+        {
+            "model": model_args.model_name_or_path,
+            "model_path": model_path,
+            "peft": peft_config is not None,
+            "resumed_from": resume,
+            "initial_global_step": timer.initial_global_step,
+            "global_step": trainer.state.global_step,
+            "train_rows": len(train_dataset),
+            "rows_by_mode": modes,
+            "rewards": dict(
+                zip(script_args.reward_funcs, training_args.reward_weights or [1.0] * len(reward_funcs))
+            ),
+            "budget_forcing_rollouts": script_args.budget_forcing_rollouts,
+            "train_runtime_s": round(result.metrics.get("train_runtime", wall), 3),
+            "timing": timing_summary(trainer.run_totals, timer, int(world_tokens.sum().item())),
+            "last_logged": {
+                k: v for k, v in last.items() if k.startswith(("rewards/", "thinkbudget/", "reward"))
+            },
         },
-        "commit": git_commit(),
-        "device": device_description(),
-        "num_processes": trainer.accelerator.num_processes,
-        "command": command_line(),
-        "config": {
-            "script": dataclasses.asdict(script_args),
-            "training": training_args.to_dict(),
-            "model": dataclasses.asdict(model_args),
-        },
-    }
+        script_args=script_args,
+        training_args=training_args,
+        model_args=model_args,
+    )
     if trainer.accelerator.is_main_process:
-        write_json_atomic(out / "run_summary.json", summary)
         logger.info(
             "saved %s: %d steps, %.1f s (generation %.0f %%)",
             out,
