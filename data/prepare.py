@@ -20,11 +20,18 @@ from pathlib import Path
 from statistics import mean
 
 if __name__ == "__main__":
-    from thinkbudget.cli import die_with_parent as _die_with_parent
+    from thinkbudget.run_folders import die_with_parent as _die_with_parent
 
-    _die_with_parent()  # before the slow imports (see thinkbudget.cli.die_with_parent)
+    _die_with_parent()  # before the slow imports (see thinkbudget.run_folders.die_with_parent)
 
-from thinkbudget.cli import (  # noqa: E402
+from thinkbudget.data import (  # noqa: E402
+    CONFIG_CLASSES,
+    DataMixArguments,
+    PrepareArguments,
+    build_rl_dataset,
+    build_sft_dataset,
+)
+from thinkbudget.run_folders import (  # noqa: E402
     check_creatable,
     command_line,
     die_with_parent,
@@ -33,13 +40,6 @@ from thinkbudget.cli import (  # noqa: E402
     parse_config,
     setup_logging,
     write_json_atomic,
-)
-from thinkbudget.data import (  # noqa: E402
-    CONFIG_CLASSES,
-    DataMixArguments,
-    PrepareArguments,
-    build_rl_dataset,
-    build_sft_dataset,
 )
 
 logger = logging.getLogger("prepare")

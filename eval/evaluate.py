@@ -25,11 +25,11 @@ from pathlib import Path
 from typing import Any
 
 if __name__ == "__main__":
-    from thinkbudget.cli import die_with_parent as _die_with_parent
+    from thinkbudget.run_folders import die_with_parent as _die_with_parent
 
-    _die_with_parent()  # before the slow imports (see thinkbudget.cli.die_with_parent)
+    _die_with_parent()  # before the slow imports (see thinkbudget.run_folders.die_with_parent)
 
-from thinkbudget import cli, evaluation, generation, models, tasks  # noqa: E402
+from thinkbudget import evaluation, generation, models, run_folders, tasks  # noqa: E402
 from thinkbudget.eval_config import CONFIG_CLASSES, EvalArguments  # noqa: E402
 from thinkbudget.hardware import resolve_generation_dtype  # noqa: E402
 
@@ -120,7 +120,7 @@ def check_output(out: Path, model_path: str, args: EvalArguments) -> None:
     if args.overwrite:
         pass
     elif results_file.is_file():
-        old = cli.read_json_object(results_file)
+        old = run_folders.read_json_object(results_file)
         if old is None:
             raise ValueError(
                 f"{results_file} is not a JSON object (not made by this script?); pass --overwrite"
@@ -145,7 +145,7 @@ def check_output(out: Path, model_path: str, args: EvalArguments) -> None:
             f"{out} has samples.jsonl but no results.json (not made by this script?); pass --overwrite"
         )
     try:
-        cli.check_creatable(out, what="--output")
+        run_folders.check_creatable(out, what="--output")
     except SystemExit as e:
         raise ValueError(str(e)) from None
 
@@ -242,8 +242,8 @@ def evaluate_model(args: EvalArguments, plan: Plan, model_name: str, out: Path) 
     base = {
         "model": model_name,
         "model_path": model_path,
-        "commit": cli.git_commit(),
-        "device": cli.device_description(),
+        "commit": run_folders.git_commit(),
+        "device": run_folders.device_description(),
     }
     config = {
         **asdict(args),
@@ -254,7 +254,7 @@ def evaluate_model(args: EvalArguments, plan: Plan, model_name: str, out: Path) 
     generated_tokens, seconds = 0, 0.0
     if pending:
         # Written first so that the folder names its model and settings even if this run is killed.
-        cli.write_json_atomic(
+        run_folders.write_json_atomic(
             out / "results.json", {**base, "backend": plan.backend, "config": config, "complete": False}
         )
         generated_tokens, seconds = generate_pending(args, plan, model_path, tokenizer, pending, samples_path)
@@ -272,7 +272,7 @@ def evaluate_model(args: EvalArguments, plan: Plan, model_name: str, out: Path) 
     results = {
         **base,
         "backend": plan.backend,
-        "command": cli.command_line(),
+        "command": run_folders.command_line(),
         "config": config,
         "sampling": asdict(plan.sampling),
         "rows": rows,
@@ -287,7 +287,7 @@ def evaluate_model(args: EvalArguments, plan: Plan, model_name: str, out: Path) 
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
     evaluation.validate_results(results)
-    cli.write_json_atomic(out / "results.json", results)
+    run_folders.write_json_atomic(out / "results.json", results)
     (out / "summary.md").write_text(evaluation.summary_markdown(results))
     plots().plot_accuracy_vs_tokens(results, out / "accuracy_vs_tokens.png")
     logger.info("wrote %s (results.json, samples.jsonl, summary.md, accuracy_vs_tokens.png)", out)
@@ -426,7 +426,7 @@ def main(args: EvalArguments) -> None:
 
 
 if __name__ == "__main__":
-    cli.die_with_parent()
-    cli.setup_logging()
-    (eval_args,) = cli.parse_config(CONFIG_CLASSES)
+    run_folders.die_with_parent()
+    run_folders.setup_logging()
+    (eval_args,) = run_folders.parse_config(CONFIG_CLASSES)
     main(eval_args)

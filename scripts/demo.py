@@ -13,10 +13,10 @@ import argparse
 
 from rich.console import Console
 
-from thinkbudget.cli import setup_logging
 from thinkbudget.models import DEFAULT_MODEL, load_model_and_tokenizer, resolve_model_path
 from thinkbudget.pipeline import demo_answers, demo_table
 from thinkbudget.protocol import validate_budget
+from thinkbudget.run_folders import setup_logging
 
 
 def main(argv: list[str] | None = None) -> None:

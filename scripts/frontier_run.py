@@ -28,9 +28,9 @@ from pathlib import Path
 
 from rich.console import Console
 
-from thinkbudget.cli import REPO_ROOT, command_line, device_description, git_commit, write_json_atomic
 from thinkbudget.frontier import FrontierRecipe, load_frontier_recipe
 from thinkbudget.pipeline import StageFailed, accelerate_command, cli_flags, run_logged, shell_join
+from thinkbudget.run_folders import REPO_ROOT, command_line, device_description, git_commit, write_json_atomic
 
 console = Console(stderr=True)
 STAGES = ("scorer_data", "scorer", "eval", "frontier")

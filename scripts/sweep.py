@@ -21,8 +21,8 @@ from pathlib import Path
 
 from rich.console import Console
 
-from thinkbudget.cli import REPO_ROOT, check_creatable, complete_checkpoints
 from thinkbudget.pipeline import StageFailed, run_logged, shell_join
+from thinkbudget.run_folders import REPO_ROOT, check_creatable, complete_checkpoints
 from thinkbudget.sweep import (
     check_reuse,
     eval_command,

@@ -113,8 +113,8 @@ def test_answer_cap_is_one_name_and_one_value(tokenizer):
 
 def test_one_yaml_loader_for_recipes_profiles_and_sweeps(tmp_path):
     from thinkbudget import data
-    from thinkbudget.cli import parse_config
     from thinkbudget.pipeline import load_profile
+    from thinkbudget.run_folders import parse_config
     from thinkbudget.sweep import load_sweep
 
     bad_key = tmp_path / "c.yaml"
@@ -137,7 +137,7 @@ def test_one_run_summary_for_every_training_stage(tmp_path):
     import json
     from types import SimpleNamespace
 
-    from thinkbudget.cli import write_run_summary
+    from thinkbudget.run_folders import write_run_summary
 
     @dataclasses.dataclass
     class Args:

@@ -1,7 +1,7 @@
 """Config files: one loader for YAML recipes and profiles, with unknown keys and wrong types named.
 
 Every YAML the project reads goes through :func:`load_yaml_mapping` and :func:`reject_unknown`: the
-entry points' ``--config`` (:func:`thinkbudget.cli.parse_config`), the main job's profiles
+entry points' ``--config`` (:func:`thinkbudget.run_folders.parse_config`), the main job's profiles
 (:mod:`thinkbudget.pipeline`), the sweeps and the frontier recipes. :func:`check_values` checks that
 each value can fill its dataclass field (``learning_rate: fast`` fails before anything loads).
 """

@@ -28,7 +28,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from thinkbudget.cli import REPO_ROOT, set_parent_death_signal
 from thinkbudget.config import (
     check_values,
     class_field_types,
@@ -37,6 +36,7 @@ from thinkbudget.config import (
     reject_unknown,
     unknown_key_lines,
 )
+from thinkbudget.run_folders import REPO_ROOT, set_parent_death_signal
 
 logger = logging.getLogger(__name__)
 
@@ -315,7 +315,7 @@ def check_run_dir(run_dir: Path) -> bool:
             "marker), so the pipeline will not write or delete anything in it. Choose a new or empty folder. "
             f"(A run folder of an earlier version of the pipeline: `touch {run_dir / RUN_MARKER}` to adopt it.)"
         )
-    from thinkbudget.cli import check_creatable
+    from thinkbudget.run_folders import check_creatable
 
     check_creatable(run_dir, what="--run-dir")
     return False
@@ -323,7 +323,7 @@ def check_run_dir(run_dir: Path) -> bool:
 
 def claim_run_dir(run_dir: Path, profile_name: str) -> None:
     """Create ``run_dir`` (checked by :func:`check_run_dir`) with the ownership marker."""
-    from thinkbudget.cli import make_dir, write_json_atomic
+    from thinkbudget.run_folders import make_dir, write_json_atomic
 
     if check_run_dir(run_dir):
         return

@@ -1,6 +1,6 @@
 """The GRPO stage's configuration, trainer and checks (``train/rl.py`` is built from these pieces).
 
-Three dataclasses, filled by :func:`thinkbudget.cli.parse_config` from one recipe YAML:
+Three dataclasses, filled by :func:`thinkbudget.run_folders.parse_config` from one recipe YAML:
 
 - :class:`RLScriptArguments`: the data mix (:class:`thinkbudget.data.DataMixArguments`), the reward
   names and their parameters (:class:`thinkbudget.rewards.RewardParams`), and
@@ -39,10 +39,10 @@ from typing import Any
 from transformers import LogitsProcessorList, TrainerCallback
 from trl import GRPOConfig, GRPOTrainer, ModelConfig
 
-from thinkbudget.cli import RunFolderArguments
 from thinkbudget.data import RL_COLUMNS, DataMixArguments
 from thinkbudget.forcing import ThinkingBudgetProcessor
 from thinkbudget.rewards import RewardParams, check_reward_names, completion_stats
+from thinkbudget.run_folders import RunFolderArguments
 
 logger = logging.getLogger(__name__)
 

@@ -42,7 +42,7 @@ from typing import Any
 
 from trl import ModelConfig, RewardConfig
 
-from thinkbudget.cli import RunFolderArguments
+from thinkbudget.run_folders import RunFolderArguments
 
 logger = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """The SFT stage's configuration and the small pieces ``train/sft.py`` is built from.
 
-Three dataclasses, filled by :func:`thinkbudget.cli.parse_config` from one recipe YAML:
+Three dataclasses, filled by :func:`thinkbudget.run_folders.parse_config` from one recipe YAML:
 
 - :class:`SFTScriptArguments`: the data mix (:class:`thinkbudget.data.DataMixArguments`).
 - :class:`ThinkSFTConfig`: TRL's ``SFTConfig`` with this project's defaults (tensorboard, loss on the
@@ -27,9 +27,9 @@ from typing import Any
 
 from trl import ModelConfig, SFTConfig
 
-from thinkbudget.cli import RunFolderArguments
 from thinkbudget.data import DataMixArguments
 from thinkbudget.protocol import THINK_CLOSE, THINK_OPEN, encode_prompt
+from thinkbudget.run_folders import RunFolderArguments
 
 logger = logging.getLogger(__name__)
 

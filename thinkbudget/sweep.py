@@ -34,7 +34,6 @@ from typing import Any
 
 import yaml
 
-from thinkbudget.cli import REPO_ROOT, read_json_object, stage_finished
 from thinkbudget.config import dataclass_from_mapping, load_yaml_mapping, reject_unknown
 from thinkbudget.pipeline import (
     accelerate_command,
@@ -43,6 +42,7 @@ from thinkbudget.pipeline import (
     cli_flags,
     config_fields,
 )
+from thinkbudget.run_folders import REPO_ROOT, read_json_object, stage_finished
 
 logger = logging.getLogger(__name__)
 

@@ -24,20 +24,10 @@ import logging
 import time
 
 if __name__ == "__main__":  # `python train/rl.py` / `accelerate launch train/rl.py` from any folder
-    from thinkbudget.cli import die_with_parent as _die_with_parent
+    from thinkbudget.run_folders import die_with_parent as _die_with_parent
 
     _die_with_parent()  # before the slow imports: a stage whose pipeline is gone must not start training
 
-from thinkbudget.cli import (
-    check_output_dir,
-    check_training_length,
-    clear_output_dir,
-    die_with_parent,
-    parse_config,
-    resolve_resume,
-    setup_logging,
-    write_run_summary,
-)
 from thinkbudget.rl import (
     CONFIG_CLASSES,
     RLModelConfig,
@@ -49,6 +39,16 @@ from thinkbudget.rl import (
     check_rl_columns,
     timing_summary,
     validate_run,
+)
+from thinkbudget.run_folders import (
+    check_output_dir,
+    check_training_length,
+    clear_output_dir,
+    die_with_parent,
+    parse_config,
+    resolve_resume,
+    setup_logging,
+    write_run_summary,
 )
 
 logger = logging.getLogger("train.rl")

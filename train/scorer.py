@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 import time
 
-from thinkbudget.cli import (
+from thinkbudget.run_folders import (
     check_output_dir,
     parse_config,
     resolve_resume,

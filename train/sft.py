@@ -23,11 +23,11 @@ import time
 from pathlib import Path
 
 if __name__ == "__main__":  # `python train/sft.py` / `accelerate launch train/sft.py` from any folder
-    from thinkbudget.cli import die_with_parent as _die_with_parent
+    from thinkbudget.run_folders import die_with_parent as _die_with_parent
 
     _die_with_parent()  # before the slow imports: a stage whose pipeline is gone must not start training
 
-from thinkbudget.cli import (
+from thinkbudget.run_folders import (
     check_output_dir,
     check_training_length,
     clear_output_dir,
