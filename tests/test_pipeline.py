@@ -158,7 +158,7 @@ def test_dry_run_of_the_cpu_profile_prints_every_stage(tmp_path, capsys):
         assert f"- {stage}: " in out
     launch = "accelerate launch --num_processes 1 --cpu"
     assert (
-        f"- data: python data/prepare.py --config configs/data/default.yaml --output_dir {run_dir}/data"
+        f"- data: python data/prepare.py --config configs/data/cpu.yaml --output_dir {run_dir}/data"
         in out
     )
     assert (
@@ -167,8 +167,13 @@ def test_dry_run_of_the_cpu_profile_prints_every_stage(tmp_path, capsys):
     ) in out
     assert (
         f"- rl: {launch} train/rl.py --config configs/rl/smollm2-135m.yaml --model_name_or_path {run_dir}/sft "
-        f"--dataset_path {run_dir}/data --output_dir {run_dir}/rl --budgets"
+        f"--dataset_path {run_dir}/data --output_dir {run_dir}/rl --reward_funcs"
     ) in out
+    # the data stage owns the mix: no stage after it repeats a mix field
+    data_fields = ("--tasks", "--num_train_problems", "--budgets ", "--think_budget_ratio", "--mix_seed")
+    for line in out.splitlines():
+        if line.startswith(("- sft:", "- rl:")):
+            assert not any(f in line for f in data_fields), line
     assert (
         f"- eval_base: python eval/evaluate.py --config configs/eval/default.yaml --model smollm2-135m --output {run_dir}/eval/base"
         in out

@@ -170,3 +170,33 @@ def test_one_run_summary_for_every_training_stage(tmp_path):
     for script in ("train/sft.py", "train/rl.py", "train/scorer.py"):
         text = (ROOT / script).read_text()
         assert "write_run_summary(" in text and '"run_summary.json"' not in text, script
+
+
+def test_a_prepared_dataset_is_the_mix_grpo_checks_its_budgets_not_the_recipes(tmp_path):
+    from thinkbudget import rl
+    from thinkbudget.run_folders import parse_config
+
+    smoke = str(ROOT / "configs" / "rl" / "smoke.yaml")
+    too_long = ["--budgets", "16", "64", "--max_completion_length", "40"]
+    script, training, _ = parse_config(rl.CONFIG_CLASSES, ["--config", smoke, *too_long])
+    with pytest.raises(ValueError, match="budgets"):  # the recipe builds its own mix: its budgets count
+        rl.validate_run(script, training)
+    script, training, _ = parse_config(
+        rl.CONFIG_CLASSES, ["--config", smoke, *too_long, "--dataset_path", str(tmp_path)]
+    )
+    rl.validate_run(script, training)  # the prepared rows' budgets are checked when they load
+    with pytest.raises(ValueError, match="budgets up to 64 tokens"):
+        rl.check_dataset_budgets({"budget": [16, None, 64]}, training.max_completion_length)
+
+
+@pytest.mark.parametrize("recipe", sorted(p.name for p in (ROOT / "configs" / "data").glob("*.yaml")))
+def test_every_data_recipe_parses_and_each_pipeline_profile_names_one(recipe):
+    from thinkbudget import data
+    from thinkbudget.pipeline import available_profiles, load_profile
+    from thinkbudget.run_folders import parse_config
+
+    _, mix = parse_config(data.CONFIG_CLASSES, ["--config", str(ROOT / "configs" / "data" / recipe)])
+    assert mix.tasks and mix.dataset_path is None
+    for name in available_profiles():  # the data stage owns the mix: a recipe, no mix overrides
+        profile = load_profile(name)
+        assert profile.data.recipe and not profile.data.overrides, name

@@ -142,7 +142,9 @@ def validate_run(script_args: RLScriptArguments, training_args: ThinkGRPOConfig)
     max_len = training_args.max_completion_length
     if max_len is None or max_len <= 0:
         raise ValueError(f"max_completion_length: must be a positive number of tokens, got {max_len!r}")
-    if script_args.think_budget_ratio > 0:
+    # A prepared dataset (dataset_path) is the mix: its rows' budgets are checked when it loads
+    # (check_dataset_budgets), and the recipe's own mix fields are not used.
+    if script_args.dataset_path is None and script_args.think_budget_ratio > 0:
         too_big = [b for b in script_args.budgets if b >= max_len]
         if too_big:
             raise ValueError(
