@@ -157,10 +157,7 @@ def test_dry_run_of_the_cpu_profile_prints_every_stage(tmp_path, capsys):
     for stage in STAGES:
         assert f"- {stage}: " in out
     launch = "accelerate launch --num_processes 1 --cpu"
-    assert (
-        f"- data: python data/prepare.py --config configs/data/cpu.yaml --output_dir {run_dir}/data"
-        in out
-    )
+    assert f"- data: python data/prepare.py --config configs/data/cpu.yaml --output_dir {run_dir}/data" in out
     assert (
         f"- sft: {launch} train/sft.py --config configs/sft/smollm2-135m.yaml --model_name_or_path smollm2-135m "
         f"--dataset_path {run_dir}/data --output_dir {run_dir}/sft --num_train_epochs"
