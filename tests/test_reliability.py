@@ -510,9 +510,11 @@ def test_thinking_flags_match_whole_words_only(tokenizer):
 # =============================================================================================
 # Item 10: trust_remote_code is off by default everywhere
 # =============================================================================================
-def test_trust_remote_code_is_off_by_default_everywhere():
+def test_trust_remote_code_is_off_by_default_everywhere(tmp_path):
     import inspect
     import re
+
+    import yaml
 
     from thinkbudget import models, run_folders
 
@@ -521,7 +523,9 @@ def test_trust_remote_code_is_off_by_default_everywhere():
     for stage in ("sft", "rl"):
         script = _script(stage)
         for recipe in sorted((ROOT / "configs" / stage).glob("*.yaml")):
-            parsed = run_folders.parse_config(script.CONFIG_CLASSES, ["--config", str(recipe)])
+            prepared = "dataset_path" in yaml.safe_load(recipe.read_text())  # stand in a prepared folder
+            extra = ["--dataset_path", str(tmp_path)] if prepared else []
+            parsed = run_folders.parse_config(script.CONFIG_CLASSES, ["--config", str(recipe), *extra])
             assert all(getattr(a, "trust_remote_code", False) is False for a in parsed), recipe
     # Nothing switches it on: no recipe, profile or sweep sets it, and no code passes True.
     for path in (ROOT / "configs").rglob("*.yaml"):

@@ -130,12 +130,16 @@ def _assert_trained(initial: str, out: Path) -> dict:
 # Recipes and bad input (fast)
 # ------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("recipe", sorted((ROOT / "configs" / "rl").glob("*.yaml")), ids=lambda p: p.name)
-def test_every_recipe_parses_through_the_real_parser(rl_entry, recipe):
+def test_every_recipe_parses_through_the_real_parser(rl_entry, recipe, tmp_path):
+    import yaml
+
     from thinkbudget.rl import validate_run
     from thinkbudget.run_folders import parse_config
 
     # bf16 recipes need a GPU or use_cpu to pass TrainingArguments' own check on this machine.
     extra = [] if torch.cuda.is_available() else ["--use_cpu", "true"]
+    if "dataset_path" in yaml.safe_load(recipe.read_text()):  # a prepared mix: stand in a folder
+        extra += ["--dataset_path", str(tmp_path)]
     script_args, training_args, model_args = parse_config(
         rl_entry.CONFIG_CLASSES, ["--config", str(recipe), *extra]
     )

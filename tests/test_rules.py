@@ -200,3 +200,33 @@ def test_every_data_recipe_parses_and_each_pipeline_profile_names_one(recipe):
     for name in available_profiles():  # the data stage owns the mix: a recipe, no mix overrides
         profile = load_profile(name)
         assert profile.data.recipe and not profile.data.overrides, name
+
+
+@pytest.mark.parametrize(
+    ("stage", "data_recipe"), [("sft", "configs/data/sft.yaml"), ("rl", "configs/data/rl.yaml")]
+)
+def test_a_training_recipe_names_a_prepared_dataset_and_says_how_to_write_it(stage, data_recipe, monkeypatch):
+    import dataclasses
+
+    import yaml
+
+    from thinkbudget import data, rl, sft
+    from thinkbudget.run_folders import parse_config
+
+    recipe = yaml.safe_load((ROOT / "configs" / stage / "smollm2-135m.yaml").read_text())
+    mix_fields = {f.name for f in dataclasses.fields(data.DataMixArguments)} - {"dataset_path"}
+    assert not mix_fields & set(recipe), f"{stage} recipe repeats the mix: {mix_fields & set(recipe)}"
+    written = yaml.safe_load((ROOT / data_recipe).read_text())["output_dir"]
+    assert recipe["dataset_path"] == written
+    monkeypatch.chdir(ROOT)  # the recipe's relative dataset_path, as from the repository root
+    if (ROOT / written).is_dir():
+        pytest.skip(f"{written} is prepared in this checkout")
+    classes = (sft if stage == "sft" else rl).CONFIG_CLASSES
+    with pytest.raises(
+        ValueError,
+        match=rf"not a folder; prepare it first:\n  python data/prepare.py --config {data_recipe}$",
+    ):
+        parse_config(classes, ["--config", f"configs/{stage}/smollm2-135m.yaml"])
+    assert data.prepare_command("/elsewhere/mix") == (
+        "python data/prepare.py --config configs/data/<mix>.yaml --output_dir /elsewhere/mix"
+    )

@@ -156,12 +156,16 @@ def test_tokenize_row_refuses_eos_inside_the_completion(tokenizer):
 @pytest.mark.parametrize(
     "path", sorted(glob.glob(str(ROOT / "configs" / "sft" / "*.yaml"))), ids=os.path.basename
 )
-def test_every_sft_recipe_parses(path):
+def test_every_sft_recipe_parses(path, tmp_path):
+    import yaml
+
     from thinkbudget.models import MODEL_ALIASES
     from thinkbudget.run_folders import parse_config
 
     # bf16 recipes are GPU recipes; the parser refuses bf16 without a GPU, so check them with it off here.
     extra = [] if torch.cuda.is_available() else ["--bf16", "false"]
+    if "dataset_path" in yaml.safe_load(Path(path).read_text()):  # a prepared mix: stand in a folder
+        extra += ["--dataset_path", str(tmp_path)]
     script, training, model = parse_config(_entry().CONFIG_CLASSES, ["--config", path, *extra])
     script.validate()
     assert training.completion_only_loss is True and training.eos_token == "<|im_end|>"
