@@ -359,3 +359,38 @@ def test_padding_check_never_flags_the_tasks_own_training_traces(task, tokenizer
             if ev.hack_flags(parsed, "think", answer_cap=64)["padding"]:
                 flagged.append(trace)
     assert not flagged, flagged[:3]
+
+
+def _rec(pid, method, budget, correct, within=None, task="chain"):
+    return {
+        "task": task,
+        "method": method,
+        "budget_label": budget,
+        "problem_id": pid,
+        "correct": correct,
+        "within_budget": within,
+    }
+
+
+def test_paired_difference_literal_cases():
+    a = [
+        _rec("p1", "budget_prompt", "32", True, True),
+        _rec("p2", "budget_prompt", "32", False, True),
+        _rec("p3", "budget_prompt", "32", True, False),
+    ]
+    b = [
+        _rec("p1", "budget_forcing", "32", False, True),
+        _rec("p2", "budget_forcing", "32", False, False),
+        _rec("p4", "budget_forcing", "32", True, True),
+    ]
+    d = ev.paired_difference(a, b, "chain", ("budget_prompt", "budget_forcing"), "32", "correct")
+    assert d["n"] == 2 and d["difference"] == pytest.approx(0.5)  # p1: 1-0, p2: 0-0; p3, p4 unpaired
+    lo, hi = d["ci"]
+    assert 0.0 <= lo <= 0.5 <= hi <= 1.0
+    d = ev.paired_difference(a, b, "chain", ("budget_prompt", "budget_forcing"), "32", "within_budget")
+    assert d["difference"] == pytest.approx(0.5)  # p1: 1-1, p2: 1-0
+    assert ev.paired_difference(a, b, "gsm8k", "budget_prompt", "32", "correct") is None
+    # think/none against no_think/off of the same model
+    c = [_rec("p1", "think", "none", True), _rec("p1", "no_think", "off", False)]
+    d = ev.paired_difference(c, c, "chain", ("think", "no_think"), ("none", "off"), "correct")
+    assert d == {"difference": 1.0, "ci": [1.0, 1.0], "n": 1, "metric": "correct"}

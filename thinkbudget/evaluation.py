@@ -678,3 +678,37 @@ def summary_markdown(results: dict[str, Any]) -> str:
                 )
             lines.append(line)
     return "\n".join(lines) + "\n"
+
+
+def paired_difference(
+    records_a: Sequence[dict[str, Any]],
+    records_b: Sequence[dict[str, Any]],
+    task: str,
+    method: str | tuple[str, str],
+    budget_label: str | tuple[str, str],
+    metric: str,
+    *,
+    ci_resamples: int = 1000,
+    seed: int = 0,
+) -> dict[str, Any] | None:
+    """Condition A minus condition B on the same problems: per problem the mean of ``metric`` (a
+    sample field such as ``correct`` or ``within_budget``; None counts 0) over its samples, then the
+    mean difference over the problems both hold and its 95 % paired bootstrap interval. ``method``
+    and ``budget_label`` may be pairs ``(A's, B's)``. None when no problem is shared."""
+
+    def per_problem(records: Sequence[dict[str, Any]], m: str, b: str) -> dict[str, float]:
+        sums: dict[str, list[float]] = defaultdict(list)
+        for r in records:
+            if r["task"] == task and r["method"] == m and str(r["budget_label"]) == b:
+                sums[r["problem_id"]].append(float(bool(r.get(metric))))
+        return {p: sum(v) / len(v) for p, v in sums.items()}
+
+    ma, mb = (method, method) if isinstance(method, str) else method
+    ba, bb = (budget_label, budget_label) if isinstance(budget_label, str) else budget_label
+    a, b = per_problem(records_a, ma, ba), per_problem(records_b, mb, bb)
+    shared = sorted(set(a) & set(b))
+    if not shared:
+        return None
+    diff = [a[p] - b[p] for p in shared]
+    lo, hi = bootstrap_ci(diff, resamples=ci_resamples, seed=seed)
+    return {"difference": sum(diff) / len(diff), "ci": [lo, hi], "n": len(shared), "metric": metric}
