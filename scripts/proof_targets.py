@@ -2,7 +2,7 @@
 
     python scripts/proof_targets.py runs/main-cpu-proof --output results/cpu-proof-smollm2-135m/targets
 
-Reads the four evaluations of a main-job run folder (``eval/{base,sft,rl,forcing}``: results.json and
+Reads three evaluations of a main-job run folder (``eval/{sft,rl,forcing}``: results.json and
 samples.jsonl) and writes ``targets.md`` and ``targets.json``. Differences between two models are
 paired by problem (the same problems, one sample each): the mean difference and its 95 % percentile
 bootstrap interval over problems (:func:`thinkbudget.evaluation.paired_difference`).
@@ -26,7 +26,7 @@ from typing import Any
 
 from thinkbudget.evaluation import fmt, load_records, load_results, paired_difference
 
-MODELS = ("base", "sft", "rl", "forcing")
+MODELS = ("sft", "rl", "forcing")  # the targets compare these three (the base model is not in them)
 
 
 def rows_by(results: dict[str, Any]) -> dict[tuple[str, str, str], dict[str, Any]]:
@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("run", help="main-job run folder (with eval/base, eval/sft, eval/rl, eval/forcing)")
+    parser.add_argument("run", help="main-job run folder (with eval/sft, eval/rl, eval/forcing)")
     parser.add_argument("--output", required=True, help="output path without extension")
     args = parser.parse_args(argv)
     run = Path(args.run)
