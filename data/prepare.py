@@ -13,20 +13,25 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-import sys
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from statistics import mean
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from a checkout
 if __name__ == "__main__":
-    from thinkbudget.cli import die_with_parent as _die_with_parent
+    from thinkbudget.run_folders import die_with_parent as _die_with_parent
 
-    _die_with_parent()  # before the slow imports (see thinkbudget.cli.die_with_parent)
+    _die_with_parent()  # before the slow imports (see thinkbudget.run_folders.die_with_parent)
 
-from thinkbudget.cli import (  # noqa: E402
+from thinkbudget.data import (  # noqa: E402
+    CONFIG_CLASSES,
+    DataMixArguments,
+    PrepareArguments,
+    build_rl_dataset,
+    build_sft_dataset,
+)
+from thinkbudget.run_folders import (  # noqa: E402
     check_creatable,
     command_line,
     die_with_parent,
@@ -36,24 +41,8 @@ from thinkbudget.cli import (  # noqa: E402
     setup_logging,
     write_json_atomic,
 )
-from thinkbudget.data import DataMixArguments, build_rl_dataset, build_sft_dataset  # noqa: E402
 
 logger = logging.getLogger("prepare")
-
-
-@dataclass
-class PrepareArguments:
-    model_name_or_path: str = field(
-        default="smollm2-135m",
-        metadata={
-            "help": "Model alias, hub id or path whose tokenizer counts thinking tokens (and renders prompts)."
-        },
-    )
-    output_dir: str = field(default="data/prepared/default", metadata={"help": "Folder to write (path)."})
-    overwrite_output_dir: bool = field(
-        default=False, metadata={"help": "Replace an existing prepared folder."}
-    )
-    preview_rows: int = field(default=6, metadata={"help": "Rows per kind written to preview.jsonl (count)."})
 
 
 def summarize(ds, kind: str) -> dict:
@@ -146,7 +135,7 @@ def cli(argv: list[str] | None = None) -> Path:
     die_with_parent()
     setup_logging()
     try:
-        args = parse_config([PrepareArguments, DataMixArguments], argv)
+        args = parse_config(CONFIG_CLASSES, argv)
     except ValueError as e:  # a field's own check (DataMixArguments.validate) while parsing
         raise SystemExit(f"invalid config: {e}") from None
     return main(*args)

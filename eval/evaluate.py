@@ -19,19 +19,18 @@ Writes into ``--output``: results.json (rows per task/method/budget, config, thr
 from __future__ import annotations
 
 import logging
-import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from a checkout
 if __name__ == "__main__":
-    from thinkbudget.cli import die_with_parent as _die_with_parent
+    from thinkbudget.run_folders import die_with_parent as _die_with_parent
 
-    _die_with_parent()  # before the slow imports (see thinkbudget.cli.die_with_parent)
+    _die_with_parent()  # before the slow imports (see thinkbudget.run_folders.die_with_parent)
 
-from thinkbudget import cli, evaluation, generation, models, tasks  # noqa: E402
+from thinkbudget import evaluation, generation, models, run_folders, tasks  # noqa: E402
+from thinkbudget.eval_config import CONFIG_CLASSES, EvalArguments  # noqa: E402
 from thinkbudget.hardware import resolve_generation_dtype  # noqa: E402
 
 logger = logging.getLogger("evaluate")
@@ -53,113 +52,6 @@ FINGERPRINT_FIELDS = (
 )
 # Values of fingerprint fields added later, for folders written before them.
 FINGERPRINT_DEFAULTS = {"split": "test"}
-
-
-@dataclass
-class EvalArguments:
-    model: str = field(
-        default=models.DEFAULT_MODEL,
-        metadata={
-            "help": f"Model: an alias ({', '.join(models.MODEL_ALIASES)}), a hub id or a checkpoint path."
-        },
-    )
-    tasks: list[str] = field(
-        default_factory=lambda: ["gsm8k"],
-        metadata={"help": "Task names, comma- or space-separated (see --list-tasks)."},
-    )
-    budgets: list[str] = field(
-        default_factory=lambda: ["off", "32", "64", "128", "256", "none"],
-        metadata={
-            "help": "Thinking budgets (tokens): 'off' = thinking disabled, 'none' = no budget, or integers."
-        },
-    )
-    methods: list[str] = field(
-        default_factory=lambda: list(evaluation.METHODS),
-        metadata={"help": f"Methods to run, among: {', '.join(evaluation.METHODS)}."},
-    )
-    limit: int | None = field(
-        default=None, metadata={"help": "First N problems of the split per task (problems); all if unset."}
-    )
-    split: str = field(
-        default="test",
-        metadata={
-            "help": "Problems from 'test' (held out: every reported number) or 'train' (answers to training "
-            "problems: the trained scorer's data, configs/scorer/data-*.yaml)."
-        },
-    )
-    samples: int = field(
-        default=1,
-        metadata={"help": "Samples per problem (answers); >1 adds pass@k, majority vote and best-of-N."},
-    )
-    output: str | None = field(
-        default=None, metadata={"help": "Output folder (default with --run: RUN_DIR/eval)."}
-    )
-    run: str | None = field(
-        default=None,
-        metadata={"help": "A training run folder: evaluate each checkpoint-* and plot curves over steps."},
-    )
-    overwrite: bool = field(
-        default=False, metadata={"help": "Replace results of another evaluation in --output."}
-    )
-    list_tasks: bool = field(
-        default=False, metadata={"help": "Print the valid task names, one a line, and exit."}
-    )
-    backend: str = field(
-        default="auto",
-        metadata={
-            "help": f"Generation backend: {', '.join(generation.BACKENDS)} (auto: vllm/paged on GPU, hf on CPU)."
-        },
-    )
-    batch_size: int | None = field(
-        default=None,
-        metadata={
-            "help": "Samples per generation call (samples); default: the backend's (hf 16, paged 1024)."
-        },
-    )
-    temperature: float = field(default=0.6, metadata={"help": "Sampling temperature (0 = greedy)."})
-    top_p: float = field(default=0.95, metadata={"help": "Nucleus sampling mass (probability, 0..1]."})
-    top_k: int = field(default=20, metadata={"help": "Top-k filtering (tokens; 0 = off)."})
-    max_new_tokens: int = field(default=768, metadata={"help": "Generation limit per sample (tokens)."})
-    seed: int = field(default=0, metadata={"help": "Random seed (sampling, bootstrap, problem order)."})
-    system_prompt: str | None = field(
-        default=None, metadata={"help": "System message (default: the protocol's)."}
-    )
-    prefill_think: bool = field(
-        default=False,
-        metadata={
-            "help": "Pre-fill '<think>' in thinking modes (s1 style), for models that do not open the block."
-        },
-    )
-    answer_token_cap: int = field(
-        default=64,
-        metadata={
-            "help": "Answer sections longer than this (tokens) count as reasoning moved after </think> (as in RL)."
-        },
-    )
-    best_of_n_scorer: str = field(
-        default="logprob",
-        metadata={
-            "help": "Best-of-N choice: 'logprob' (mean token log-probability) or a scorer folder (path; "
-            "train/scorer.py, or any one-logit sequence-classification model)."
-        },
-    )
-    dtype: str = field(
-        default="auto",
-        metadata={
-            "help": "Weights dtype for generation: auto (bfloat16 on a GPU or a CPU with native bf16, "
-            "else float32), bfloat16, float16 or float32."
-        },
-    )
-    hf_cache_implementation: str | None = field(
-        default=None,
-        metadata={"help": "KV cache of the hf backend, e.g. 'static' on a GPU (default: dynamic)."},
-    )
-    ci_resamples: int = field(
-        default=1000, metadata={"help": "Bootstrap resamples for the 95% accuracy interval."}
-    )
-
-
-CONFIG_CLASSES = (EvalArguments,)
 
 
 @dataclass
@@ -228,7 +120,7 @@ def check_output(out: Path, model_path: str, args: EvalArguments) -> None:
     if args.overwrite:
         pass
     elif results_file.is_file():
-        old = cli.read_json_object(results_file)
+        old = run_folders.read_json_object(results_file)
         if old is None:
             raise ValueError(
                 f"{results_file} is not a JSON object (not made by this script?); pass --overwrite"
@@ -253,7 +145,7 @@ def check_output(out: Path, model_path: str, args: EvalArguments) -> None:
             f"{out} has samples.jsonl but no results.json (not made by this script?); pass --overwrite"
         )
     try:
-        cli.check_creatable(out, what="--output")
+        run_folders.check_creatable(out, what="--output")
     except SystemExit as e:
         raise ValueError(str(e)) from None
 
@@ -350,8 +242,8 @@ def evaluate_model(args: EvalArguments, plan: Plan, model_name: str, out: Path) 
     base = {
         "model": model_name,
         "model_path": model_path,
-        "commit": cli.git_commit(),
-        "device": cli.device_description(),
+        "commit": run_folders.git_commit(),
+        "device": run_folders.device_description(),
     }
     config = {
         **asdict(args),
@@ -362,7 +254,7 @@ def evaluate_model(args: EvalArguments, plan: Plan, model_name: str, out: Path) 
     generated_tokens, seconds = 0, 0.0
     if pending:
         # Written first so that the folder names its model and settings even if this run is killed.
-        cli.write_json_atomic(
+        run_folders.write_json_atomic(
             out / "results.json", {**base, "backend": plan.backend, "config": config, "complete": False}
         )
         generated_tokens, seconds = generate_pending(args, plan, model_path, tokenizer, pending, samples_path)
@@ -380,7 +272,7 @@ def evaluate_model(args: EvalArguments, plan: Plan, model_name: str, out: Path) 
     results = {
         **base,
         "backend": plan.backend,
-        "command": cli.command_line(),
+        "command": run_folders.command_line(),
         "config": config,
         "sampling": asdict(plan.sampling),
         "rows": rows,
@@ -395,7 +287,7 @@ def evaluate_model(args: EvalArguments, plan: Plan, model_name: str, out: Path) 
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
     evaluation.validate_results(results)
-    cli.write_json_atomic(out / "results.json", results)
+    run_folders.write_json_atomic(out / "results.json", results)
     (out / "summary.md").write_text(evaluation.summary_markdown(results))
     plots().plot_accuracy_vs_tokens(results, out / "accuracy_vs_tokens.png")
     logger.info("wrote %s (results.json, samples.jsonl, summary.md, accuracy_vs_tokens.png)", out)
@@ -473,7 +365,7 @@ def generate_pending(
                         finish_reason=o.finish_reason,
                         forced=o.forced,
                         mean_logprob=o.mean_logprob,
-                        answer_token_cap=args.answer_token_cap,
+                        answer_cap=args.answer_cap,
                     )
                     for s, o in zip(batch, outputs)
                 ]
@@ -508,11 +400,10 @@ def evaluate_run(args: EvalArguments, plan: Plan) -> Path:
 
 
 def plots():
-    """eval/plot.py (beside this script; imported late because matplotlib is slow to load)."""
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    import plot
+    """thinkbudget.plots (imported late because matplotlib is slow to load)."""
+    from thinkbudget import plots as module
 
-    return plot
+    return module
 
 
 def main(args: EvalArguments) -> None:
@@ -535,7 +426,7 @@ def main(args: EvalArguments) -> None:
 
 
 if __name__ == "__main__":
-    cli.die_with_parent()
-    cli.setup_logging()
-    (eval_args,) = cli.parse_config(CONFIG_CLASSES)
+    run_folders.die_with_parent()
+    run_folders.setup_logging()
+    (eval_args,) = run_folders.parse_config(CONFIG_CLASSES)
     main(eval_args)

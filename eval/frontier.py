@@ -26,11 +26,10 @@ from typing import Any
 
 import matplotlib
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from a checkout
 matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
 
-from thinkbudget import cli, evaluation  # noqa: E402
+from thinkbudget import evaluation, run_folders  # noqa: E402
 from thinkbudget.frontier import (  # noqa: E402
     FrontierArguments,
     condition_label,
@@ -119,11 +118,11 @@ def plot_frontier(evaluations: Sequence[dict[str, Any]], path: str | Path) -> No
 def write_outputs(evaluations: Sequence[dict[str, Any]], out: Path, args: FrontierArguments) -> None:
     """frontier.json, frontier.md and frontier.png of ``evaluations`` in ``out``."""
     out.mkdir(parents=True, exist_ok=True)
-    cli.write_json_atomic(
+    run_folders.write_json_atomic(
         out / "frontier.json",
         {
-            "command": cli.command_line(),
-            "commit": cli.git_commit(),
+            "command": run_folders.command_line(),
+            "commit": run_folders.git_commit(),
             "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
             "evaluations": [
                 {
@@ -190,9 +189,9 @@ def main(args: FrontierArguments) -> list[dict[str, Any]]:
 
 
 if __name__ == "__main__":
-    cli.setup_logging()
+    run_folders.setup_logging()
     try:
-        (frontier_args,) = cli.parse_config(CONFIG_CLASSES)
+        (frontier_args,) = run_folders.parse_config(CONFIG_CLASSES)
     except ValueError as e:
         raise SystemExit(f"frontier.py: error: {e}") from None
     main(frontier_args)

@@ -32,15 +32,12 @@ import contextlib
 import logging
 import math
 import os
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from a checkout
-
-from thinkbudget import cli, models  # noqa: E402
+from thinkbudget import models, run_folders
 
 logger = logging.getLogger("bench_cpu")
 
@@ -405,11 +402,11 @@ def main(args: BenchArguments) -> dict[str, Any]:
     report: dict[str, Any] = {
         "model": args.model,
         "checkpoint": args.checkpoint,
-        "device": cli.device_description(),
+        "device": run_folders.device_description(),
         "cpu_native_bf16": cpu_has_native_bf16(),
         "torch_threads": torch.get_num_threads(),
-        "commit": cli.git_commit(),
-        "command": cli.command_line(),
+        "commit": run_folders.git_commit(),
+        "command": run_folders.command_line(),
         "settings": asdict(args),
         "mean_row_tokens": sum(len(x) for x in dataset["input_ids"]) / len(dataset),
     }
@@ -479,7 +476,7 @@ def main(args: BenchArguments) -> dict[str, Any]:
     )
     out = Path(args.output)
     out.parent.mkdir(parents=True, exist_ok=True)
-    cli.write_json_atomic(out.with_suffix(".json"), report)
+    run_folders.write_json_atomic(out.with_suffix(".json"), report)
     out.with_suffix(".md").write_text(markdown(report))
     logger.info("wrote %s.json and %s.md", out, out)
     return report
@@ -543,7 +540,7 @@ def markdown(r: dict[str, Any]) -> str:
 
 
 if __name__ == "__main__":
-    cli.setup_logging()
+    run_folders.setup_logging()
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    (bench_args,) = cli.parse_config([BenchArguments])
+    (bench_args,) = run_folders.parse_config([BenchArguments])
     main(bench_args)

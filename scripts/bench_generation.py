@@ -15,15 +15,12 @@ warm-up call each. Writes a JSON with both, their ratio, batch sizes, device, co
 from __future__ import annotations
 
 import logging
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from a checkout
-
-from thinkbudget import cli, generation, models, tasks  # noqa: E402
-from thinkbudget.protocol import build_messages, render_prompt  # noqa: E402
+from thinkbudget import generation, models, run_folders, tasks
+from thinkbudget.protocol import build_messages, render_prompt
 
 logger = logging.getLogger("bench_generation")
 
@@ -123,9 +120,9 @@ def main(args: BenchArguments) -> dict:
     logger.info("%s: %.1f tokens/s", fast_backend, fast["tokens_per_second"])
     report = {
         "model": args.model,
-        "device": cli.device_description(),
-        "commit": cli.git_commit(),
-        "command": cli.command_line(),
+        "device": run_folders.device_description(),
+        "commit": run_folders.git_commit(),
+        "command": run_folders.command_line(),
         "settings": asdict(args),
         "num_prompts": len(requests),
         "mean_prompt_tokens": sum(len(r.prompt_ids) for r in requests) / len(requests),
@@ -135,12 +132,12 @@ def main(args: BenchArguments) -> dict:
     }
     out = Path(args.output)
     out.parent.mkdir(parents=True, exist_ok=True)
-    cli.write_json_atomic(out, report)
+    run_folders.write_json_atomic(out, report)
     logger.info("speedup %.2fx; wrote %s", report["speedup"], out)
     return report
 
 
 if __name__ == "__main__":
-    cli.setup_logging()
-    (bench_args,) = cli.parse_config([BenchArguments])
+    run_folders.setup_logging()
+    (bench_args,) = run_folders.parse_config([BenchArguments])
     main(bench_args)

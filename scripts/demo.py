@@ -10,17 +10,13 @@ the quickest way to see whether a checkpoint honours the thinking controls.
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from a checkout
+from rich.console import Console
 
-from rich.console import Console  # noqa: E402
-
-from thinkbudget.cli import setup_logging  # noqa: E402
-from thinkbudget.models import DEFAULT_MODEL, load_model_and_tokenizer, resolve_model_path  # noqa: E402
-from thinkbudget.pipeline import demo_answers, demo_table  # noqa: E402
-from thinkbudget.protocol import validate_budget  # noqa: E402
+from thinkbudget.models import DEFAULT_MODEL, load_model_and_tokenizer, resolve_model_path
+from thinkbudget.pipeline import demo_answers, demo_table
+from thinkbudget.protocol import validate_budget
+from thinkbudget.run_folders import setup_logging
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -26,13 +26,11 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from rich.console import Console
 
-from rich.console import Console  # noqa: E402
-
-from thinkbudget.cli import REPO_ROOT, command_line, device_description, git_commit, write_json_atomic  # noqa: E402
-from thinkbudget.frontier import FrontierRecipe, load_frontier_recipe  # noqa: E402
-from thinkbudget.pipeline import StageFailed, accelerate_command, cli_flags, run_logged, shell_join  # noqa: E402
+from thinkbudget.frontier import FrontierRecipe, load_frontier_recipe
+from thinkbudget.pipeline import StageFailed, accelerate_command, cli_flags, run_logged, shell_join
+from thinkbudget.run_folders import REPO_ROOT, command_line, device_description, git_commit, write_json_atomic
 
 console = Console(stderr=True)
 STAGES = ("scorer_data", "scorer", "eval", "frontier")

@@ -25,19 +25,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from rich.console import Console
 
-from rich.console import Console  # noqa: E402
-
-from thinkbudget.cli import (  # noqa: E402
-    REPO_ROOT,
-    command_line,
-    complete_checkpoints,
-    git_commit,
-    stage_finished,
-    write_json_atomic,
-)
-from thinkbudget.pipeline import (  # noqa: E402
+from thinkbudget.pipeline import (
     Profile,
     StageFailed,
     accelerate_command,
@@ -55,6 +45,14 @@ from thinkbudget.pipeline import (  # noqa: E402
     run_logged,
     shell_join,
 )
+from thinkbudget.run_folders import (
+    REPO_ROOT,
+    command_line,
+    complete_checkpoints,
+    git_commit,
+    stage_finished,
+    write_json_atomic,
+)
 
 console = Console(stderr=True)
 # Stages whose killed run continues from its newest complete checkpoint-N instead of starting over.
@@ -65,7 +63,7 @@ EVAL_LABELS = {"base": "base", "sft": "SFT", "rl": "SFT+GRPO", "forcing": "SFT +
 
 @dataclass
 class Stage:
-    """One step of the job. ``marker`` says when it has finished (:func:`thinkbudget.cli.stage_finished`:
+    """One step of the job. ``marker`` says when it has finished (:func:`thinkbudget.run_folders.stage_finished`:
     an evaluation's results.json must say ``complete``). Before a stage (re)runs, ``output`` is cleared,
     except where the stage continues what a kill left: SFT and GRPO resume from their newest complete
     checkpoint, an evaluation from its samples.jsonl (``--force`` always starts clean). Either

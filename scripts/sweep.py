@@ -19,13 +19,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from rich.console import Console
 
-from rich.console import Console  # noqa: E402
-
-from thinkbudget.cli import REPO_ROOT, check_creatable, complete_checkpoints  # noqa: E402
-from thinkbudget.pipeline import StageFailed, run_logged, shell_join  # noqa: E402
-from thinkbudget.sweep import (  # noqa: E402
+from thinkbudget.pipeline import StageFailed, run_logged, shell_join
+from thinkbudget.run_folders import REPO_ROOT, check_creatable, complete_checkpoints
+from thinkbudget.sweep import (
     check_reuse,
     eval_command,
     load_sweep,

@@ -274,7 +274,7 @@ def test_valid_edge_cases():
 def test_parse_config_lists(tmp_path):
     from trl import TrlParser
 
-    from thinkbudget.cli import parse_config
+    from thinkbudget.run_folders import parse_config
 
     cfg = tmp_path / "mix.yaml"
     cfg.write_text("tasks: [chain, gsm8k]\nbudgets: [8, 16]\nbudget_weights: [1, 3]\nmix_seed: 2\n")

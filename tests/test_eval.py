@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from thinkbudget import cli, evaluation, generation
+from thinkbudget import evaluation, generation, run_folders
 from thinkbudget.parsing import parse_completion
 from thinkbudget.protocol import EMPTY_THINK_BLOCK, THINK_CLOSE, THINK_OPEN, build_messages, render_prompt
 
@@ -57,7 +57,7 @@ plot = _load(ROOT / "eval" / "plot.py", "plot_script")
 
 
 def run_eval(*args: str):
-    (parsed,) = cli.parse_config(evaluate.CONFIG_CLASSES, list(args))
+    (parsed,) = run_folders.parse_config(evaluate.CONFIG_CLASSES, list(args))
     evaluate.main(parsed)
     return parsed
 
@@ -343,14 +343,16 @@ def test_output_of_another_model_is_refused(smoke_dir, tmp_path, no_model_loadin
     out = tmp_path / "taken"
     shutil.copytree(smoke_dir, out)
     results = json.loads((out / "results.json").read_text())
-    cli.write_json_atomic(out / "results.json", {**results, "model": "other", "model_path": "/models/other"})
+    run_folders.write_json_atomic(
+        out / "results.json", {**results, "model": "other", "model_path": "/models/other"}
+    )
     with pytest.raises(SystemExit, match="holds results of model 'other'.*--overwrite"):
         run_eval(*SMOKE, "--output", str(out))
     with pytest.raises(SystemExit, match="other settings.*max_new_tokens: 10 -> 12"):
         run_eval(*SMOKE, "--max_new_tokens", "12", "--output", str(smoke_dir))
     # --overwrite clears the folder's evaluation files (and nothing else).
     (out / "notes.txt").write_text("keep me")
-    (args,) = cli.parse_config(evaluate.CONFIG_CLASSES, [*SMOKE, "--overwrite", "--output", str(out)])
+    (args,) = run_folders.parse_config(evaluate.CONFIG_CLASSES, [*SMOKE, "--overwrite", "--output", str(out)])
     evaluate.prepare_output(out, "/models/mine", args)
     assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
 
@@ -361,10 +363,10 @@ def test_split_is_part_of_the_settings(smoke_dir, tmp_path, no_model_loading):
     shutil.copytree(smoke_dir, out)
     results = json.loads((out / "results.json").read_text())
     del results["config"]["split"]
-    cli.write_json_atomic(out / "results.json", results)
-    (test_args,) = cli.parse_config(evaluate.CONFIG_CLASSES, [*SMOKE, "--output", str(out)])
+    run_folders.write_json_atomic(out / "results.json", results)
+    (test_args,) = run_folders.parse_config(evaluate.CONFIG_CLASSES, [*SMOKE, "--output", str(out)])
     evaluate.prepare_output(out, results["model_path"], test_args)
-    (train_args,) = cli.parse_config(
+    (train_args,) = run_folders.parse_config(
         evaluate.CONFIG_CLASSES, [*SMOKE, "--split", "train", "--output", str(out)]
     )
     with pytest.raises(ValueError, match="split: 'test' -> 'train'"):
@@ -504,7 +506,7 @@ def test_rounds_follow_the_processor_rule(tokenizer):
 def test_bench_script_runs_at_tiny_size(tmp_path):
     bench = _load(ROOT / "scripts" / "bench_generation.py", "bench_script")
     out = tmp_path / "bench.json"
-    (args,) = cli.parse_config(
+    (args,) = run_folders.parse_config(
         [bench.BenchArguments],
         [
             "--model",

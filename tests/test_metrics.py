@@ -212,8 +212,8 @@ def test_record_hacking_flags(tokenizer):
     moved = "<think>\nok\n</think>\n\n2+2 = 4\n4*1 = 4\n4-0 = 4\n\\boxed{4}"
     assert _record(tokenizer, moved)["flags"]["reasoning_after_think"]
     long_answer = "<think>\nok\n</think>\n\n" + "word " * 80 + "\\boxed{4}"
-    assert _record(tokenizer, long_answer, answer_token_cap=64)["flags"]["reasoning_after_think"]
-    assert not _record(tokenizer, long_answer, answer_token_cap=500)["flags"]["reasoning_after_think"]
+    assert _record(tokenizer, long_answer, answer_cap=64)["flags"]["reasoning_after_think"]
+    assert not _record(tokenizer, long_answer, answer_cap=500)["flags"]["reasoning_after_think"]
     padded = "<think>\n" + "and so on " * 20 + "\n</think>\n\n\\boxed{4}"
     assert _record(tokenizer, padded, method="budget_prompt", budget=64)["flags"]["padding"]
     dots = "<think>\n" + "hmm ... ... ... " * 8 + "\n</think>\n\n\\boxed{4}"
@@ -356,7 +356,7 @@ def test_padding_check_never_flags_the_tasks_own_training_traces(task, tokenizer
         traces += [t for b in (32, 64) if (t := fit_trace(p, b, tokenizer)[1])]
         for trace in traces:
             parsed = parse_completion(f"<think>\n{trace}\n</think>\n\n\\boxed{{{p.answer}}}", tokenizer)
-            if ev.hack_flags(parsed, "think", answer_token_cap=64)["padding"]:
+            if ev.hack_flags(parsed, "think", answer_cap=64)["padding"]:
                 flagged.append(trace)
     assert not flagged, flagged[:3]
 

@@ -76,7 +76,7 @@ def test_counts_are_tokens_not_characters(tokenizer):
 
 def test_empty_block_is_zero_and_within_budget(tokenizer):
     p = parse_completion("<think>\n\n</think>\n\nhi", tokenizer)
-    assert p.thinking_tokens == 0 and not p.thinking_in_no_think()
+    assert p.thinking_tokens == 0 and p.no_think_compliant
     assert p.within_budget(1)
 
 

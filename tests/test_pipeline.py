@@ -99,18 +99,18 @@ def test_accelerate_and_executable():
 # ---------------------------------------------------------------------------------------------
 # Profiles
 # ---------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("name", ["cpu", "gpu", "smoke"])
+@pytest.mark.parametrize("name", ["cpu", "cpu-proof", "gpu", "smoke"])
 def test_shipped_profiles_load_and_their_keys_exist(name):
     profile = load_profile(name)
     check_profile_keys(profile)  # every override is a real config field of its stage's script
-    assert profile.smoke == (name != "gpu")
+    assert profile.smoke == (name == "smoke")
     assert (profile.name in profile.notice) and (("SMOKE RUN" in profile.notice) == profile.smoke)
     for stage in ("data", "sft", "rl", "eval"):
         assert getattr(profile, stage).recipe, f"{name}: {stage} names no recipe"
 
 
 def test_profile_errors_name_the_file_and_key(tmp_path):
-    with pytest.raises(SystemExit, match="no pipeline profile 'nope'.*available: cpu, gpu, smoke"):
+    with pytest.raises(SystemExit, match="no pipeline profile 'nope'.*available: cpu, cpu-proof, gpu, smoke"):
         load_profile("nope")
     with pytest.raises(SystemExit, match=r"(?s)profile.yaml: unknown keys.*'modle' \(did you mean model"):
         load_profile(str(write_profile(tmp_path, modle="x")))
@@ -153,22 +153,24 @@ def test_unknown_override_fails_before_any_stage_runs(tmp_path, section, bad, sc
 def test_dry_run_of_the_cpu_profile_prints_every_stage(tmp_path, capsys):
     run_dir = tmp_path / "run"
     out = dry_run(capsys, "--profile", "cpu", "--run-dir", str(run_dir))
-    assert "SMOKE RUN (profile 'cpu')" in out
+    assert "Profile 'cpu': " in out and "SMOKE RUN" not in out
     for stage in STAGES:
         assert f"- {stage}: " in out
-    launch = "accelerate launch --num_processes 1 --cpu --mixed_precision no"
-    assert (
-        f"- data: python data/prepare.py --config configs/data/default.yaml --output_dir {run_dir}/data"
-        in out
-    )
+    launch = "accelerate launch --num_processes 1 --cpu"
+    assert f"- data: python data/prepare.py --config configs/data/cpu.yaml --output_dir {run_dir}/data" in out
     assert (
         f"- sft: {launch} train/sft.py --config configs/sft/smollm2-135m.yaml --model_name_or_path smollm2-135m "
-        f"--dataset_path {run_dir}/data --output_dir {run_dir}/sft --max_steps"
+        f"--dataset_path {run_dir}/data --output_dir {run_dir}/sft --num_train_epochs"
     ) in out
     assert (
         f"- rl: {launch} train/rl.py --config configs/rl/smollm2-135m.yaml --model_name_or_path {run_dir}/sft "
-        f"--dataset_path {run_dir}/data --output_dir {run_dir}/rl --max_steps"
+        f"--dataset_path {run_dir}/data --output_dir {run_dir}/rl --reward_funcs"
     ) in out
+    # the data stage owns the mix: no stage after it repeats a mix field
+    data_fields = ("--tasks", "--num_train_problems", "--budgets ", "--think_budget_ratio", "--mix_seed")
+    for line in out.splitlines():
+        if line.startswith(("- sft:", "- rl:")):
+            assert not any(f in line for f in data_fields), line
     assert (
         f"- eval_base: python eval/evaluate.py --config configs/eval/default.yaml --model smollm2-135m --output {run_dir}/eval/base"
         in out

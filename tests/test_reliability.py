@@ -46,7 +46,7 @@ def _wait_for(predicate, timeout: float, step: float = 0.05) -> bool:
 # and that child calls die_with_parent() first, as every entry point does.
 _GRANDCHILD = (
     "import os, sys, time; sys.path.insert(0, os.environ['TB_ROOT']); "
-    "from thinkbudget.cli import die_with_parent; die_with_parent(); "
+    "from thinkbudget.run_folders import die_with_parent; die_with_parent(); "
     "open(os.environ['TB_PIDS'], 'a').write(f'{os.getpid()}\\n'); time.sleep(300)"
 )
 _STAGE = (
@@ -131,10 +131,10 @@ def _script(name: str):
 
 
 def _run_eval(*argv: str) -> None:
-    from thinkbudget import cli
+    from thinkbudget import run_folders
 
     evaluate = _script("evaluate")
-    (args,) = cli.parse_config(evaluate.CONFIG_CLASSES, list(argv))
+    (args,) = run_folders.parse_config(evaluate.CONFIG_CLASSES, list(argv))
     evaluate.main(args)
 
 
@@ -177,7 +177,7 @@ INCOMPLETE_RESULTS = '{"model": "tiny-llama", "model_path": "x", "config": {}, "
 
 def test_an_incomplete_evaluation_is_not_finished(tmp_path, capsys, monkeypatch):
     from thinkbudget import evaluation
-    from thinkbudget.cli import stage_finished
+    from thinkbudget.run_folders import stage_finished
 
     results = tmp_path / "results.json"
     results.write_text(INCOMPLETE_RESULTS)  # what a killed evaluation leaves
@@ -227,7 +227,7 @@ EVAL_ARGS = [
 def test_killed_evaluation_resumes_to_the_samples_of_an_uninterrupted_run(tmp_path):
     import json
 
-    from thinkbudget.cli import stage_finished
+    from thinkbudget.run_folders import stage_finished
 
     killed = tmp_path / "killed"
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
@@ -289,7 +289,7 @@ def test_pipeline_refuses_a_run_dir_it_does_not_own(tmp_path, monkeypatch):
 # Item 3: resume hazards
 # =============================================================================================
 def test_overwrite_removes_the_old_runs_checkpoints_so_resume_cannot_pick_one(tmp_path):
-    from thinkbudget.cli import clear_output_dir, resolve_resume
+    from thinkbudget.run_folders import clear_output_dir, resolve_resume
 
     out = tmp_path / "out"
     _write(out, {"checkpoint-4/trainer_state.json": "{}", "checkpoint-8/trainer_state.json": "{}"})
@@ -301,7 +301,7 @@ def test_overwrite_removes_the_old_runs_checkpoints_so_resume_cannot_pick_one(tm
 
 
 def test_a_kills_leftovers_are_removed_before_resuming(tmp_path):
-    from thinkbudget.cli import clear_output_dir, resolve_resume
+    from thinkbudget.run_folders import clear_output_dir, resolve_resume
 
     out = tmp_path / "out"
     _write(
@@ -510,18 +510,22 @@ def test_thinking_flags_match_whole_words_only(tokenizer):
 # =============================================================================================
 # Item 10: trust_remote_code is off by default everywhere
 # =============================================================================================
-def test_trust_remote_code_is_off_by_default_everywhere():
+def test_trust_remote_code_is_off_by_default_everywhere(tmp_path):
     import inspect
     import re
 
-    from thinkbudget import cli, models
+    import yaml
+
+    from thinkbudget import models, run_folders
 
     for fn in (models.load_model_and_tokenizer, models.load_tokenizer):
         assert inspect.signature(fn).parameters["trust_remote_code"].default is False
     for stage in ("sft", "rl"):
         script = _script(stage)
         for recipe in sorted((ROOT / "configs" / stage).glob("*.yaml")):
-            parsed = cli.parse_config(script.CONFIG_CLASSES, ["--config", str(recipe)])
+            prepared = "dataset_path" in yaml.safe_load(recipe.read_text())  # stand in a prepared folder
+            extra = ["--dataset_path", str(tmp_path)] if prepared else []
+            parsed = run_folders.parse_config(script.CONFIG_CLASSES, ["--config", str(recipe), *extra])
             assert all(getattr(a, "trust_remote_code", False) is False for a in parsed), recipe
     # Nothing switches it on: no recipe, profile or sweep sets it, and no code passes True.
     for path in (ROOT / "configs").rglob("*.yaml"):
@@ -809,7 +813,7 @@ BAD_INPUTS = [
     ("data-output-unwritable", "prepare", [*DATA[:3], "/proc/thinkbudget/out"], {}, r"cannot .*/proc"),
     ("data-not-a-model", "prepare", [*DATA, "--model_name_or_path", "{tmp}/notamodel"], NOT_A_MODEL, r"not a model folder: it has no config.json"),
     ("data-unknown-hub-id", "prepare", [*DATA, "--model_name_or_path", "nobody-here/no-model"], {}, r"not a local path"),
-    ("data-unknown-config-key", "prepare", ["--config", "{tmp}/c.yaml", "--output_dir", "{tmp}/out"], {"c.yaml": "taskz: [chain]\n"}, r"unknown config keys.*taskz.*did you mean tasks"),
+    ("data-unknown-config-key", "prepare", ["--config", "{tmp}/c.yaml", "--output_dir", "{tmp}/out"], {"c.yaml": "taskz: [chain]\n"}, r"c.yaml: unknown keys.*taskz.*did you mean tasks"),
     ("data-invalid-yaml", "prepare", ["--config", "{tmp}/c.yaml", "--output_dir", "{tmp}/out"], {"c.yaml": "tasks: [chain\n"}, r"c.yaml: not valid YAML"),
     ("data-config-without-value", "prepare", ["--output_dir", "{tmp}/out", "--config"], {}, r"--config needs a file path"),
     ("data-config-equals-missing", "prepare", ["--config={tmp}/nope.yaml", "--output_dir", "{tmp}/out"], {}, r"nope.yaml does not exist"),

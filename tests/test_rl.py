@@ -130,12 +130,16 @@ def _assert_trained(initial: str, out: Path) -> dict:
 # Recipes and bad input (fast)
 # ------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("recipe", sorted((ROOT / "configs" / "rl").glob("*.yaml")), ids=lambda p: p.name)
-def test_every_recipe_parses_through_the_real_parser(rl_entry, recipe):
-    from thinkbudget.cli import parse_config
+def test_every_recipe_parses_through_the_real_parser(rl_entry, recipe, tmp_path):
+    import yaml
+
     from thinkbudget.rl import validate_run
+    from thinkbudget.run_folders import parse_config
 
     # bf16 recipes need a GPU or use_cpu to pass TrainingArguments' own check on this machine.
     extra = [] if torch.cuda.is_available() else ["--use_cpu", "true"]
+    if "dataset_path" in yaml.safe_load(recipe.read_text()):  # a prepared mix: stand in a folder
+        extra += ["--dataset_path", str(tmp_path)]
     script_args, training_args, model_args = parse_config(
         rl_entry.CONFIG_CLASSES, ["--config", str(recipe), *extra]
     )
@@ -147,7 +151,7 @@ def test_every_recipe_parses_through_the_real_parser(rl_entry, recipe):
 def _main_fails(rl_entry, monkeypatch, args: list[str]) -> str:
     """Run main() with the smoke recipe + ``args``; it must exit before any model loads."""
     import thinkbudget.models
-    from thinkbudget.cli import parse_config
+    from thinkbudget.run_folders import parse_config
 
     def no_model(*a, **k):
         raise AssertionError("a model was loaded before the bad input was reported")
@@ -208,7 +212,7 @@ def test_bad_input_exits_non_zero_from_the_command_line(tmp_path):
 
 
 def test_resume_skips_a_checkpoint_killed_while_saving(tmp_path):
-    from thinkbudget.cli import resolve_resume
+    from thinkbudget.run_folders import resolve_resume
 
     for step, complete in [(2, True), (4, True), (6, False)]:
         (tmp_path / f"checkpoint-{step}").mkdir()
@@ -342,7 +346,7 @@ def test_kill_then_resume_continues_the_step_count(varied_model_path, tmp_path):
         text=True,
         start_new_session=True,
     )
-    from thinkbudget.cli import complete_checkpoints
+    from thinkbudget.run_folders import complete_checkpoints
 
     deadline = time.time() + 240
     try:

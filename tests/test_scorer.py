@@ -17,7 +17,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from thinkbudget import cli, evaluation, tasks
+from thinkbudget import evaluation, run_folders, tasks
 from thinkbudget import scorer as sc
 from thinkbudget.protocol import EMPTY_THINK_BLOCK, THINK_CLOSE, THINK_OPEN
 
@@ -72,7 +72,7 @@ def write_eval_folder(
                 records.append(_record(tokenizer, p, cond, i, answer))
     out.mkdir(parents=True)
     evaluation.append_records(out / "samples.jsonl", records)
-    cli.write_json_atomic(
+    run_folders.write_json_atomic(
         out / "results.json",
         {
             "model": "tiny-llama",
@@ -224,14 +224,14 @@ def test_every_scorer_recipe_parses(path):
         return
     if os.path.basename(path).startswith("data-"):  # scorer data: an evaluation of training problems
         evaluate = _load(ROOT / "eval" / "evaluate.py", "evaluate_for_scorer_tests")
-        (args,) = cli.parse_config(evaluate.CONFIG_CLASSES, ["--config", path])
+        (args,) = run_folders.parse_config(evaluate.CONFIG_CLASSES, ["--config", path])
         plan = evaluate.validate(args)
         assert args.split == "train" and args.samples > 1
         assert {c.method for c in plan.conditions} >= {"no_think", "budget_prompt"}
         return
     train = _load(SCRIPT, "train_scorer_entry")
     extra = [] if torch.cuda.is_available() else ["--bf16", "false"]
-    script, training, model = cli.parse_config(train.CONFIG_CLASSES, ["--config", path, *extra])
+    script, training, model = run_folders.parse_config(train.CONFIG_CLASSES, ["--config", path, *extra])
     assert script.data_dirs and training.max_length >= 16 and training.output_dir
 
 
@@ -270,7 +270,7 @@ def test_frontier_run_prints_its_four_commands(tmp_path):
 def test_scorer_data_recipe_answers_training_problems(tmp_path):
     evaluate = _load(ROOT / "eval" / "evaluate.py", "evaluate_for_scorer_tests")
     out = tmp_path / "data"
-    (args,) = cli.parse_config(
+    (args,) = run_folders.parse_config(
         evaluate.CONFIG_CLASSES,
         ["--config", str(ROOT / "configs/scorer/data-smoke.yaml"), "--output", str(out)],
     )
@@ -374,7 +374,7 @@ def test_frontier_command_with_the_trained_scorer(trained, tmp_path, tokenizer, 
     records = write_eval_folder(a, tokenizer, tiny_model_path, split="test", problems=3, samples=4)
     write_eval_folder(b, tokenizer, tiny_model_path, split="test", problems=3, samples=2)
     argv = ["--eval_dirs", str(a), str(b), "--scorer", str(scorer_dir), "--output", str(tmp_path / "overlay")]
-    (args,) = cli.parse_config(frontier.CONFIG_CLASSES, [*argv, "--ci_resamples", "50"])
+    (args,) = run_folders.parse_config(frontier.CONFIG_CLASSES, [*argv, "--ci_resamples", "50"])
     evaluations = frontier.main(args)
     for folder in (a, b, tmp_path / "overlay"):
         for name in ("frontier.png", "frontier.md", "frontier.json"):

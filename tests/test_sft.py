@@ -156,12 +156,16 @@ def test_tokenize_row_refuses_eos_inside_the_completion(tokenizer):
 @pytest.mark.parametrize(
     "path", sorted(glob.glob(str(ROOT / "configs" / "sft" / "*.yaml"))), ids=os.path.basename
 )
-def test_every_sft_recipe_parses(path):
-    from thinkbudget.cli import parse_config
+def test_every_sft_recipe_parses(path, tmp_path):
+    import yaml
+
     from thinkbudget.models import MODEL_ALIASES
+    from thinkbudget.run_folders import parse_config
 
     # bf16 recipes are GPU recipes; the parser refuses bf16 without a GPU, so check them with it off here.
     extra = [] if torch.cuda.is_available() else ["--bf16", "false"]
+    if "dataset_path" in yaml.safe_load(Path(path).read_text()):  # a prepared mix: stand in a folder
+        extra += ["--dataset_path", str(tmp_path)]
     script, training, model = parse_config(_entry().CONFIG_CLASSES, ["--config", path, *extra])
     script.validate()
     assert training.completion_only_loss is True and training.eos_token == "<|im_end|>"
@@ -226,7 +230,7 @@ def test_resume_continues_past_the_checkpoint(smoke_out, tmp_path):
 def test_lora_trains_think_tokens_and_saves_merged_model(tmp_path, tiny_model_path, tokenizer):
     from transformers import AutoModelForCausalLM
 
-    from thinkbudget.cli import parse_config
+    from thinkbudget.run_folders import parse_config
 
     entry = _entry()
     out = tmp_path / "lora"
@@ -275,7 +279,7 @@ def test_lora_think_rows_get_gradient_from_being_predicted(tiny_model, tokenizer
 
 
 def test_resolve_resume(tmp_path):
-    from thinkbudget.cli import resolve_resume
+    from thinkbudget.run_folders import resolve_resume
 
     for fresh in (None, "", "false", "None", "no"):
         assert resolve_resume(fresh, str(tmp_path)) is None

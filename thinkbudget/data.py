@@ -156,8 +156,28 @@ class DataMixArguments:
             )
         if self.dataset_path is not None and not Path(self.dataset_path).is_dir():
             raise ValueError(
-                f"dataset_path: {self.dataset_path} is not a folder (write one with data/prepare.py)"
+                f"dataset_path: {self.dataset_path} is not a folder; prepare it first:\n  "
+                + prepare_command(self.dataset_path)
             )
+
+
+DATA_RECIPES = Path(__file__).resolve().parents[1] / "configs" / "data"
+
+
+def prepare_command(dataset_path: str) -> str:
+    """The command that writes ``dataset_path``: the data recipe (``configs/data/*.yaml``) whose
+    ``output_dir`` it is, else a data recipe of the reader's choice written to that folder."""
+    import yaml
+
+    target = Path(dataset_path)
+    for recipe in sorted(DATA_RECIPES.glob("*.yaml")):
+        try:
+            out = (yaml.safe_load(recipe.read_text()) or {}).get("output_dir")
+        except (yaml.YAMLError, OSError, AttributeError):
+            continue
+        if out and (Path(out) == target or (DATA_RECIPES.parents[1] / out).resolve() == target.resolve()):
+            return f"python data/prepare.py --config configs/data/{recipe.name}"
+    return f"python data/prepare.py --config configs/data/<mix>.yaml --output_dir {dataset_path}"
 
 
 def _is_number(x: Any) -> bool:
@@ -167,6 +187,27 @@ def _is_number(x: Any) -> bool:
 def answer_text(answer: str) -> str:
     """The answer section of a training target: ``The answer is \\boxed{42}.``"""
     return f"The answer is {boxed(answer)}."
+
+
+@dataclass
+class PrepareArguments:
+    """Where ``data/prepare.py`` writes a data mix, and the tokenizer that counts its tokens."""
+
+    model_name_or_path: str = field(
+        default="smollm2-135m",
+        metadata={
+            "help": "Model alias, hub id or path whose tokenizer counts thinking tokens (and renders prompts)."
+        },
+    )
+    output_dir: str = field(default="data/prepared/default", metadata={"help": "Folder to write (path)."})
+    overwrite_output_dir: bool = field(
+        default=False, metadata={"help": "Replace an existing prepared folder."}
+    )
+    preview_rows: int = field(default=6, metadata={"help": "Rows per kind written to preview.jsonl (count)."})
+
+
+# The configuration of data/prepare.py (checked by the main job without loading the script).
+CONFIG_CLASSES = (PrepareArguments, DataMixArguments)
 
 
 @dataclass(frozen=True)
@@ -363,7 +404,13 @@ def _warn_if_mix_differs(args: DataMixArguments, dataset_path: Path) -> None:
     if not manifest.is_file():
         return
     written = json.loads(manifest.read_text()).get("config", {}).get("data", {})
-    ours = {f.name: getattr(args, f.name) for f in fields(DataMixArguments) if f.name != "dataset_path"}
+    default = DataMixArguments()
+    # Only the fields this config sets (recipes that name a dataset_path leave the mix at its defaults).
+    ours = {
+        f.name: getattr(args, f.name)
+        for f in fields(DataMixArguments)
+        if f.name != "dataset_path" and getattr(args, f.name) != getattr(default, f.name)
+    }
     differ = sorted(k for k, v in ours.items() if k in written and written[k] != v)
     if differ:
         logger.warning(

@@ -376,14 +376,9 @@ def load_frontier_recipe(path: str) -> FrontierRecipe:
     import dataclasses
     from pathlib import Path
 
-    from thinkbudget.cli import REPO_ROOT
-    from thinkbudget.pipeline import (
-        StageSpec,
-        check_config_keys,
-        dataclass_from_mapping,
-        load_yaml_mapping,
-        reject_unknown,
-    )
+    from thinkbudget.config import dataclass_from_mapping, load_yaml_mapping, reject_unknown
+    from thinkbudget.pipeline import StageSpec, check_config_keys
+    from thinkbudget.run_folders import REPO_ROOT
 
     raw = load_yaml_mapping(path)
     reject_unknown(raw, [f.name for f in dataclasses.fields(FrontierRecipe) if f.name != "source"], path)

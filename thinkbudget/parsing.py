@@ -57,20 +57,29 @@ class ParsedCompletion:
     def has_boxed(self) -> bool:
         return self.boxed_answer is not None
 
-    def thinking_in_no_think(self) -> bool:
-        """True when a no-think answer nevertheless contains thinking (a mode violation)."""
-        return self.thinking_tokens > 0
+    @property
+    def no_think_compliant(self) -> bool:
+        """Whether this completion obeys thinking *off*: no thinking tokens and no further think tag.
 
-    def within_budget(self, budget: int | None) -> bool:
+        The one rule for thinking-off compliance: the ``mode_compliance`` reward, the GRPO rollout
+        metric ``thinkbudget/no_think/compliance``, evaluation's ``no_think_compliance`` and its
+        ``thinking_in_no_think`` flag (the negation) all read it."""
+        return self.thinking_tokens == 0 and not self.extra_think_tags
+
+    def within_budget(self, budget: int | None, *, closed: bool | None = None) -> bool:
         """Thinking fits ``budget`` tokens *and* the think block was closed.
 
         Deliberately strict: a completion without a closed block (unclosed, or no block at all, e.g. a
         model that never opened ``<think>``, so budget forcing had nothing to cut) never counts as within
         budget, so format failures cannot inflate the within-budget share. ``budget=None`` always fits.
+        ``closed`` replaces :attr:`think_closed` where the prompt, not the completion, closed the block
+        (GRPO parses completions without their prompt: :func:`thinkbudget.rewards.think_closed`).
+        The one rule for "within budget": rewards' rollout statistics, evaluation and the demo use it.
         """
         if budget is None:
             return True
-        return self.think_closed and self.thinking_tokens <= budget
+        closed = self.think_closed if closed is None else closed
+        return closed and self.thinking_tokens <= budget
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

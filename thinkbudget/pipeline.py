@@ -16,8 +16,6 @@ folder. This module holds what it needs and what ``thinkbudget.sweep`` shares wi
 from __future__ import annotations
 
 import dataclasses
-import difflib
-import importlib.util
 import json
 import logging
 import os
@@ -30,50 +28,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from thinkbudget.cli import REPO_ROOT, set_parent_death_signal
+from thinkbudget.config import (
+    check_values,
+    class_field_types,
+    dataclass_from_mapping,
+    load_yaml_mapping,
+    reject_unknown,
+    unknown_key_lines,
+)
+from thinkbudget.run_folders import REPO_ROOT, set_parent_death_signal
 
 logger = logging.getLogger(__name__)
 
 PROFILE_DIR = REPO_ROOT / "configs" / "pipeline"
-
-
-# --------------------------------------------------------------------------------------------
-# YAML helpers
-# --------------------------------------------------------------------------------------------
-def load_yaml_mapping(path: str | os.PathLike) -> dict[str, Any]:
-    """A YAML file that must hold a mapping; errors name the file."""
-    path = Path(path)
-    if not path.is_file():
-        raise SystemExit(f"config file {path} does not exist")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        raise SystemExit(f"{path}: not valid YAML: {e}") from e
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise SystemExit(f"{path}: must be a YAML mapping of key: value")
-    return data
-
-
-def reject_unknown(mapping: dict[str, Any], valid: Sequence[str], where: str) -> None:
-    """Raise naming ``where`` and each key of ``mapping`` that is not in ``valid`` (with close matches)."""
-    unknown = [k for k in mapping if k not in valid]
-    if not unknown:
-        return
-    lines = []
-    for k in unknown:
-        close = difflib.get_close_matches(str(k), list(valid), n=3)
-        lines.append(f"  {k!r}" + (f" (did you mean {', '.join(close)}?)" if close else ""))
-    raise SystemExit(f"{where}: unknown keys:\n" + "\n".join(lines) + f"\nvalid keys: {', '.join(valid)}")
-
-
-def dataclass_from_mapping(cls: type, mapping: dict[str, Any], where: str) -> Any:
-    """``cls(**mapping)`` after rejecting keys ``cls`` does not have."""
-    reject_unknown(mapping, [f.name for f in dataclasses.fields(cls)], where)
-    return cls(**mapping)
 
 
 # --------------------------------------------------------------------------------------------
@@ -82,41 +49,35 @@ def dataclass_from_mapping(cls: type, mapping: dict[str, Any], where: str) -> An
 _FIELDS_CACHE: dict[Path, dict[str, type]] = {}
 
 
-# The project's own entry points: importing them runs nothing but their imports and definitions.
-PROJECT_ENTRY_POINTS = ("train/sft.py", "train/rl.py", "eval/evaluate.py", "data/prepare.py")
+# The project's own entry points and the package module that holds each one's ``CONFIG_CLASSES``.
+PROJECT_ENTRY_POINTS = {
+    "data/prepare.py": "thinkbudget.data",
+    "train/sft.py": "thinkbudget.sft",
+    "train/rl.py": "thinkbudget.rl",
+    "train/scorer.py": "thinkbudget.scorer",
+    "eval/evaluate.py": "thinkbudget.eval_config",
+}
 
 
 def config_classes(script: str | os.PathLike) -> tuple[type, ...]:
     """The config dataclasses an entry point (``train/sft.py``, ``train/rl.py``) parses.
 
-    The project's own entry points (:data:`PROJECT_ENTRY_POINTS`) are imported as modules (their
-    ``main`` does not run) and name their classes in ``CONFIG_CLASSES``. Any other script is **never
+    For the project's own entry points (:data:`PROJECT_ENTRY_POINTS`) they are the ``CONFIG_CLASSES``
+    of the package module the script takes them from; no script is loaded. Any other script is **never
     imported or run** (a dry run must not execute user code): its ``CONFIG_CLASSES = (A, B, ...)`` is
     read from its source, and each class is imported from the module the script imports it from
     (``from thinkbudget.rl import ThinkGRPOConfig``); a class defined in the script itself is an error.
     """
+    import importlib
+
     path = (REPO_ROOT / script) if not Path(script).is_absolute() else Path(script)
     if not path.is_file():
         raise SystemExit(f"entry point {script} does not exist")
-    if str(REPO_ROOT) not in sys.path:
-        sys.path.insert(0, str(REPO_ROOT))
-    if path.resolve() not in {(REPO_ROOT / s).resolve() for s in PROJECT_ENTRY_POINTS}:
+    own = {(REPO_ROOT / s).resolve(): m for s, m in PROJECT_ENTRY_POINTS.items()}
+    module_name = own.get(path.resolve())
+    if module_name is None:
         return _classes_named_in_source(path, str(script))
-    name = "_thinkbudget_entry_" + re.sub(r"\W", "_", str(path.resolve().relative_to(REPO_ROOT)))
-    module = sys.modules.get(name)
-    if module is None:
-        spec = importlib.util.spec_from_file_location(name, path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    classes = getattr(module, "CONFIG_CLASSES", None)
-    if classes is None:
-        classes = tuple(
-            v for v in vars(module).values() if isinstance(v, type) and dataclasses.is_dataclass(v)
-        )
-    if not classes:
-        raise SystemExit(f"{script}: found no config dataclasses to check keys against")
-    return tuple(classes)
+    return tuple(importlib.import_module(module_name).CONFIG_CLASSES)
 
 
 def _classes_named_in_source(path: Path, script: str) -> tuple[type, ...]:
@@ -181,14 +142,10 @@ def check_config_keys(script: str | os.PathLike, keys: Sequence[str], where: str
     unknown = [k for k in keys if k not in valid]
     if not unknown:
         return
-    lines = []
-    for k in unknown:
-        close = difflib.get_close_matches(k, list(valid), n=3)
-        lines.append(f"  {k!r}" + (f" (did you mean {', '.join(close)}?)" if close else ""))
     classes = sorted({c.__name__ for c in valid.values()})
     raise SystemExit(
         f"{where}: keys that {script} does not have (its config classes: {', '.join(classes)}):\n"
-        + "\n".join(lines)
+        + unknown_key_lines(unknown, list(valid))
     )
 
 
@@ -203,105 +160,10 @@ def config_field_types(script: str | os.PathLike) -> dict[str, tuple[Any, tuple 
     return _TYPES_CACHE[path]
 
 
-def class_field_types(classes: Sequence[type]) -> dict[str, tuple[Any, tuple | None]]:
-    """Field name -> (type hint, choices or None) of dataclasses (hints that do not resolve: ``Any``)."""
-    import typing
-
-    out: dict[str, tuple[Any, tuple | None]] = {}
-    for cls in classes:
-        try:
-            hints = typing.get_type_hints(cls)
-        except Exception:  # a forward reference that does not resolve: check that field's type loosely
-            hints = {}
-        for f in dataclasses.fields(cls):
-            hint = hints.get(f.name, f.type if not isinstance(f.type, str) else Any)
-            choices = f.metadata.get("choices") if f.metadata else None
-            out.setdefault(f.name, (hint, tuple(choices) if choices else None))
-    return out
-
-
-def _float_like(value: Any) -> bool:
-    if isinstance(value, bool):
-        return False
-    if isinstance(value, int | float):
-        return True
-    if isinstance(value, str):
-        try:
-            float(value)
-        except ValueError:
-            return False
-        return True
-    return False
-
-
-def value_fits(value: Any, hint: Any) -> bool:
-    """Whether a YAML value can fill a field annotated ``hint`` (loosely: strings that parse as the
-    type count, as they do on the command line; unknown annotations accept anything)."""
-    import enum
-    import types
-    import typing
-
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if hint is Any or hint is object:
-        return True
-    if origin in (typing.Union, types.UnionType):
-        return any(value_fits(value, a) for a in args)
-    if hint is type(None):
-        return value is None
-    if origin is typing.Literal:
-        return value in args
-    if hint is bool:
-        return isinstance(value, bool) or (
-            isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "1", "0")
-        )
-    if hint is int:
-        return (isinstance(value, int) and not isinstance(value, bool)) or (
-            isinstance(value, str) and value.strip().lstrip("+-").isdigit()
-        )
-    if hint is float:
-        return _float_like(value)
-    if hint is str:
-        return isinstance(value, str | int | float | bool)
-    if origin in (list, tuple, set) or hint in (list, tuple):
-        item = args[0] if args else Any
-        items = value if isinstance(value, list | tuple) else [value]
-        return all(value_fits(v, item) for v in items)
-    if origin is dict or hint is dict:
-        return isinstance(value, dict | str)
-    if isinstance(hint, type) and issubclass(hint, enum.Enum):
-        members = {m.value for m in hint} | {m.name for m in hint}
-        return value in members or (
-            isinstance(value, str) and value.lower() in {str(m).lower() for m in members}
-        )
-    return True
-
-
-def _type_name(hint: Any) -> str:
-    text = getattr(hint, "__name__", None) if not hasattr(hint, "__args__") else None
-    return text or str(hint).replace("typing.", "")
-
-
 def check_config_values(script: str | os.PathLike, values: dict[str, Any], where: str) -> None:
     """Fail, naming ``where``, the key, the value and the expected type, when a value cannot fill its
     config field (``learning_rate: fast``). Unknown keys are :func:`check_config_keys`'s to report."""
     check_values(config_field_types(script), values, where, f" for {script}")
-
-
-def check_values(
-    types_: dict[str, tuple[Any, tuple | None]], values: dict[str, Any], where: str, what: str = ""
-) -> None:
-    """:func:`check_config_values` against field types from :func:`class_field_types`."""
-    bad = []
-    for key, value in values.items():
-        if key not in types_ or value is None:
-            continue
-        hint, choices = types_[key]
-        if choices and not isinstance(value, list | dict) and value not in choices:
-            bad.append(f"  {key}: {value!r} is not one of {', '.join(map(str, choices))}")
-        elif not value_fits(value, hint):
-            bad.append(f"  {key}: {value!r} is not a valid {_type_name(hint)}")
-    if bad:
-        raise SystemExit(f"{where}: values of the wrong type{what}:\n" + "\n".join(bad))
 
 
 # --------------------------------------------------------------------------------------------
@@ -453,7 +315,7 @@ def check_run_dir(run_dir: Path) -> bool:
             "marker), so the pipeline will not write or delete anything in it. Choose a new or empty folder. "
             f"(A run folder of an earlier version of the pipeline: `touch {run_dir / RUN_MARKER}` to adopt it.)"
         )
-    from thinkbudget.cli import check_creatable
+    from thinkbudget.run_folders import check_creatable
 
     check_creatable(run_dir, what="--run-dir")
     return False
@@ -461,7 +323,7 @@ def check_run_dir(run_dir: Path) -> bool:
 
 def claim_run_dir(run_dir: Path, profile_name: str) -> None:
     """Create ``run_dir`` (checked by :func:`check_run_dir`) with the ownership marker."""
-    from thinkbudget.cli import make_dir, write_json_atomic
+    from thinkbudget.run_folders import make_dir, write_json_atomic
 
     if check_run_dir(run_dir):
         return

@@ -31,6 +31,10 @@ THINK_FLAG = "/think"
 NO_THINK_FLAG = "/no_think"
 # What the template pre-fills with enable_thinking=False, and what a no-think answer starts with.
 EMPTY_THINK_BLOCK = f"{THINK_OPEN}\n\n{THINK_CLOSE}\n\n"
+# The answer cap (tokens after </think>): beyond it an answer counts as reasoning moved past the think
+# block. GRPO charges those tokens as thinking (RewardParams.answer_cap) and evaluation flags them
+# (EvalArguments.answer_cap, ``reasoning_after_think``): one name, one value. SFT answers are ~12 tokens.
+ANSWER_CAP = 32
 DEFAULT_SYSTEM_PROMPT = "You are a helpful assistant. Put your final answer in \\boxed{}."
 # The one fixed phrasing of a budget. The budget-forcing logits processor reads budgets back out of
 # rendered prompts with BUDGET_PATTERN, so this sentence is the single source of truth.

@@ -39,7 +39,14 @@ from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
 
 from thinkbudget.parsing import ParsedCompletion, parse_completion
-from thinkbudget.protocol import EMPTY_THINK_BLOCK, NO_THINK_FLAG, THINK_CLOSE, THINK_FLAG, THINK_OPEN
+from thinkbudget.protocol import (
+    ANSWER_CAP,
+    EMPTY_THINK_BLOCK,
+    NO_THINK_FLAG,
+    THINK_CLOSE,
+    THINK_FLAG,
+    THINK_OPEN,
+)
 from thinkbudget.scoring import extract_boxed, is_correct
 
 logger = logging.getLogger(__name__)
@@ -61,7 +68,7 @@ class RewardParams:
         metadata={"help": "delta: l1_max's reward for a correct answer exactly at the budget (0..1)."},
     )
     answer_cap: int | None = field(
-        default=64,
+        default=ANSWER_CAP,
         metadata={
             "help": "Cap on the answer section after </think> (tokens). Answer tokens beyond it count as "
             "thinking for every length reward and are penalised by answer_length. None = no cap."
@@ -397,7 +404,7 @@ class ModeComplianceReward(Reward):
     def row(self, row):
         p: ParsedCompletion = row["parsed"]
         if row["mode"] == "no_think":
-            return float(p.thinking_tokens == 0 and not p.extra_think_tags)
+            return float(p.no_think_compliant)
         return float(think_closed(p, row["prompt"]) and p.thinking_tokens > 0)
 
 
@@ -685,11 +692,9 @@ def completion_stats(
                 "think_closed": closed,
                 "within_budget": None
                 if row["budget"] is None
-                else closed and parsed.thinking_tokens <= row["budget"],
+                else parsed.within_budget(row["budget"], closed=closed),
                 "correct": correct,
-                "no_think_compliant": None
-                if row["mode"] != "no_think"
-                else parsed.thinking_tokens == 0 and not parsed.extra_think_tags,
+                "no_think_compliant": None if row["mode"] != "no_think" else parsed.no_think_compliant,
             }
         )
     return out

@@ -1,6 +1,6 @@
 """The GRPO stage's configuration, trainer and checks (``train/rl.py`` is built from these pieces).
 
-Three dataclasses, filled by :func:`thinkbudget.cli.parse_config` from one recipe YAML:
+Three dataclasses, filled by :func:`thinkbudget.run_folders.parse_config` from one recipe YAML:
 
 - :class:`RLScriptArguments`: the data mix (:class:`thinkbudget.data.DataMixArguments`), the reward
   names and their parameters (:class:`thinkbudget.rewards.RewardParams`), and
@@ -39,10 +39,10 @@ from typing import Any
 from transformers import LogitsProcessorList, TrainerCallback
 from trl import GRPOConfig, GRPOTrainer, ModelConfig
 
-from thinkbudget.cli import RunFolderArguments
 from thinkbudget.data import RL_COLUMNS, DataMixArguments
 from thinkbudget.forcing import ThinkingBudgetProcessor
 from thinkbudget.rewards import RewardParams, check_reward_names, completion_stats
+from thinkbudget.run_folders import RunFolderArguments
 
 logger = logging.getLogger(__name__)
 
@@ -124,6 +124,10 @@ class RLModelConfig(ModelConfig):
 # --------------------------------------------------------------------------------------------------
 # Checks that run before anything loads
 # --------------------------------------------------------------------------------------------------
+# The configuration of train/rl.py (checked by the main job and the sweeps without loading the script).
+CONFIG_CLASSES = (RLScriptArguments, ThinkGRPOConfig, RLModelConfig)
+
+
 def validate_run(script_args: RLScriptArguments, training_args: ThinkGRPOConfig) -> None:
     """Cross-field checks of a recipe; raise ``ValueError`` naming the field."""
     script_args.validate()
@@ -138,7 +142,9 @@ def validate_run(script_args: RLScriptArguments, training_args: ThinkGRPOConfig)
     max_len = training_args.max_completion_length
     if max_len is None or max_len <= 0:
         raise ValueError(f"max_completion_length: must be a positive number of tokens, got {max_len!r}")
-    if script_args.think_budget_ratio > 0:
+    # A prepared dataset (dataset_path) is the mix: its rows' budgets are checked when it loads
+    # (check_dataset_budgets), and the recipe's own mix fields are not used.
+    if script_args.dataset_path is None and script_args.think_budget_ratio > 0:
         too_big = [b for b in script_args.budgets if b >= max_len]
         if too_big:
             raise ValueError(

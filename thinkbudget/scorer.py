@@ -42,7 +42,7 @@ from typing import Any
 
 from trl import ModelConfig, RewardConfig
 
-from thinkbudget.cli import RunFolderArguments
+from thinkbudget.run_folders import RunFolderArguments
 
 logger = logging.getLogger(__name__)
 
@@ -323,6 +323,10 @@ class ScorerModelConfig(ModelConfig):
         if self.use_peft:
             raise ValueError("use_peft: the scorer stage fine-tunes all weights (LoRA is not supported here)")
         super().__post_init__()
+
+
+# The configuration of train/scorer.py (checked by the main job and the sweeps without loading the script).
+CONFIG_CLASSES = (ScorerScriptArguments, ThinkRewardConfig, ScorerModelConfig)
 
 
 def freeze_below_top_layers(model: Any, k: int) -> int:

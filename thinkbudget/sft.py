@@ -1,6 +1,6 @@
 """The SFT stage's configuration and the small pieces ``train/sft.py`` is built from.
 
-Three dataclasses, filled by :func:`thinkbudget.cli.parse_config` from one recipe YAML:
+Three dataclasses, filled by :func:`thinkbudget.run_folders.parse_config` from one recipe YAML:
 
 - :class:`SFTScriptArguments`: the data mix (:class:`thinkbudget.data.DataMixArguments`).
 - :class:`ThinkSFTConfig`: TRL's ``SFTConfig`` with this project's defaults (tensorboard, loss on the
@@ -27,9 +27,9 @@ from typing import Any
 
 from trl import ModelConfig, SFTConfig
 
-from thinkbudget.cli import RunFolderArguments
 from thinkbudget.data import DataMixArguments
 from thinkbudget.protocol import THINK_CLOSE, THINK_OPEN, encode_prompt
+from thinkbudget.run_folders import RunFolderArguments
 
 logger = logging.getLogger(__name__)
 
@@ -104,6 +104,10 @@ class SFTModelConfig(ModelConfig):
             "help": "Model to fine-tune: an alias (smollm2-135m, tiny-llama), a hub id or a local path."
         },
     )
+
+
+# The configuration of train/sft.py (checked by the main job and the sweeps without loading the script).
+CONFIG_CLASSES = (SFTScriptArguments, ThinkSFTConfig, SFTModelConfig)
 
 
 def think_token_ids(tokenizer: Any) -> list[int]:

@@ -34,17 +34,15 @@ from typing import Any
 
 import yaml
 
-from thinkbudget.cli import REPO_ROOT, read_json_object, stage_finished
+from thinkbudget.config import dataclass_from_mapping, load_yaml_mapping, reject_unknown
 from thinkbudget.pipeline import (
     accelerate_command,
     check_config_keys,
     check_config_values,
     cli_flags,
     config_fields,
-    dataclass_from_mapping,
-    load_yaml_mapping,
-    reject_unknown,
 )
+from thinkbudget.run_folders import REPO_ROOT, read_json_object, stage_finished
 
 logger = logging.getLogger(__name__)
 

@@ -20,32 +20,16 @@ tokens and within-budget share per budget, no-think compliance, generation time)
 
 from __future__ import annotations
 
-import dataclasses
 import logging
-import sys
 import time
-from pathlib import Path
 
 if __name__ == "__main__":  # `python train/rl.py` / `accelerate launch train/rl.py` from any folder
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from thinkbudget.cli import die_with_parent as _die_with_parent
+    from thinkbudget.run_folders import die_with_parent as _die_with_parent
 
     _die_with_parent()  # before the slow imports: a stage whose pipeline is gone must not start training
 
-from thinkbudget.cli import (
-    check_output_dir,
-    check_training_length,
-    clear_output_dir,
-    command_line,
-    device_description,
-    die_with_parent,
-    git_commit,
-    parse_config,
-    resolve_resume,
-    setup_logging,
-    write_json_atomic,
-)
 from thinkbudget.rl import (
+    CONFIG_CLASSES,
     RLModelConfig,
     RLScriptArguments,
     StepTimer,
@@ -56,10 +40,18 @@ from thinkbudget.rl import (
     timing_summary,
     validate_run,
 )
+from thinkbudget.run_folders import (
+    check_output_dir,
+    check_training_length,
+    clear_output_dir,
+    die_with_parent,
+    parse_config,
+    resolve_resume,
+    setup_logging,
+    write_run_summary,
+)
 
 logger = logging.getLogger("train.rl")
-# The dataclasses this entry point parses (read by thinkbudget.pipeline to check recipe keys).
-CONFIG_CLASSES = (RLScriptArguments, ThinkGRPOConfig, RLModelConfig)
 
 
 def main(script_args: RLScriptArguments, training_args: ThinkGRPOConfig, model_args: RLModelConfig) -> dict:
@@ -152,38 +144,34 @@ def main(script_args: RLScriptArguments, training_args: ThinkGRPOConfig, model_a
     last = {}
     for entry in trainer.state.log_history:
         last.update({k: v for k, v in entry.items() if isinstance(v, int | float)})
-    summary = {
-        "stage": "rl",
-        "output_dir": str(out),
-        "model": model_args.model_name_or_path,
-        "model_path": model_path,
-        "peft": peft_config is not None,
-        "resumed_from": resume,
-        "initial_global_step": timer.initial_global_step,
-        "global_step": trainer.state.global_step,
-        "train_rows": len(train_dataset),
-        "rows_by_mode": modes,
-        "rewards": dict(
-            zip(script_args.reward_funcs, training_args.reward_weights or [1.0] * len(reward_funcs))
-        ),
-        "budget_forcing_rollouts": script_args.budget_forcing_rollouts,
-        "train_runtime_s": round(result.metrics.get("train_runtime", wall), 3),
-        "timing": timing_summary(trainer.run_totals, timer, int(world_tokens.sum().item())),
-        "last_logged": {
-            k: v for k, v in last.items() if k.startswith(("rewards/", "thinkbudget/", "reward"))
+    summary = write_run_summary(
+        trainer,
+        out,
+        "rl",
+        {
+            "model": model_args.model_name_or_path,
+            "model_path": model_path,
+            "peft": peft_config is not None,
+            "resumed_from": resume,
+            "initial_global_step": timer.initial_global_step,
+            "global_step": trainer.state.global_step,
+            "train_rows": len(train_dataset),
+            "rows_by_mode": modes,
+            "rewards": dict(
+                zip(script_args.reward_funcs, training_args.reward_weights or [1.0] * len(reward_funcs))
+            ),
+            "budget_forcing_rollouts": script_args.budget_forcing_rollouts,
+            "train_runtime_s": round(result.metrics.get("train_runtime", wall), 3),
+            "timing": timing_summary(trainer.run_totals, timer, int(world_tokens.sum().item())),
+            "last_logged": {
+                k: v for k, v in last.items() if k.startswith(("rewards/", "thinkbudget/", "reward"))
+            },
         },
-        "commit": git_commit(),
-        "device": device_description(),
-        "num_processes": trainer.accelerator.num_processes,
-        "command": command_line(),
-        "config": {
-            "script": dataclasses.asdict(script_args),
-            "training": training_args.to_dict(),
-            "model": dataclasses.asdict(model_args),
-        },
-    }
+        script_args=script_args,
+        training_args=training_args,
+        model_args=model_args,
+    )
     if trainer.accelerator.is_main_process:
-        write_json_atomic(out / "run_summary.json", summary)
         logger.info(
             "saved %s: %d steps, %.1f s (generation %.0f %%)",
             out,

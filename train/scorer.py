@@ -20,26 +20,19 @@ accuracy on held-out training problems, loss, config, commit, device). Use it wi
 
 from __future__ import annotations
 
-import dataclasses
 import logging
-import sys
 import time
-from pathlib import Path
 
-if __name__ == "__main__":  # `python train/scorer.py` / `accelerate launch train/scorer.py` from any folder
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from thinkbudget.cli import (
+from thinkbudget.run_folders import (
     check_output_dir,
-    command_line,
-    device_description,
-    git_commit,
     parse_config,
     resolve_resume,
     setup_logging,
     write_json_atomic,
+    write_run_summary,
 )
 from thinkbudget.scorer import (
+    CONFIG_CLASSES,
     SCORER_CONFIG_FILE,
     SCORER_PREFIX,
     ScorerModelConfig,
@@ -54,8 +47,6 @@ from thinkbudget.scorer import (
 )
 
 logger = logging.getLogger("train.scorer")
-# The dataclasses this entry point parses (read by thinkbudget.pipeline to check recipe keys).
-CONFIG_CLASSES = (ScorerScriptArguments, ThinkRewardConfig, ScorerModelConfig)
 
 
 def main(
@@ -165,32 +156,29 @@ def main(
     }
 
     # 6. The run summary a person (or the frontier) reads.
-    summary = {
-        "stage": "scorer",
-        "output_dir": str(out),
-        "model": start_from,
-        "model_path": model_path,
-        "resumed_from": resume,
-        "global_step": trainer.state.global_step,
-        "data": counts,
-        "data_provenance": provenance,
-        "held_out_pairwise_accuracy": held_out.get("eval_accuracy"),
-        "held_out_loss": held_out.get("eval_loss"),
-        "train_runtime_s": round(result.metrics.get("train_runtime", wall), 3),
-        "train_loss": result.metrics.get("train_loss"),
-        "commit": git_commit(),
-        "device": device_description(),
-        "num_processes": trainer.accelerator.num_processes,
-        "command": command_line(),
-        "config": {
-            "script": dataclasses.asdict(script_args),
-            "training": training_args.to_dict(),
-            "model": dataclasses.asdict(model_args),
-        },
-    }
     if trainer.accelerator.is_main_process:
         write_json_atomic(out / SCORER_CONFIG_FILE, scorer_config)
-        write_json_atomic(out / "run_summary.json", summary)
+    summary = write_run_summary(
+        trainer,
+        out,
+        "scorer",
+        {
+            "model": start_from,
+            "model_path": model_path,
+            "resumed_from": resume,
+            "global_step": trainer.state.global_step,
+            "data": counts,
+            "data_provenance": provenance,
+            "held_out_pairwise_accuracy": held_out.get("eval_accuracy"),
+            "held_out_loss": held_out.get("eval_loss"),
+            "train_runtime_s": round(result.metrics.get("train_runtime", wall), 3),
+            "train_loss": result.metrics.get("train_loss"),
+        },
+        script_args=script_args,
+        training_args=training_args,
+        model_args=model_args,
+    )
+    if trainer.accelerator.is_main_process:
         logger.info(
             "saved %s (%d pairs, held-out pairwise accuracy %s, %.1f s)",
             out,

@@ -17,33 +17,28 @@ into the weights; the adapter alone under ``adapter/``), tensorboard logs under 
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
-import sys
 import time
 from pathlib import Path
 
 if __name__ == "__main__":  # `python train/sft.py` / `accelerate launch train/sft.py` from any folder
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from thinkbudget.cli import die_with_parent as _die_with_parent
+    from thinkbudget.run_folders import die_with_parent as _die_with_parent
 
     _die_with_parent()  # before the slow imports: a stage whose pipeline is gone must not start training
 
-from thinkbudget.cli import (
+from thinkbudget.run_folders import (
     check_output_dir,
     check_training_length,
     clear_output_dir,
-    command_line,
-    device_description,
     die_with_parent,
-    git_commit,
     parse_config,
     resolve_resume,
     setup_logging,
-    write_json_atomic,
+    write_run_summary,
 )
 from thinkbudget.sft import (
+    CONFIG_CLASSES,
     SFTModelConfig,
     SFTScriptArguments,
     ThinkSFTConfig,
@@ -56,8 +51,6 @@ from thinkbudget.sft import (
 )
 
 logger = logging.getLogger("train.sft")
-# The dataclasses this entry point parses (read by thinkbudget.pipeline to check recipe keys).
-CONFIG_CLASSES = (SFTScriptArguments, ThinkSFTConfig, SFTModelConfig)
 
 
 def main(script_args: SFTScriptArguments, training_args: ThinkSFTConfig, model_args: SFTModelConfig) -> dict:
@@ -162,39 +155,35 @@ def main(script_args: SFTScriptArguments, training_args: ThinkSFTConfig, model_a
 
     # 6. The run summary a person (or the pipeline) reads.
     tokens = trainer.state.num_input_tokens_seen - start_tokens
-    summary = {
-        "stage": "sft",
-        "output_dir": str(out),
-        "model": model_args.model_name_or_path,
-        "model_path": model_path,
-        "peft": peft_config is not None,
-        "resumed_from": resume,
-        "global_step": trainer.state.global_step,
-        "train_rows": len(train_rows),
-        "train_rows_kept": len(trainer.train_dataset),  # rows with a supervised token after truncation
-        "sequence_lengths_tokens": lengths,
-        "rows_by_mode": count_rows(train_rows, "mode"),
-        "rows_by_control": count_rows(train_rows, "control"),
-        "train_runtime_s": round(result.metrics.get("train_runtime", wall), 3),
-        "train_loss": result.metrics.get("train_loss"),
-        "final_logged_loss": next(
-            (h["loss"] for h in reversed(trainer.state.log_history) if "loss" in h), None
-        ),
-        "train_tokens_this_session": tokens,
-        "train_tokens_per_second": round(tokens / wall, 1) if wall > 0 and tokens else None,
-        "think_token_ids": think_token_ids(tokenizer),
-        "commit": git_commit(),
-        "device": device_description(),
-        "num_processes": trainer.accelerator.num_processes,
-        "command": command_line(),
-        "config": {
-            "script": dataclasses.asdict(script_args),
-            "training": training_args.to_dict(),
-            "model": dataclasses.asdict(model_args),
+    summary = write_run_summary(
+        trainer,
+        out,
+        "sft",
+        {
+            "model": model_args.model_name_or_path,
+            "model_path": model_path,
+            "peft": peft_config is not None,
+            "resumed_from": resume,
+            "global_step": trainer.state.global_step,
+            "train_rows": len(train_rows),
+            "train_rows_kept": len(trainer.train_dataset),  # rows with a supervised token after truncation
+            "sequence_lengths_tokens": lengths,
+            "rows_by_mode": count_rows(train_rows, "mode"),
+            "rows_by_control": count_rows(train_rows, "control"),
+            "train_runtime_s": round(result.metrics.get("train_runtime", wall), 3),
+            "train_loss": result.metrics.get("train_loss"),
+            "final_logged_loss": next(
+                (h["loss"] for h in reversed(trainer.state.log_history) if "loss" in h), None
+            ),
+            "train_tokens_this_session": tokens,
+            "train_tokens_per_second": round(tokens / wall, 1) if wall > 0 and tokens else None,
+            "think_token_ids": think_token_ids(tokenizer),
         },
-    }
+        script_args=script_args,
+        training_args=training_args,
+        model_args=model_args,
+    )
     if trainer.accelerator.is_main_process:
-        write_json_atomic(out / "run_summary.json", summary)
         logger.info("saved %s (loss %s, %.1f s)", out, summary["final_logged_loss"], wall)
     return summary
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import json
 import logging
 import os
@@ -15,8 +14,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
-
-import yaml
 
 logger = logging.getLogger(__name__)
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -38,24 +35,12 @@ def parse_config(dataclass_types: Sequence[type], args: Sequence[str] | None = N
 
     args = normalize_config_flag(list(sys.argv[1:] if args is None else args))
     if "--config" in args:
+        from thinkbudget.config import check_values, class_field_types, load_yaml_mapping, reject_unknown
+
         path = Path(args[args.index("--config") + 1])
-        if not path.is_file():
-            raise SystemExit(f"config file {path} does not exist")
-        try:
-            config = yaml.safe_load(path.read_text())
-        except yaml.YAMLError as e:
-            raise SystemExit(f"{path}: not valid YAML: {e}") from e
-        if not isinstance(config, dict):
-            raise SystemExit(f"{path}: must be a YAML mapping of field: value")
-        valid = {f.name for t in dataclass_types for f in fields(t)} | {"env"}
-        unknown = [k for k in config if k not in valid]
-        if unknown:
-            hints = []
-            for k in unknown:
-                close = difflib.get_close_matches(k, valid, n=3)
-                hints.append(f"  {k!r}" + (f" (did you mean {', '.join(close)}?)" if close else ""))
-            raise SystemExit(f"{path}: unknown config keys:\n" + "\n".join(hints))
-        from thinkbudget.pipeline import check_values, class_field_types
+        config = load_yaml_mapping(path)
+        valid = [f.name for t in dataclass_types for f in fields(t)] + ["env"]
+        reject_unknown(config, valid, str(path), list_valid=False)
 
         check_values(
             class_field_types(dataclass_types), {k: v for k, v in config.items() if k != "env"}, str(path)
@@ -408,3 +393,37 @@ def stage_finished(marker: str | os.PathLike) -> bool:
 def command_line() -> str:
     """The command that started this process, for provenance records."""
     return " ".join([Path(sys.executable).name, *sys.argv])
+
+
+def write_run_summary(
+    trainer: Any,
+    out: str | os.PathLike,
+    stage: str,
+    facts: dict[str, Any],
+    *,
+    script_args: Any,
+    training_args: Any,
+    model_args: Any,
+) -> dict[str, Any]:
+    """The ``run_summary.json`` of a training stage (``train/sft.py``, ``train/rl.py``, ``train/scorer.py``).
+
+    ``{"stage", "output_dir", **facts, "commit", "device", "num_processes", "command", "config"}``: the
+    stage's own figures in ``facts``, then the provenance every stage records the same way. Written by
+    the main process only; returned on every process."""
+    summary = {
+        "stage": stage,
+        "output_dir": str(out),
+        **facts,
+        "commit": git_commit(),
+        "device": device_description(),
+        "num_processes": trainer.accelerator.num_processes,
+        "command": command_line(),
+        "config": {
+            "script": dataclasses.asdict(script_args),
+            "training": training_args.to_dict(),
+            "model": dataclasses.asdict(model_args),
+        },
+    }
+    if trainer.accelerator.is_main_process:
+        write_json_atomic(Path(out) / "run_summary.json", summary)
+    return summary
