@@ -114,3 +114,8 @@ class ReleaseFreedMemory:
     def __call__(self) -> None:
         if self._trim is not None:
             self._trim(0)
+
+
+def training_callbacks(use_cpu: bool) -> list[Any]:
+    """The callbacks every trainer of this project adds for its device (train/sft.py, train/rl.py)."""
+    return [ReleaseFreedMemory.callback()] if use_cpu else []

@@ -28,6 +28,7 @@ if __name__ == "__main__":  # `python train/rl.py` / `accelerate launch train/rl
 
     _die_with_parent()  # before the slow imports: a stage whose pipeline is gone must not start training
 
+from thinkbudget.hardware import training_callbacks
 from thinkbudget.rl import (
     CONFIG_CLASSES,
     RLModelConfig,
@@ -113,11 +114,7 @@ def main(script_args: RLScriptArguments, training_args: ThinkGRPOConfig, model_a
     #    kill's leftovers go).
     clear_output_dir(out, overwrite=training_args.overwrite_output_dir, resuming=resume is not None)
     timer = StepTimer()
-    callbacks = [timer]
-    if training_args.use_cpu:
-        from thinkbudget.hardware import ReleaseFreedMemory
-
-        callbacks.append(ReleaseFreedMemory.callback())  # see its docstring: RSS grew ~120 MB a step
+    callbacks = [timer, *training_callbacks(training_args.use_cpu)]  # CPU: release freed memory each step
     trainer = ThinkBudgetGRPOTrainer(
         model=model,
         reward_funcs=reward_funcs,

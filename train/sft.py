@@ -27,6 +27,7 @@ if __name__ == "__main__":  # `python train/sft.py` / `accelerate launch train/s
 
     _die_with_parent()  # before the slow imports: a stage whose pipeline is gone must not start training
 
+from thinkbudget.hardware import training_callbacks
 from thinkbudget.run_folders import (
     check_output_dir,
     check_training_length,
@@ -122,11 +123,7 @@ def main(script_args: SFTScriptArguments, training_args: ThinkSFTConfig, model_a
 
     # Only now is the output folder touched (an old run's checkpoints go on overwrite; a kill's leftovers go).
     clear_output_dir(out, overwrite=training_args.overwrite_output_dir, resuming=resume is not None)
-    callbacks = []
-    if training_args.use_cpu:
-        from thinkbudget.hardware import ReleaseFreedMemory
-
-        callbacks.append(ReleaseFreedMemory.callback())  # see its docstring: RSS grew ~120 MB a step
+    callbacks = training_callbacks(training_args.use_cpu)  # CPU: release freed memory each step
     trainer = SFTTrainer(
         model=model,
         args=training_args,
