@@ -100,6 +100,12 @@ def plot_frontier(evaluations: Sequence[dict[str, Any]], path: str | Path) -> No
                         fontsize=6,
                     )
             _front_line(ax, points, "black" if single else colors(k % 10), f"{ev['label']}: Pareto front")
+    for ax, task in zip(axes, tasks):
+        # Zoom to the points: a small model's accuracies would be a flat line at the bottom of 0-100 %.
+        top = max(
+            (100 * p["accuracy"] for ev in evaluations for p in ev["points"] if p["task"] == task), default=0
+        )
+        ax.set_ylim(-1, min(103, max(10.0, 1.25 * top + 2)))
     for ax in axes:
         if single:  # legend entries for the colours (selectors) and markers (samples) in use
             used = {(p["selector"], p["n"]) for p in evaluations[0]["points"]}
@@ -108,7 +114,7 @@ def plot_frontier(evaluations: Sequence[dict[str, Any]], path: str | Path) -> No
                     ax.scatter([], [], color=SELECTOR_COLORS[name], label=text)
             for n in sorted({n for _, n in used}):
                 ax.scatter([], [], color="grey", marker=N_MARKERS.get(n, "o"), label=f"n = {n}")
-        ax.legend(fontsize=6, loc="lower right")
+        ax.legend(fontsize=6, loc="best")
     fig.suptitle("accuracy vs tokens per problem: budget x samples x selector", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=120)

@@ -58,6 +58,13 @@ class BenchArguments:
     grpo_generations: int = field(default=8, metadata={"help": "Completions per prompt (count)."})
     grpo_max_completion: int = field(default=128, metadata={"help": "GRPO completion limit (tokens)."})
     eval_prompts: int = field(default=128, metadata={"help": "Evaluation prompts (count)."})
+    sft_only: bool = field(
+        default=False,
+        metadata={
+            "help": "Only the SFT trainer in bf16: raw fwd+bwd against the trainer with each lm_head_loss "
+            "(fused = TRL's chunked head, full_logits = the CPU default); writes <output>.json/.md."
+        },
+    )
     eval_batch: int = field(default=64, metadata={"help": "Generation batch rows (rows)."})
     eval_max_new_tokens: int = field(default=192, metadata={"help": "Generation limit (tokens)."})
     agreement_problems: int = field(default=100, metadata={"help": "Problems of the greedy check."})
@@ -158,13 +165,17 @@ def raw_training(model_path: str, batches: list[dict[str, Any]], precision: str,
 
 
 def sft_trainer(
-    model_path: str, dataset: Any, args: BenchArguments, precision: str, out: Path
+    model_path: str,
+    dataset: Any,
+    args: BenchArguments,
+    precision: str,
+    out: Path,
+    lm_head_loss: str = "auto",
 ) -> dict[str, Any]:
     """The project's SFT trainer (TRL SFTTrainer with ThinkSFTConfig) on ``dataset`` without shuffling."""
     from transformers import TrainerCallback
-    from trl import SFTTrainer
 
-    from thinkbudget.sft import ThinkSFTConfig
+    from thinkbudget.sft import ThinkBudgetSFTTrainer, ThinkSFTConfig
 
     class Timer(TrainerCallback):
         def __init__(self):
@@ -195,10 +206,11 @@ def sft_trainer(
         train_sampling_strategy="sequential",
         dataloader_num_workers=0,
         seed=args.seed,
+        lm_head_loss=lm_head_loss,
     )
     model, tokenizer = models.load_model_and_tokenizer(model_path, dtype="float32")
     timer = Timer()
-    trainer = SFTTrainer(
+    trainer = ThinkBudgetSFTTrainer(
         model=model, args=config, train_dataset=dataset, processing_class=tokenizer, callbacks=[timer]
     )
     trainer.train()
@@ -411,6 +423,10 @@ def main(args: BenchArguments) -> dict[str, Any]:
         "mean_row_tokens": sum(len(x) for x in dataset["input_ids"]) / len(dataset),
     }
     tmp = Path(tempfile.mkdtemp(prefix="bench_cpu_"))
+    if args.sft_only:
+        return sft_head_comparison(
+            args, model_path, dataset.select(range(n_rows)), train_batches, report, tmp
+        )
     for precision in PRECISIONS:
         logger.info("[%s] raw training", precision)
         report[f"raw_train_{precision}"] = raw_training(model_path, train_batches, precision, args.seed)
@@ -478,6 +494,54 @@ def main(args: BenchArguments) -> dict[str, Any]:
     out.parent.mkdir(parents=True, exist_ok=True)
     run_folders.write_json_atomic(out.with_suffix(".json"), report)
     out.with_suffix(".md").write_text(markdown(report))
+    logger.info("wrote %s.json and %s.md", out, out)
+    return report
+
+
+def sft_head_comparison(
+    args: BenchArguments, model_path: str, dataset: Any, batches: list, report: dict[str, Any], tmp: Path
+) -> dict[str, Any]:
+    """bf16 only: raw fwd+bwd+AdamW, then the project's SFT trainer with TRL's fused head and with the
+    full-logits loss, on the same rows in the same batches."""
+    raw = raw_training(model_path, batches, "bf16", args.seed)
+    report["raw_train_bf16"] = {k: v for k, v in raw.items() if k != "losses"}
+    for choice in ("fused", "full_logits"):
+        logger.info("[bf16] SFT trainer, lm_head_loss=%s", choice)
+        report[f"sft_trainer_bf16_{choice}"] = sft_trainer(
+            model_path, dataset, args, "bf16", tmp / f"sft-{choice}", lm_head_loss=choice
+        )
+    base = report["raw_train_bf16"]["tokens_per_s"]
+    lines = [
+        "# SFT trainer on the CPU: TRL's fused output head against one full-logits forward (bf16)",
+        "",
+        f"Machine: {report['device']}; torch threads: {report['torch_threads']}. Commit `{report['commit']}`.",
+        f"Command: `{report['command']}`. Model `{report['model']}`; mean row {report['mean_row_tokens']:.0f} "
+        f"tokens; {args.batch_rows} rows a step; {args.train_steps} steps, the first excluded.",
+        "",
+        "| measurement | tokens/s | share of raw |",
+        "|---|---:|---:|",
+        f"| raw forward+backward+AdamW (bf16 autocast) | {base:,.1f} | 100 % |",
+    ]
+    for choice in ("fused", "full_logits"):
+        tps = report[f"sft_trainer_bf16_{choice}"]["tokens_per_s"]
+        lines.append(f"| SFT trainer, lm_head_loss={choice} | {tps:,.1f} | {100 * tps / base:.0f} % |")
+    target = report["sft_trainer_bf16_full_logits"]["tokens_per_s"] / base
+    report["targets"] = [
+        {
+            "target": "SFT trainer tokens/s >= 80 % of raw bf16 fwd+bwd",
+            "value": target,
+            "verdict": verdict(target, 0.8),
+        }
+    ]
+    lines += [
+        "",
+        f"Target SFT trainer >= 80 % of raw bf16: {100 * target:.0f} %, {verdict(target, 0.8)}.",
+        "",
+    ]
+    out = Path(args.output)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    run_folders.write_json_atomic(out.with_suffix(".json"), report)
+    out.with_suffix(".md").write_text("\n".join(lines))
     logger.info("wrote %s.json and %s.md", out, out)
     return report
 

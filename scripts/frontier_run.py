@@ -11,8 +11,8 @@ them, so each can be copied and run alone), into one run folder (default ``runs/
 3. ``eval``: ``eval/evaluate.py`` on held-out problems, N samples each (the frontier's largest n);
 4. ``frontier``: ``eval/frontier.py --scorer``: frontier.png / frontier.md / frontier.json in ``eval/``.
 
-A rerun skips finished stages (evaluations resume from their samples.jsonl); ``--force STAGE`` redoes
-one and those after it. ``run.json`` records the recipe, checkpoint, commit, machine, command and the
+A rerun skips finished stages and continues a killed evaluation from its samples.jsonl
+(``thinkbudget/stages.py``, the rule the main job uses too); ``--force STAGE`` redoes one and those after it. ``run.json`` records the recipe, checkpoint, commit, machine, command and the
 wall time of each stage.
 """
 
@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -30,61 +29,78 @@ from rich.console import Console
 
 from thinkbudget.frontier import FrontierRecipe, load_frontier_recipe
 from thinkbudget.pipeline import StageFailed, accelerate_command, cli_flags, run_logged, shell_join
-from thinkbudget.run_folders import REPO_ROOT, command_line, device_description, git_commit, write_json_atomic
+from thinkbudget.run_folders import (
+    REPO_ROOT,
+    command_line,
+    device_description,
+    git_commit,
+    stage_finished,
+    write_json_atomic,
+)
+from thinkbudget.stages import Stage, begin_stage, downstream, plan_stage
 
 console = Console(stderr=True)
 STAGES = ("scorer_data", "scorer", "eval", "frontier")
 
 
-def _complete(results: Path) -> bool:
-    """An evaluation finished when its results.json says every planned sample is in."""
-    return results.is_file() and bool(json.loads(results.read_text()).get("complete"))
-
-
-def build_commands(
-    recipe: FrontierRecipe, checkpoint: str, run: Path
-) -> dict[str, tuple[list[str], Path, bool]]:
-    """Stage -> (command, finished-check path, whether its output folder resumes instead of restarting)."""
+def build_stages(recipe: FrontierRecipe, checkpoint: str, run: Path) -> list[Stage]:
+    """The four stages in order, with the commands the recipe resolves to."""
 
     def config(spec) -> list[str]:
         return ["--config", spec.recipe] if spec.recipe else []
 
     data, scorer, held_out = run / "scorer-data", run / "scorer", run / "eval"
-    return {
-        "scorer_data": (
-            [
+    frontier = held_out / "frontier.json"
+    return [
+        Stage(
+            "scorer_data",
+            "answers to training problems, labelled by the scorer",
+            data,
+            data / "results.json",
+            command=["python", "eval/evaluate.py", *config(recipe.scorer_data), "--model", checkpoint]
+            + ["--split", "train", "--output", str(data), *cli_flags(recipe.scorer_data.overrides)],
+            resumes="samples",
+        ),
+        Stage(
+            "scorer",
+            "train the scorer",
+            scorer,
+            scorer / "run_summary.json",
+            needs=["scorer_data"],
+            command=[
+                *accelerate_command("train/scorer.py", None, recipe.accelerate_args),
+                *config(recipe.scorer),
+            ]
+            + ["--data_dirs", str(data), "--model_name_or_path", checkpoint, "--output_dir", str(scorer)]
+            + cli_flags(recipe.scorer.overrides),
+        ),
+        Stage(
+            "eval",
+            "held-out answers, N per problem",
+            held_out,
+            held_out / "results.json",
+            command=[
                 "python",
                 "eval/evaluate.py",
-                *config(recipe.scorer_data),
+                *config(recipe.eval),
                 "--model",
                 checkpoint,
                 "--split",
-                "train",
+                "test",
             ]
-            + ["--output", str(data), *cli_flags(recipe.scorer_data.overrides)],
-            data / "results.json",
-            True,
-        ),
-        "scorer": (
-            [*accelerate_command("train/scorer.py", None, recipe.accelerate_args), *config(recipe.scorer)]
-            + ["--data_dirs", str(data), "--model_name_or_path", checkpoint, "--output_dir", str(scorer)]
-            + cli_flags(recipe.scorer.overrides),
-            scorer / "run_summary.json",
-            False,
-        ),
-        "eval": (
-            ["python", "eval/evaluate.py", *config(recipe.eval), "--model", checkpoint, "--split", "test"]
             + ["--output", str(held_out), *cli_flags(recipe.eval.overrides)],
-            held_out / "results.json",
-            True,
+            resumes="samples",
         ),
-        "frontier": (
-            ["python", "eval/frontier.py", *config(recipe.frontier), "--eval_dirs", str(held_out)]
+        Stage(
+            "frontier",
+            "the compute frontier",
+            frontier,  # written into the evaluation folder: only its own file is cleared
+            frontier,
+            needs=["scorer", "eval"],
+            command=["python", "eval/frontier.py", *config(recipe.frontier), "--eval_dirs", str(held_out)]
             + ["--scorer", str(scorer), *cli_flags(recipe.frontier.overrides)],
-            held_out / "frontier.json",
-            True,
         ),
-    }
+    ]
 
 
 def main(args: argparse.Namespace) -> int:
@@ -103,34 +119,41 @@ def main(args: argparse.Namespace) -> int:
             raise SystemExit(f"unknown stage {name!r}; stages: {', '.join(STAGES)}")
     if not args.dry_run and not Path(checkpoint).exists():
         raise SystemExit(f"checkpoint {checkpoint} does not exist (--checkpoint PATH)")
-    forced = {s for s in STAGES if args.force and STAGES.index(s) >= min(STAGES.index(f) for f in args.force)}
-    commands = build_commands(recipe, checkpoint, run)
+    stages = build_stages(recipe, checkpoint, run)
+    forced = downstream(stages, set(args.force))
     console.rule(f"[bold]frontier run[/bold]: {recipe.source} on {checkpoint}, run folder {run}")
     timings: dict[str, dict] = {}
     summary = run / "run.json"
     if summary.is_file():
         timings = json.loads(summary.read_text()).get("stages", {})
-    for name in STAGES:
-        cmd, marker, resumes = commands[name]
-        finished = _complete(marker) if marker.name == "results.json" else marker.is_file()
-        if args.dry_run or (finished and name not in forced):
+    for stage in stages:
+        log = run / "logs" / f"{stage.name}.log"
+        record = log.with_suffix(".command.json")
+        plan = plan_stage(stage, forced=stage.name in forced, record=record)
+        if args.dry_run or plan.action == "skip":
+            why = f"skipped ({plan.note})" if plan.action == "skip" else plan.note
             console.print(
-                f"- {name}: {'skipped (finished)' if finished else ''} {shell_join(cmd)}", soft_wrap=True
+                f"- {stage.name}: {why} {shell_join(plan.command or stage.command)}", soft_wrap=True
             )
             continue
-        output = marker.parent
-        if output.is_dir() and (name in forced or not resumes) and name != "frontier":
-            shutil.rmtree(output)
-        log = run / "logs" / f"{name}.log"
-        console.print(f"[bold]> {name}[/bold]  [dim](log: {log})[/dim]")
+        begin_stage(stage, plan, record)
+        console.print(f"[bold]> {stage.name}[/bold]: {stage.description}  [dim](log: {log})[/dim]")
+        if plan.note:
+            console.print(f"  {plan.note}", highlight=False)
         try:
-            seconds = run_logged(cmd, log, label=name, echo=args.verbose, console=console)
+            seconds = run_logged(plan.command, log, label=stage.name, echo=args.verbose, console=console)
+            if not stage_finished(stage.marker):
+                raise StageFailed(f"{stage.name} exited without writing a finished {stage.marker}")
         except StageFailed as e:
             console.print(f"[red]{e}[/red]", highlight=False)
             return 1
-        timings[name] = {"seconds": round(seconds, 1), "command": shell_join(cmd), "log": str(log)}
+        timings[stage.name] = {
+            "seconds": round(seconds, 1),
+            "command": shell_join(plan.command),
+            "log": str(log),
+        }
         write_json_atomic(summary, {"stages": timings})
-        console.print(f"[green]  {name} done in {seconds:.0f}s[/green]")
+        console.print(f"[green]  {stage.name} done in {seconds:.0f}s[/green]")
     if args.dry_run:
         return 0
     write_json_atomic(
@@ -163,7 +186,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="append",
         default=[],
         metavar="STAGE",
-        help=f"redo STAGE and those after it: {STAGES}",
+        help=f"redo STAGE and the stages that use its output (repeatable): {', '.join(STAGES)}",
     )
     parser.add_argument("--dry-run", action="store_true", help="print the stages' commands, run nothing")
     parser.add_argument("--verbose", action="store_true", help="copy every stage's output to the console")

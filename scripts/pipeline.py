@@ -5,13 +5,16 @@
     python scripts/pipeline.py --force rl           # rerun GRPO and everything after it
 
 Every stage is the real command line (``python data/prepare.py``, ``accelerate launch train/sft.py``,
-``accelerate launch train/rl.py``, ``python eval/evaluate.py``, ``python eval/plot.py``) run as a
+``accelerate launch train/rl.py``, ``python eval/evaluate.py``, ``python eval/plot.py``,
+``python eval/frontier.py``) run as a
 subprocess from the repository root, so each one can be copied from ``--dry-run`` and run on its own.
 Each stage writes into the run folder (default ``runs/main-<profile>``) and logs to ``logs/<stage>.log``;
-a stage is finished when its marker file exists, and a rerun skips finished stages. Before and after
+a rerun skips finished stages, continues the ones a kill interrupted and starts the rest clean
+(``thinkbudget/stages.py``: one rule for the pipeline, the sweep and the frontier run). Before and after
 training one question is answered with thinking off, on, and on under a small budget.
-Profiles live in ``configs/pipeline/<name>.yaml`` (``cpu``: a smoke run on 2 cores; ``gpu``: the full
-default recipes; ``smoke``: the tiny random model, for tests).
+Profiles live in ``configs/pipeline/<name>.yaml`` (``cpu``: ``make demo``, a small real training run on
+2 cores; ``cpu-proof``: the two-hour proof; ``gpu``: the full default recipes; ``smoke``: the tiny
+random model, for tests).
 """
 
 from __future__ import annotations
@@ -21,8 +24,6 @@ import json
 import os
 import sys
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from rich.console import Console
@@ -45,37 +46,12 @@ from thinkbudget.pipeline import (
     run_logged,
     shell_join,
 )
-from thinkbudget.run_folders import (
-    REPO_ROOT,
-    command_line,
-    complete_checkpoints,
-    git_commit,
-    stage_finished,
-    write_json_atomic,
-)
+from thinkbudget.run_folders import REPO_ROOT, command_line, git_commit, stage_finished, write_json_atomic
+from thinkbudget.stages import Stage, begin_stage, downstream, plan_stage
 
 console = Console(stderr=True)
-# Stages whose killed run continues from its newest complete checkpoint-N instead of starting over.
-RESUMABLE_TRAINING = ("sft", "rl")
 EVAL_MODELS = ("base", "sft", "rl", "forcing")
 EVAL_LABELS = {"base": "base", "sft": "SFT", "rl": "SFT+GRPO", "forcing": "SFT + budget forcing"}
-
-
-@dataclass
-class Stage:
-    """One step of the job. ``marker`` says when it has finished (:func:`thinkbudget.run_folders.stage_finished`:
-    an evaluation's results.json must say ``complete``). Before a stage (re)runs, ``output`` is cleared,
-    except where the stage continues what a kill left: SFT and GRPO resume from their newest complete
-    checkpoint, an evaluation from its samples.jsonl (``--force`` always starts clean). Either
-    ``command`` (a subprocess) or ``run`` (in-process, small) does the work."""
-
-    name: str
-    description: str
-    output: Path
-    marker: Path
-    needs: list[str] = field(default_factory=list)
-    command: list[str] | None = None
-    run: Callable[[], None] | None = None
 
 
 def build_stages(profile: Profile, run_dir: Path) -> list[Stage]:
@@ -117,6 +93,7 @@ def build_stages(profile: Profile, run_dir: Path) -> list[Stage]:
             sft_dir,
             sft_dir / "run_summary.json",
             needs=["data"],
+            resumes="checkpoint",
             command=[
                 *accelerate_command("train/sft.py", acc, acc_args),
                 *recipe(profile.sft),
@@ -135,6 +112,7 @@ def build_stages(profile: Profile, run_dir: Path) -> list[Stage]:
             rl_dir,
             rl_dir / "run_summary.json",
             needs=["sft"],
+            resumes="checkpoint",
             command=[
                 *accelerate_command("train/rl.py", acc, acc_args),
                 *recipe(profile.rl),
@@ -158,6 +136,7 @@ def build_stages(profile: Profile, run_dir: Path) -> list[Stage]:
                 out,
                 out / "results.json",
                 needs=[] if key == "base" else ["rl" if key == "rl" else "sft"],
+                resumes="samples",
                 command=[
                     "python",
                     "eval/evaluate.py",
@@ -186,6 +165,23 @@ def build_stages(profile: Profile, run_dir: Path) -> list[Stage]:
                 *[EVAL_LABELS[k] for k in EVAL_MODELS],
                 "--output",
                 str(report),
+            ],
+        ),
+        Stage(
+            "frontier",
+            "compute frontier: accuracy against tokens per problem",
+            report / "frontier",
+            report / "frontier" / "frontier.json",
+            needs=[f"eval_{k}" for k in EVAL_MODELS] + ["report"],  # it writes inside the report
+            command=[
+                "python",
+                "eval/frontier.py",
+                "--eval_dirs",
+                *[str(run_dir / "eval" / k) for k in EVAL_MODELS],
+                "--labels",
+                *[EVAL_LABELS[k] for k in EVAL_MODELS],
+                "--output",
+                str(report / "frontier"),
             ],
         ),
         Stage(
@@ -219,28 +215,6 @@ def run_demo(profile: Profile, model_name: str, run_dir: Path, which: str) -> No
     write_json_atomic(out, {"model": model_name, "question": question, "gold": gold, "rows": rows})
 
 
-def continues_after_kill(stage: Stage, forced: set[str]) -> str | None:
-    """What an unfinished, unforced stage continues from instead of starting clean: the newest complete
-    checkpoint of SFT or GRPO, or the samples an evaluation already wrote. None: start clean."""
-    if stage.name in forced or stage_finished(stage.marker):
-        return None
-    if stage.name in RESUMABLE_TRAINING:
-        found = complete_checkpoints(stage.output)
-        return found[-1].name if found else None
-    if stage.name.startswith("eval_") and (stage.output / "samples.jsonl").is_file():
-        return "samples.jsonl"
-    return None
-
-
-def downstream(stages: list[Stage], names: set[str]) -> set[str]:
-    """``names`` plus every stage that needs one of them, directly or not."""
-    out = set(names)
-    for stage in stages:  # stages are in dependency order, so one pass suffices
-        if out & set(stage.needs):
-            out.add(stage.name)
-    return out
-
-
 def write_readme(profile: Profile, run_dir: Path, timings: dict[str, dict]) -> Path:
     """The run folder's README: the smoke notice, where the figure and table are, timings, demos."""
     lines = [f"# Main job: profile `{profile.name}`", "", f"> {profile.notice}", ""]
@@ -248,6 +222,12 @@ def write_readme(profile: Profile, run_dir: Path, timings: dict[str, dict]) -> P
     figures = sorted((run_dir / "report").glob("*.png"))
     lines += ["## Results", ""]
     lines += [f"- Figure: `{f.relative_to(run_dir)}`" for f in figures]
+    frontier = run_dir / "report" / "frontier"
+    if (frontier / "frontier.md").is_file():
+        lines.append(
+            f"- Compute frontier (accuracy against tokens per problem, Pareto front marked): "
+            f"`{(frontier / 'frontier.png').relative_to(run_dir)}`, `{(frontier / 'frontier.md').relative_to(run_dir)}`"
+        )
     if table.is_file():
         lines += [f"- Table: `{table.relative_to(run_dir)}`", "", table.read_text().strip(), ""]
     lines += ["", "## Stages", "", "| stage | status | wall time (s) | log |", "|---|---|---:|---|"]
@@ -308,20 +288,18 @@ def main(args: argparse.Namespace) -> int:
     by_name = {s.name: s for s in stages}
     for stage in stages:
         log = run_dir / "logs" / f"{stage.name}.log"
-        done = stage_finished(stage.marker) and stage.name not in forced
-        command, resume = stage.command, continues_after_kill(stage, forced)
-        if resume and stage.name in RESUMABLE_TRAINING:
-            command = [*stage.command, "--resume_from_checkpoint", "true"]
-        if stage.name not in selected or done:
-            why = "finished" if done else "not selected"
-            console.print(f"[dim]- {stage.name}: skipped ({why})[/dim]")
+        record = log.with_suffix(".command.json")  # the command it last started with (thinkbudget.stages)
+        plan = plan_stage(stage, forced=stage.name in forced, record=record)
+        if stage.name not in selected or plan.action == "skip":
+            why = plan.note if plan.action == "skip" else "not selected"
+            console.print(f"[dim]- {stage.name}: skipped ({why})[/dim]", highlight=False)
             if args.dry_run and stage.command:
                 console.print(f"[dim]  {shell_join(stage.command)}[/dim]", soft_wrap=True)
-            if done:
+            if plan.action == "skip":
                 timings.setdefault(stage.name, {"status": "finished earlier", "seconds": None})
             continue
         if args.dry_run:
-            what = shell_join(command) if command else f"(in-process) {stage.description}"
+            what = shell_join(plan.command) if plan.command else f"(in-process) {stage.description}"
             console.print(f"- {stage.name}: {what}", soft_wrap=True, highlight=False)
             continue
         missing = [n for n in stage.needs if not stage_finished(by_name[n].marker)]
@@ -329,34 +307,30 @@ def main(args: argparse.Namespace) -> int:
             raise SystemExit(
                 f"stage {stage.name} needs {', '.join(missing)} to finish first (run without --only)"
             )
-        if resume:
-            console.print(f"[bold]> {stage.name}[/bold]: continuing the run a kill interrupted ({resume})")
-        elif stage.output.exists():
-            remove_owned(run_dir, stage.output)  # an unfinished or forced stage starts clean
-        where = f"  [dim](log: {log})[/dim]" if command else ""
+        begin_stage(stage, plan, record, remove=lambda path: remove_owned(run_dir, path))
+        where = f"  [dim](log: {log})[/dim]" if stage.command else ""
         console.print(f"[bold]> {stage.name}[/bold]: {stage.description}{where}")
+        if plan.note:
+            console.print(f"  {plan.note}", highlight=False)
         start = time.time()
         try:
-            if command:
-                seconds = run_logged(command, log, label=stage.name, echo=args.verbose, console=console)
+            if plan.command:
+                run_logged(plan.command, log, label=stage.name, echo=args.verbose, console=console)
             else:
                 stage.run()
-                seconds = time.time() - start
+            if not stage_finished(stage.marker):
+                raise StageFailed(f"{stage.name} exited without writing a finished {stage.marker}")
         except StageFailed as e:
             console.print(f"[red]{e}[/red]", highlight=False)
             timings[stage.name] = {"status": "failed", "seconds": time.time() - start, "log": str(log)}
             write_json_atomic(summary_path, {"profile": profile.name, "stages": timings})
             return 1
-        if not stage_finished(stage.marker):
-            console.print(f"[red]{stage.name} exited without writing a finished {stage.marker}[/red]")
-            timings[stage.name] = {"status": "failed", "seconds": time.time() - start, "log": str(log)}
-            write_json_atomic(summary_path, {"profile": profile.name, "stages": timings})
-            return 1
+        seconds = time.time() - start
         timings[stage.name] = {
-            "status": "resumed" if resume else "ran",
+            "status": "resumed" if plan.action == "continue" else "ran",
             "seconds": round(seconds, 1),
-            "log": str(log) if command else None,
-            "command": command,
+            "log": str(log) if plan.command else None,
+            "command": plan.command,
         }
         write_json_atomic(summary_path, {"profile": profile.name, "smoke": profile.smoke, "stages": timings})
         console.print(f"[green]  {stage.name} done in {seconds:.0f}s[/green]")

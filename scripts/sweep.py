@@ -22,14 +22,17 @@ from pathlib import Path
 from rich.console import Console
 
 from thinkbudget.pipeline import StageFailed, run_logged, shell_join
-from thinkbudget.run_folders import REPO_ROOT, check_creatable, complete_checkpoints
+from thinkbudget.run_folders import REPO_ROOT, check_creatable, stage_finished
+from thinkbudget.stages import begin_stage, plan_stage
 from thinkbudget.sweep import (
     check_reuse,
     eval_command,
     load_sweep,
     plan_runs,
     report_sbatch_script,
+    run_stages,
     sbatch_script,
+    stage_record,
     train_command,
     write_config,
     write_report,
@@ -39,7 +42,8 @@ console = Console(stderr=True)
 
 
 def run_local(spec, runs) -> list[str]:
-    """Train and evaluate each unfinished run in turn; return the names of runs that failed."""
+    """Train and evaluate each unfinished run in turn (skip, continue or start each stage by the rule
+    of thinkbudget/stages.py); return the names of runs that failed."""
     failed = []
     for i, run in enumerate(runs, 1):
         if run.trained and run.evaluated:
@@ -48,22 +52,20 @@ def run_local(spec, runs) -> list[str]:
         console.print(f"[bold]({i}/{len(runs)}) {run.name}[/bold]  [dim]{run.dir}[/dim]")
         write_config(run)
         try:
-            if not run.trained:
-                command = train_command(spec, run)
-                if complete_checkpoints(run.model_dir):  # a killed run continues from its newest checkpoint
-                    command += ["--resume_from_checkpoint", "true"]
-                    console.print(f"  resuming from {complete_checkpoints(run.model_dir)[-1].name}")
-                else:
-                    shutil.rmtree(run.model_dir, ignore_errors=True)  # nothing to continue: start clean
-                secs = run_logged(command, run.dir / "train.log", label=f"train {run.name}", console=console)
-                console.print(f"[green]  trained in {secs:.0f}s[/green]")
-            # evaluate.py continues from the samples.jsonl a killed evaluation left
-            secs = run_logged(
-                eval_command(spec, run), run.dir / "eval.log", label=f"evaluate {run.name}", console=console
-            )
-            if not run.evaluated:
-                raise StageFailed(f"evaluation of {run.name} exited without a complete results.json")
-            console.print(f"[green]  evaluated in {secs:.0f}s[/green]")
+            for stage in run_stages(spec, run):
+                record = stage_record(run, stage.name)
+                plan = plan_stage(stage, forced=False, record=record)
+                if plan.note:
+                    console.print(f"  {stage.name}: {plan.note}", highlight=False)
+                if plan.action == "skip":
+                    continue
+                begin_stage(stage, plan, record)
+                secs = run_logged(
+                    plan.command, run.dir / f"{stage.name}.log", label=stage.description, console=console
+                )
+                if not stage_finished(stage.marker):
+                    raise StageFailed(f"{stage.description} exited without writing a finished {stage.marker}")
+                console.print(f"[green]  {stage.name} done in {secs:.0f}s[/green]")
         except StageFailed as e:
             console.print(f"[red]{e}[/red]", highlight=False)
             failed.append(run.name)

@@ -76,3 +76,65 @@ def test_sample_seed_is_a_pure_function_of_seed_and_key():
     assert sample_seed(0, "a") == sample_seed(0, "a")
     assert len({sample_seed(s, k) for s in range(3) for k in "abc"}) == 9
     assert 0 <= sample_seed(123, "x") < 2**62
+
+
+# The per-sample sampler: the distribution it draws from (temperature, then top-k, then top-p, as
+# transformers orders them), on literal logits.
+LOGITS = [2.0, 1.0, 0.5, 0.0, -1.0, -3.0]
+
+
+def _expected(logits, temperature, top_k, top_p):
+    import math
+
+    s = [x / temperature for x in logits]
+    order = sorted(range(len(s)), key=lambda i: -s[i])
+    keep = order[:top_k] if top_k else order
+    z = sum(math.exp(s[i]) for i in keep)
+    p = {i: math.exp(s[i]) / z for i in keep}
+    kept, mass = [], 0.0
+    for i in keep:  # the smallest prefix whose mass reaches top_p (the crossing token stays)
+        if mass >= top_p:
+            break
+        kept.append(i)
+        mass += p[i]
+    z = sum(p[i] for i in kept)
+    return {i: p[i] / z for i in kept}
+
+
+@pytest.mark.parametrize(
+    "temperature, top_k, top_p",
+    [(1.0, 0, 1.0), (1.0, 3, 1.0), (0.5, 0, 0.8), (1.0, 4, 0.7), (2.0, 2, 0.99), (1.0, 0, 0.3)],
+)
+def test_seeded_sampler_draws_from_the_filtered_distribution(temperature, top_k, top_p):
+    import torch
+
+    from thinkbudget.generation import _SeededSampler
+
+    draws = 3000
+    settings = SamplingSettings(temperature=temperature, top_k=top_k, top_p=top_p)
+    generators = [torch.Generator().manual_seed(i) for i in range(draws)]
+    scores = torch.tensor([LOGITS] * draws)
+    out = _SeededSampler(generators, settings)(torch.zeros(draws, 1, dtype=torch.long), scores)
+    assert ((out == 0).sum(dim=-1) == 1).all()  # exactly one token left possible per row
+    chosen = out.argmax(dim=-1).tolist()
+    expected = _expected(LOGITS, temperature, top_k, top_p)
+    counts = Counter(chosen)
+    assert set(counts) <= set(expected)  # never a token the filters removed
+    for token, p in expected.items():
+        assert abs(counts[token] / draws - p) < 0.03, (token, counts[token] / draws, p)
+
+
+def test_seeded_sampler_depends_only_on_the_rows_generator():
+    import torch
+
+    from thinkbudget.generation import _SeededSampler
+
+    settings = SamplingSettings(temperature=1.0, top_k=4, top_p=0.9)
+    scores = torch.randn(8, 50, generator=torch.Generator().manual_seed(0))
+    first = _SeededSampler([torch.Generator().manual_seed(i) for i in range(8)], settings)
+    alone = [
+        _SeededSampler([torch.Generator().manual_seed(i)], settings)(torch.zeros(1, 1), scores[i : i + 1])
+        for i in range(8)
+    ]
+    batched = first(torch.zeros(8, 1), scores)
+    assert torch.equal(batched, torch.cat(alone))

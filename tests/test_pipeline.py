@@ -35,6 +35,7 @@ STAGES = [
     "eval_rl",
     "eval_forcing",
     "report",
+    "frontier",
     "demo_after",
 ]
 
@@ -183,6 +184,8 @@ def test_dry_run_of_the_cpu_profile_prints_every_stage(tmp_path, capsys):
         f"- report: python eval/plot.py {run_dir}/eval/base {run_dir}/eval/sft {run_dir}/eval/rl {run_dir}/eval/forcing"
         in out
     )
+    evals = " ".join(f"{run_dir}/eval/{k}" for k in ("base", "sft", "rl", "forcing"))
+    assert f"- frontier: python eval/frontier.py --eval_dirs {evals} --labels base SFT SFT+GRPO" in out
     assert not run_dir.exists()  # a dry run writes nothing
 
 
@@ -204,6 +207,7 @@ def finish(run_dir: Path, *stages: str) -> None:
         "eval_rl": "eval/rl/results.json",
         "eval_forcing": "eval/forcing/results.json",
         "report": "report/results.md",
+        "frontier": "report/frontier/frontier.json",
         "demo_after": "demo/after.json",
     }
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -237,13 +241,37 @@ def test_finished_stages_are_skipped_and_force_reruns_what_follows(tmp_path, cap
     assert "- eval_rl: python" in out and "- rl: skipped (not selected)" in out
 
 
+def test_a_killed_stage_of_another_command_is_not_continued(tmp_path, capsys):
+    """The pipeline records each stage's command; a checkpoint left by another recipe is not resumed."""
+    from thinkbudget.stages import command_record
+
+    run_dir = tmp_path / "run"
+    finish(run_dir, "demo_before", "data", "sft")
+    (run_dir / "rl" / "checkpoint-2").mkdir(parents=True)
+    (run_dir / "rl" / "checkpoint-2" / "trainer_state.json").write_text("{}")
+    profile = load_profile("smoke")
+    rl = next(s for s in pipeline_script.build_stages(profile, run_dir) if s.name == "rl")
+    (run_dir / "logs").mkdir()
+    (run_dir / "logs" / "rl.command.json").write_text(json.dumps(command_record(rl.command)))
+    out = dry_run(capsys, "--profile", "smoke", "--run-dir", str(run_dir))
+    assert "--resume_from_checkpoint true" in out  # the same command: continued
+    other = [*rl.command, "--learning_rate", "0.1"]
+    (run_dir / "logs" / "rl.command.json").write_text(json.dumps(command_record(other)))
+    with pytest.raises(
+        SystemExit, match=r"stage rl: .* different command: --learning_rate: 0\.1 -> \(absent\)"
+    ):
+        dry_run(capsys, "--profile", "smoke", "--run-dir", str(run_dir))
+    out = dry_run(capsys, "--profile", "smoke", "--run-dir", str(run_dir), "--force", "rl")
+    assert "- rl: accelerate launch" in out and "--resume_from_checkpoint" not in out
+
+
 def test_downstream_closure():
     profile = load_profile("smoke")
     stages = pipeline_script.build_stages(profile, Path("/tmp/x"))
     assert [s.name for s in stages] == STAGES
-    assert pipeline_script.downstream(stages, {"rl"}) == {"rl", "eval_rl", "report", "demo_after"}
+    assert pipeline_script.downstream(stages, {"rl"}) == {"rl", "eval_rl", "report", "frontier", "demo_after"}
     assert pipeline_script.downstream(stages, {"data"}) == set(STAGES) - {"demo_before", "eval_base"}
-    assert pipeline_script.downstream(stages, {"report"}) == {"report"}
+    assert pipeline_script.downstream(stages, {"report"}) == {"report", "frontier"}
 
 
 def test_unknown_stage_names_are_errors(tmp_path):

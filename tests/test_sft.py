@@ -293,3 +293,44 @@ def test_resolve_resume(tmp_path):
     assert resolve_resume("true", str(tmp_path)) == str(tmp_path / "checkpoint-10")  # numeric, not lexical
     assert resolve_resume("last", str(tmp_path)) == str(tmp_path / "checkpoint-10")
     assert resolve_resume(str(tmp_path / "checkpoint-2"), "elsewhere") == str(tmp_path / "checkpoint-2")
+
+
+@pytest.mark.parametrize("num_items", [None, 7])
+def test_full_logits_loss_equals_trls_fused_loss_and_gradient(
+    tokenizer, tiny_model_path, tmp_path, num_items
+):
+    """lm_head_loss=full_logits (the CPU default) optimises exactly what TRL's fused head does: same loss,
+    same gradient, same token accuracy, on a padded batch of real rows."""
+    from datasets import Dataset
+
+    from thinkbudget.models import load_model_and_tokenizer
+    from thinkbudget.sft import ThinkBudgetSFTTrainer, ThinkSFTConfig, tokenize_dataset
+
+    dataset = tokenize_dataset(Dataset.from_list(_mask_rows(tokenizer)), tokenizer)
+    results = {}
+    for choice in ("fused", "full_logits"):
+        model, _ = load_model_and_tokenizer(tiny_model_path, dtype="float32")
+        args = ThinkSFTConfig(
+            output_dir=str(tmp_path / choice), report_to="none", bf16=False, use_cpu=True, lm_head_loss=choice
+        )
+        trainer = ThinkBudgetSFTTrainer(
+            model=model, args=args, train_dataset=dataset, processing_class=tokenizer
+        )
+        batch = trainer.data_collator([trainer.train_dataset[i] for i in range(len(dataset))])
+        assert (batch["attention_mask"] == 0).any()  # padding is part of the case
+        trainer.model.train()
+        loss = trainer.compute_loss(trainer.model, dict(batch), num_items_in_batch=num_items)
+        loss.backward()
+        grad = torch.cat([p.grad.flatten() for p in trainer.model.parameters() if p.grad is not None])
+        results[choice] = (loss.item(), grad, trainer._metrics["train"]["mean_token_accuracy"][-1])
+    (l1, g1, a1), (l2, g2, a2) = results["fused"], results["full_logits"]
+    assert l1 == pytest.approx(l2, rel=1e-5)
+    assert torch.allclose(g1, g2, atol=1e-6, rtol=1e-4)
+    assert a1 == pytest.approx(a2)
+
+
+def test_lm_head_loss_choices_are_checked(tmp_path):
+    from thinkbudget.sft import ThinkSFTConfig
+
+    with pytest.raises(ValueError, match="lm_head_loss: 'chunked'; choose one of auto, fused, full_logits"):
+        ThinkSFTConfig(output_dir=str(tmp_path), report_to="none", use_cpu=True, lm_head_loss="chunked")

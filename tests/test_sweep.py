@@ -17,12 +17,12 @@ from pathlib import Path
 import pytest
 import yaml
 
+from thinkbudget.evaluation import pareto_front
 from thinkbudget.sweep import (
     check_reuse,
     expand_grid,
     format_value,
     load_sweep,
-    pareto_front,
     plan_runs,
     point_hash,
     run_name,

@@ -712,3 +712,15 @@ def paired_difference(
     diff = [a[p] - b[p] for p in shared]
     lo, hi = bootstrap_ci(diff, resamples=ci_resamples, seed=seed)
     return {"difference": sum(diff) / len(diff), "ci": [lo, hi], "n": len(shared), "metric": metric}
+
+
+def pareto_front(points: Sequence[tuple[float, float]]) -> list[bool]:
+    """Which (tokens, accuracy) points no other point beats: fewer or equal tokens with at least equal
+    accuracy, strictly better in one. Ties in both are all on the front."""
+    flags = []
+    for i, (t, a) in enumerate(points):
+        dominated = any(
+            (t2 <= t and a2 >= a) and (t2 < t or a2 > a) for j, (t2, a2) in enumerate(points) if j != i
+        )
+        flags.append(not dominated)
+    return flags

@@ -25,7 +25,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from thinkbudget.evaluation import METHODS, bootstrap_ci, fmt
+from thinkbudget.evaluation import METHODS, bootstrap_ci, fmt, pareto_front
 from thinkbudget.selection import (
     REFERENCE_SELECTORS,
     SELECTOR_LABELS,
@@ -33,7 +33,6 @@ from thinkbudget.selection import (
     available_selectors,
     selector_at_n,
 )
-from thinkbudget.sweep import pareto_front
 
 DEFAULT_NS = (1, 2, 4, 8, 16)
 

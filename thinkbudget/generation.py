@@ -181,18 +181,24 @@ class _SeededSampler(LogitsProcessor):
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         s = scores.float() / self.settings.temperature
-        if self.settings.top_k and self.settings.top_k < s.shape[-1]:
-            kth = torch.topk(s, self.settings.top_k, dim=-1).values[:, -1:]
-            s = s.masked_fill(s < kth, -math.inf)
-        if self.settings.top_p < 1.0:
-            sorted_s, idx = torch.sort(s, descending=True, dim=-1)
-            cum = sorted_s.softmax(dim=-1).cumsum(dim=-1)
-            drop = cum - sorted_s.softmax(dim=-1) >= self.settings.top_p  # keep the token that crosses top_p
-            s = s.masked_fill(drop.scatter(1, idx, drop), -math.inf)
+        k = self.settings.top_k
+        if k and k < s.shape[-1]:
+            # Only the k best tokens can be drawn: top-p and the draw work on those k columns (sorted by
+            # topk) instead of sorting and normalising the whole vocabulary at every step.
+            s, idx = torch.topk(s, k, dim=-1)
+        else:
+            s, idx = torch.sort(s, descending=True, dim=-1) if self.settings.top_p < 1.0 else (s, None)
+        if self.settings.top_p < 1.0:  # s is sorted, best first
+            p = s.softmax(dim=-1)
+            drop = p.cumsum(dim=-1) - p >= self.settings.top_p  # keep the token that crosses top_p
+            s = s.masked_fill(drop, -math.inf)
         probs = s.softmax(dim=-1).cpu()
-        chosen = [int(torch.multinomial(p, 1, generator=g)) for p, g in zip(probs, self.generators)]
+        picked = torch.tensor(
+            [int(torch.multinomial(q, 1, generator=g)) for q, g in zip(probs, self.generators)]
+        )
+        chosen = picked if idx is None else idx.cpu()[torch.arange(len(picked)), picked]
         out = torch.full_like(scores, torch.finfo(scores.dtype).min)
-        out[torch.arange(len(chosen)), torch.tensor(chosen, device=scores.device)] = 0.0
+        out[torch.arange(len(chosen)), chosen.to(scores.device)] = 0.0
         return out
 
 

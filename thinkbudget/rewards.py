@@ -238,6 +238,35 @@ def _column(kwargs: dict[str, Any], name: str, n: int) -> list[Any]:
     return values + [None] * (n - len(values)) if len(values) < n else values[:n]
 
 
+def build_rows(
+    tokenizer: Any,
+    prompts: Sequence[Any] | None,
+    completions: Sequence[Any] | None,
+    completion_ids: Sequence[Sequence[int]] | None,
+    columns: dict[str, Any],
+) -> list[dict[str, Any]]:
+    """One dict per completion, as every reward and :func:`completion_stats` see it: ``prompt``,
+    ``parsed`` (the one parser, cached), and the dataset columns ``answer``, ``budget``, ``mode``,
+    ``task``, ``meta`` (``mode`` resolved from the prompt when the column is missing, ``budget`` an int
+    or None)."""
+    n = len(completion_ids) if completion_ids is not None else len(completions or [])
+    prompts = list(prompts) if prompts is not None else [None] * n
+    completions = list(completions) if completions is not None else [None] * n
+    ids = list(completion_ids) if completion_ids is not None else [None] * n
+    cols = {name: _column(columns, name, n) for name in ("answer", "budget", "mode", "task", "meta")}
+    rows = []
+    for i in range(n):
+        row = {
+            "prompt": prompts[i] if i < len(prompts) else None,
+            "parsed": _parse(tokenizer, ids[i], completions[i] if i < len(completions) else None),
+        }
+        row.update({name: values[i] for name, values in cols.items()})
+        row["mode"] = _mode(row["mode"], row["prompt"])
+        row["budget"] = _budget(row["budget"])
+        rows.append(row)
+    return rows
+
+
 class Reward:
     """Base class: parses each row once, calls :meth:`row`, clamps to ``bounds``, never raises."""
 
@@ -272,26 +301,8 @@ class Reward:
         completion_ids: Sequence[Sequence[int]] | None = None,
         **kwargs: Any,
     ) -> list[float | None]:
-        n = len(completion_ids) if completion_ids is not None else len(completions or [])
-        prompts = list(prompts) if prompts is not None else [None] * n
-        completions = list(completions) if completions is not None else [None] * n
-        ids = list(completion_ids) if completion_ids is not None else [None] * n
-        rows = []
-        for i in range(n):
-            rows.append(
-                {
-                    "prompt": prompts[i] if i < len(prompts) else None,
-                    "parsed": _parse(
-                        self.tokenizer, ids[i], completions[i] if i < len(completions) else None
-                    ),
-                }
-            )
-        for name in ("answer", "budget", "mode", "task", "meta"):
-            for row, value in zip(rows, _column(kwargs, name, n)):
-                row[name] = value
-        for row in rows:
-            row["mode"] = _mode(row["mode"], row["prompt"])
-            row["budget"] = _budget(row["budget"])
+        rows = build_rows(self.tokenizer, prompts, completions, completion_ids, kwargs)
+        n = len(rows)
         try:
             values = self.batch(rows)
         except Exception:  # a bug here must not kill a long run: log it and skip this reward
@@ -666,17 +677,10 @@ def completion_stats(
     ``within_budget`` (closed and thinking <= budget; None without a budget), ``correct`` (None
     without gold), ``no_think_compliant`` (None on think rows).
     """
-    n = len(completion_ids)
-    prompts = list(prompts) if prompts is not None else [None] * n
     helper = CorrectnessReward(tokenizer)
-    cols = {name: _column(columns, name, n) for name in ("answer", "budget", "mode", "task", "meta")}
     out = []
-    for i in range(n):
-        parsed = _parse(tokenizer, completion_ids[i], None)
-        row = {"prompt": prompts[i] if i < len(prompts) else None, "parsed": parsed}
-        row.update({name: values[i] for name, values in cols.items()})
-        row["mode"] = _mode(row["mode"], row["prompt"])
-        row["budget"] = _budget(row["budget"])
+    for row in build_rows(tokenizer, prompts, None, completion_ids, columns):
+        parsed = row["parsed"]
         try:
             correct = helper.correct(row)
         except Exception:

@@ -39,15 +39,13 @@ from typing import Any
 from transformers import LogitsProcessorList, TrainerCallback
 from trl import GRPOConfig, GRPOTrainer, ModelConfig
 
-from thinkbudget.data import RL_COLUMNS, DataMixArguments
+from thinkbudget.data import DataMixArguments
 from thinkbudget.forcing import ThinkingBudgetProcessor
 from thinkbudget.rewards import RewardParams, check_reward_names, completion_stats
 from thinkbudget.run_folders import RunFolderArguments
 
 logger = logging.getLogger(__name__)
 
-# Columns the rewards cannot do without (the rest of RL_COLUMNS only enrich logs).
-REQUIRED_COLUMNS = ("prompt", "answer", "budget", "mode", "task")
 DEFAULT_REWARDS = ["correctness", "format", "mode_compliance", "l1_max"]
 
 
@@ -155,13 +153,11 @@ def validate_run(script_args: RLScriptArguments, training_args: ThinkGRPOConfig)
         raise ValueError(
             f"answer_cap: {script_args.answer_cap} tokens must be below max_completion_length={max_len}"
         )
-    if script_args.budget_forcing_rollouts and (
-        training_args.use_vllm or training_args.use_transformers_continuous_batching
-    ):
-        raise ValueError(
-            "budget_forcing_rollouts: works with transformers generation only; set use_vllm and "
-            "use_transformers_continuous_batching (alias use_transformers_paged) to false"
-        )
+    check_forcing_backend(
+        script_args.budget_forcing_rollouts,
+        training_args.use_vllm,
+        training_args.use_transformers_continuous_batching,
+    )
     if "group_length" in script_args.reward_funcs:
         local = training_args.per_device_train_batch_size * (training_args.steps_per_generation or 1)
         if local % training_args.num_generations != 0:
@@ -173,13 +169,13 @@ def validate_run(script_args: RLScriptArguments, training_args: ThinkGRPOConfig)
             )
 
 
-def check_rl_columns(dataset: Any, where: str = "RL dataset") -> None:
-    """Raise ``ValueError`` naming the first column the rewards need that ``dataset`` lacks."""
-    missing = [c for c in REQUIRED_COLUMNS if c not in dataset.column_names]
-    if missing:
+def check_forcing_backend(budget_forcing_rollouts: bool, use_vllm: bool, paged: bool) -> None:
+    """Budget-forced rollouts run a logits processor inside transformers' ``generate``: raise
+    ``ValueError`` when the rollouts would come from vLLM or paged generation, which would ignore it."""
+    if budget_forcing_rollouts and (use_vllm or paged):
         raise ValueError(
-            f"{where}: missing column(s) {missing}; an RL dataset needs {list(REQUIRED_COLUMNS)} "
-            f"(thinkbudget.data.build_rl_dataset writes {list(RL_COLUMNS)})"
+            "budget_forcing_rollouts: works with transformers generation only; set use_vllm and "
+            "use_transformers_continuous_batching (alias use_transformers_paged) to false"
         )
 
 
@@ -232,10 +228,10 @@ class ThinkBudgetGRPOTrainer(GRPOTrainer):
         super().__init__(*args, **kwargs)
         self.budget_forcing_rollouts = budget_forcing_rollouts
         self._bf16_rollout_model: Any = None
-        if budget_forcing_rollouts and (self.use_vllm or self.use_transformers_continuous_batching):
-            raise ValueError(
-                "budget_forcing_rollouts: works with transformers generation only (not vLLM/paged)"
-            )
+        # train/rl.py checks this before the model loads; a trainer built directly is checked here.
+        check_forcing_backend(
+            budget_forcing_rollouts, self.use_vllm, self.use_transformers_continuous_batching
+        )
         # Totals of this process for run_summary.json.
         self.run_totals = {
             "generation_s": 0.0,

@@ -449,15 +449,19 @@ def attach_scores(
     if todo:
         scorer = TrainedScorer(scorer_path, batch_size=batch_size, dtype=dtype)
         logger.info("scoring %d samples of %s with %s", len(todo), eval_dir, scorer_path)
+        from tqdm.auto import tqdm
+
         step = max(batch_size * 16, 1)
-        for lo in range(0, len(todo), step):  # appended as it goes: a killed run keeps what it scored
-            chunk = todo[lo : lo + step]
-            entries = [
-                {"key": r["key"], "scorer": identity, "reward_score": s, "scorer_tokens": n}
-                for r, (s, n) in zip(chunk, scorer.score_records(chunk))
-            ]
-            append_records(cache_path, entries)
-            cached.update((e["key"], e) for e in entries)
+        with tqdm(total=len(todo), desc="scoring", unit="sample") as bar:
+            for lo in range(0, len(todo), step):  # appended as it goes: a killed run keeps what it scored
+                chunk = todo[lo : lo + step]
+                entries = [
+                    {"key": r["key"], "scorer": identity, "reward_score": s, "scorer_tokens": n}
+                    for r, (s, n) in zip(chunk, scorer.score_records(chunk))
+                ]
+                append_records(cache_path, entries)
+                cached.update((e["key"], e) for e in entries)
+                bar.update(len(chunk))
     for r in records:
         r["reward_score"] = cached[r["key"]]["reward_score"]
         r["scorer_tokens"] = cached[r["key"]]["scorer_tokens"]

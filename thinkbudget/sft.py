@@ -25,7 +25,9 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from trl import ModelConfig, SFTConfig
+import torch
+import torch.nn.functional as F
+from trl import ModelConfig, SFTConfig, SFTTrainer
 
 from thinkbudget.data import DataMixArguments
 from thinkbudget.protocol import THINK_CLOSE, THINK_OPEN, encode_prompt
@@ -36,6 +38,7 @@ logger = logging.getLogger(__name__)
 # The chat template (thinkbudget.protocol.CHAT_TEMPLATE, ChatML) closes every assistant turn with this
 # token; generation stops on it, so every target must end with it exactly once.
 END_OF_TURN = "<|im_end|>"
+LM_HEAD_LOSSES = ("auto", "fused", "full_logits")
 
 
 @dataclass
@@ -92,6 +95,77 @@ class ThinkSFTConfig(RunFolderArguments, SFTConfig):
         },
     )
     seed: int = field(default=42, metadata={"help": "Seed of model init, shuffling and dropout (integer)."})
+    lm_head_loss: str = field(
+        default="auto",
+        metadata={
+            "help": "How the loss reads the output head: fused (TRL's chunked head: never holds the full "
+            "logits, recomputes them in the backward; for GPUs), full_logits (one plain forward and cross-entropy: "
+            "faster on a CPU, which has no Triton kernel for the fused head; holds rows x tokens x vocabulary "
+            "logits), auto (full_logits on a CPU, fused elsewhere). Choices: "
+            + ", ".join(LM_HEAD_LOSSES)
+            + "."
+        },
+    )
+
+    def __post_init__(self) -> None:
+        if self.lm_head_loss not in LM_HEAD_LOSSES:
+            raise ValueError(
+                f"lm_head_loss: {self.lm_head_loss!r}; choose one of {', '.join(LM_HEAD_LOSSES)}"
+            )
+        super().__post_init__()
+
+
+class ThinkBudgetSFTTrainer(SFTTrainer):
+    """TRL's ``SFTTrainer`` with a plain full-logits loss where it is faster (``lm_head_loss``).
+
+    TRL 1.16 computes the SFT loss with a fused, chunked output head that never builds the full logits
+    and recomputes them in the backward pass. On a GPU that saves memory at little cost (a Triton kernel);
+    on a CPU the chunks run in PyTorch, the head's matrix product (a fifth of SmolLM2-135M's compute)
+    runs twice, and the trainer loses much of the model's raw speed. ``full_logits`` computes the same
+    loss (the mean negative log-likelihood of the completion tokens) from one ordinary forward pass, and
+    logs the same ``mean_token_accuracy`` and ``num_tokens`` (not ``entropy``, which needs a second pass
+    over the vocabulary). Any option this path does not implement (a custom loss, label smoothing, the
+    dft loss, MoE auxiliary losses, ``return_outputs``) falls back to TRL's own ``compute_loss``."""
+
+    def _full_logits(self, return_outputs: bool) -> bool:
+        choice = self.args.lm_head_loss
+        if choice == "auto":
+            choice = "full_logits" if self.args.use_cpu or not torch.cuda.is_available() else "fused"
+        return (
+            choice == "full_logits"
+            and not return_outputs
+            and self.compute_loss_func is None
+            and self.label_smoother is None
+            and self.args.loss_type == "nll"
+            and not self.aux_loss_enabled
+        )
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if not self._full_logits(return_outputs) or "attention_mask" not in inputs:  # padding-free: TRL
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        mode = "train" if self.model.training else "eval"
+        labels = inputs["labels"]
+        logits = model(**{k: v for k, v in inputs.items() if k != "labels"}, use_cache=False).logits
+        logits, target = logits[:, :-1], labels[:, 1:]
+        mask = target != -100
+        per_token = F.cross_entropy(
+            logits.flatten(0, 1).float(), target.flatten(), ignore_index=-100, reduction="none"
+        )
+        num_tokens = mask.sum() if num_items_in_batch is None else num_items_in_batch
+        loss = per_token.sum() / torch.as_tensor(num_tokens, device=per_token.device).clamp(min=1)
+        if self.args.average_tokens_across_devices and num_items_in_batch is not None:
+            loss = loss * (self.accelerator.num_processes // self.get_tp_size())  # as TRL: DDP averages
+        with torch.no_grad():
+            correct = ((logits.argmax(dim=-1) == target) & mask).sum()
+            num_valid = self.accelerator.gather_for_metrics(mask.sum()).sum()
+            num_correct = self.accelerator.gather_for_metrics(correct).sum()
+            accuracy = (num_correct / num_valid).item() if num_valid > 0 else 0.0
+            self._metrics[mode]["mean_token_accuracy"].append(accuracy)
+            if mode == "train":
+                seen = self.accelerator.gather_for_metrics(inputs["attention_mask"].sum()).sum().item()
+                self._total_train_tokens += seen // self._tp_size
+            self._metrics[mode]["num_tokens"] = [self._total_train_tokens]
+        return loss
 
 
 @dataclass

@@ -35,6 +35,7 @@ from typing import Any
 import yaml
 
 from thinkbudget.config import dataclass_from_mapping, load_yaml_mapping, reject_unknown
+from thinkbudget.evaluation import pareto_front
 from thinkbudget.pipeline import (
     accelerate_command,
     check_config_keys,
@@ -43,6 +44,7 @@ from thinkbudget.pipeline import (
     config_fields,
 )
 from thinkbudget.run_folders import REPO_ROOT, read_json_object, stage_finished
+from thinkbudget.stages import Stage
 
 logger = logging.getLogger(__name__)
 
@@ -312,6 +314,36 @@ def eval_command(spec: SweepSpec, run: Run) -> list[str]:
     ]
 
 
+def run_stages(spec: SweepSpec, run: Run) -> list[Stage]:
+    """A run's two stages for :mod:`thinkbudget.stages` (the rule the main job uses too): training,
+    which continues from its newest complete checkpoint after a kill, then the evaluation, which
+    continues from its samples.jsonl. Commands are recorded in ``<run>/<stage>.command.json``."""
+    return [
+        Stage(
+            "train",
+            f"train {run.name}",
+            run.model_dir,
+            run.model_dir / TRAIN_MARKER,
+            command=train_command(spec, run),
+            resumes="checkpoint",
+        ),
+        Stage(
+            "eval",
+            f"evaluate {run.name}",
+            run.eval_dir,
+            run.eval_dir / EVAL_MARKER,
+            needs=["train"],
+            command=eval_command(spec, run),
+            resumes="samples",
+        ),
+    ]
+
+
+def stage_record(run: Run, stage: str) -> Path:
+    """Where a run's stage records the command it started with."""
+    return run.dir / f"{stage}.command.json"
+
+
 # --------------------------------------------------------------------------------------------
 # Slurm
 # --------------------------------------------------------------------------------------------
@@ -322,6 +354,13 @@ def sbatch_value(value: Any) -> str:
     if re.fullmatch(r"[A-Za-z0-9_@%+=:,./-]*", text) and text:
         return text
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _shell_words(words: Sequence[str]) -> str:
+    """Words for a bash line: each quoted, except that ``$RUN`` inside one is left to the shell."""
+    return " ".join(
+        f'"{w}"' if "$RUN" in w and re.fullmatch(r"[A-Za-z0-9_$/.=-]*", w) else shlex.quote(w) for w in words
+    )
 
 
 def sbatch_script(spec: SweepSpec, runs: Sequence[Run], sweep_file: str) -> str:
@@ -363,15 +402,20 @@ def sbatch_script(spec: SweepSpec, runs: Sequence[Run], sweep_file: str) -> str:
         'MAIN_IP=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)',
         f"NUM_PROCESSES=$((SLURM_NNODES * {s.gpus_per_node}))",
         "export RUN MAIN_IP NUM_PROCESSES",
-        f'if [ ! -f "$RUN/model/{TRAIN_MARKER}" ]; then',
-        "  # a requeued task continues from its newest complete checkpoint; without one it starts clean",
-        '  if compgen -G "$RUN/model/checkpoint-*/trainer_state.json" > /dev/null; then',
-        '    RESUME="--resume_from_checkpoint true"',
-        "  else",
-        '    rm -rf "$RUN/model"',
-        '    RESUME=""',
-        "  fi",
-        "  export RESUME",
+    ]
+    train = run_stages(spec, runs[0])[0]
+    local_train = [*train.command[:-1], "$RUN/config.yaml"]  # the command recorded, as run alone
+    lines += [
+        "# Skip, continue or start each stage by the rule of thinkbudget/stages.py (the main job's too): a",
+        "# requeued task continues training from its newest complete checkpoint; a stage left by a",
+        "# different command stops the task with the difference instead of mixing two recipes.",
+        'TRAIN=$(python -m thinkbudget.stages --name "train $RUN" --output "$RUN/model" \\',
+        f'  --marker "$RUN/model/{TRAIN_MARKER}" --record "$RUN/train.command.json" --resumes checkpoint \\',
+        f"  -- {_shell_words(local_train)})",
+        'RESUME=""',
+        'if [ "$TRAIN" = continue ]; then RESUME="--resume_from_checkpoint true"; fi',
+        "export RESUME",
+        'if [ "$TRAIN" != skip ]; then',
     ]
     launch = accelerate_command(spec.script, spec.accelerate_config, spec.accelerate_args)
     # The node-local command is one single-quoted word for `bash -c`: the outer shell expands nothing in
@@ -383,12 +427,16 @@ def sbatch_script(spec: SweepSpec, runs: Sequence[Run], sweep_file: str) -> str:
     head, script = shlex.join(launch[:-1]), shlex.quote(launch[-1])
     node_cmd = f'{head} {topology} {script} --config "$RUN/config.yaml" $RESUME'
     lines.append(f"  srun --ntasks-per-node=1 bash -c {shlex.quote(node_cmd)}")
+    local_eval = _shell_words(
+        ["python", "eval/evaluate.py", "--model", "$RUN/model", "--output", "$RUN/eval"]
+    )
+    local_eval = f"{local_eval} {shlex.join(cli_flags(spec.eval))}".rstrip()
     lines += [
         "fi",
-        f'if [ ! -f "$RUN/eval/{EVAL_MARKER}" ] || ! grep -q \'"complete": true\' "$RUN/eval/{EVAL_MARKER}"; then',
-        "  # evaluate.py resumes from the samples a cut-off task already wrote",
-        f'  python eval/evaluate.py --model "$RUN/model" --output "$RUN/eval" {shlex.join(cli_flags(spec.eval))}'.rstrip(),
-        "fi",
+        'EVAL=$(python -m thinkbudget.stages --name "eval $RUN" --output "$RUN/eval" \\',
+        f'  --marker "$RUN/eval/{EVAL_MARKER}" --record "$RUN/eval.command.json" --resumes samples \\',
+        f"  -- {local_eval})",
+        f'if [ "$EVAL" != skip ]; then {local_eval}; fi',
         "",
     ]
     return "\n".join(lines)
@@ -460,18 +508,6 @@ def run_points(run: Run) -> list[dict[str, Any]]:
             }
         )
     return points
-
-
-def pareto_front(points: Sequence[tuple[float, float]]) -> list[bool]:
-    """Which (tokens, accuracy) points no other point beats: fewer or equal tokens with at least equal
-    accuracy, strictly better in one. Ties in both are all on the front."""
-    flags = []
-    for i, (t, a) in enumerate(points):
-        dominated = any(
-            (t2 <= t and a2 >= a) and (t2 < t or a2 > a) for j, (t2, a2) in enumerate(points) if j != i
-        )
-        flags.append(not dominated)
-    return flags
 
 
 def _fmt(x: float | None, digits: int = 3) -> str:

@@ -37,7 +37,6 @@ from thinkbudget.rl import (
     ThinkBudgetGRPOTrainer,
     ThinkGRPOConfig,
     check_dataset_budgets,
-    check_rl_columns,
     timing_summary,
     validate_run,
 )
@@ -86,7 +85,6 @@ def main(script_args: RLScriptArguments, training_args: ThinkGRPOConfig, model_a
     tokenizer = load_tokenizer(model_path, trust_remote_code=training_args.trust_remote_code)
     try:
         train_dataset = load_or_build(script_args, tokenizer, "rl", "train")
-        check_rl_columns(train_dataset, where=script_args.dataset_path or "RL dataset")
         check_dataset_budgets(train_dataset, training_args.max_completion_length)
     except (ValueError, FileNotFoundError) as e:
         raise SystemExit(f"invalid RL dataset: {e}") from None

@@ -119,12 +119,12 @@ def main(script_args: SFTScriptArguments, training_args: ThinkSFTConfig, model_a
 
     # 4. Train. SFTTrainer sees `input_ids` + `completion_mask`, so it only builds labels (-100 on the
     #    prompt), truncates to max_length and drops rows left without a supervised token.
-    from trl import SFTTrainer
+    from thinkbudget.sft import ThinkBudgetSFTTrainer
 
     # Only now is the output folder touched (an old run's checkpoints go on overwrite; a kill's leftovers go).
     clear_output_dir(out, overwrite=training_args.overwrite_output_dir, resuming=resume is not None)
     callbacks = training_callbacks(training_args.use_cpu)  # CPU: release freed memory each step
-    trainer = SFTTrainer(
+    trainer = ThinkBudgetSFTTrainer(
         model=model,
         args=training_args,
         train_dataset=train_dataset,
