@@ -58,11 +58,11 @@ class BenchArguments:
     grpo_generations: int = field(default=8, metadata={"help": "Completions per prompt (count)."})
     grpo_max_completion: int = field(default=128, metadata={"help": "GRPO completion limit (tokens)."})
     eval_prompts: int = field(default=128, metadata={"help": "Evaluation prompts (count)."})
-    sft_only: bool = field(
+    lm_head_only: bool = field(
         default=False,
         metadata={
-            "help": "Only the SFT trainer in bf16: raw fwd+bwd against the trainer with each lm_head_loss "
-            "(fused = TRL's chunked head, full_logits = the CPU default); writes <output>.json/.md."
+            "help": "Only the output-head comparison in bf16: raw fwd+bwd, the SFT trainer and a GRPO step "
+            "with each lm_head_loss (fused = TRL's chunked head, full_logits = the CPU default)."
         },
     )
     eval_batch: int = field(default=64, metadata={"help": "Generation batch rows (rows)."})
@@ -224,7 +224,9 @@ def sft_trainer(
     }
 
 
-def grpo_steps(model_path: str, args: BenchArguments, precision: str, out: Path) -> dict[str, Any]:
+def grpo_steps(
+    model_path: str, args: BenchArguments, precision: str, out: Path, lm_head_loss: str = "auto"
+) -> dict[str, Any]:
     """A few GRPO steps of the project's trainer; seconds per step split by phase."""
     from thinkbudget.data import DataMixArguments, build_rl_dataset
     from thinkbudget.rewards import RewardParams, get_reward_funcs
@@ -259,6 +261,7 @@ def grpo_steps(model_path: str, args: BenchArguments, precision: str, out: Path)
         logging_steps=1,
         seed=args.seed,
         temperature=0.8,
+        lm_head_loss=lm_head_loss,
     )
     names = ["correctness", "soft_overlong", "format", "mode_compliance"]
     timer = StepTimer()
@@ -423,10 +426,8 @@ def main(args: BenchArguments) -> dict[str, Any]:
         "mean_row_tokens": sum(len(x) for x in dataset["input_ids"]) / len(dataset),
     }
     tmp = Path(tempfile.mkdtemp(prefix="bench_cpu_"))
-    if args.sft_only:
-        return sft_head_comparison(
-            args, model_path, dataset.select(range(n_rows)), train_batches, report, tmp
-        )
+    if args.lm_head_only:
+        return lm_head_comparison(args, model_path, dataset.select(range(n_rows)), train_batches, report, tmp)
     for precision in PRECISIONS:
         logger.info("[%s] raw training", precision)
         report[f"raw_train_{precision}"] = raw_training(model_path, train_batches, precision, args.seed)
@@ -498,34 +499,46 @@ def main(args: BenchArguments) -> dict[str, Any]:
     return report
 
 
-def sft_head_comparison(
+def lm_head_comparison(
     args: BenchArguments, model_path: str, dataset: Any, batches: list, report: dict[str, Any], tmp: Path
 ) -> dict[str, Any]:
-    """bf16 only: raw fwd+bwd+AdamW, then the project's SFT trainer with TRL's fused head and with the
-    full-logits loss, on the same rows in the same batches."""
+    """bf16 only: raw fwd+bwd+AdamW, then the project's SFT trainer and GRPO steps with TRL's fused
+    output head and with the full-logits path, on the same rows / prompts and seeds."""
     raw = raw_training(model_path, batches, "bf16", args.seed)
     report["raw_train_bf16"] = {k: v for k, v in raw.items() if k != "losses"}
+    checkpoint = models.resolve_model_path(args.checkpoint) if args.checkpoint else model_path
     for choice in ("fused", "full_logits"):
         logger.info("[bf16] SFT trainer, lm_head_loss=%s", choice)
         report[f"sft_trainer_bf16_{choice}"] = sft_trainer(
             model_path, dataset, args, "bf16", tmp / f"sft-{choice}", lm_head_loss=choice
         )
+        logger.info("[bf16] GRPO steps, lm_head_loss=%s", choice)
+        report[f"grpo_bf16_{choice}"] = grpo_steps(
+            checkpoint, args, "bf16", tmp / f"grpo-{choice}", lm_head_loss=choice
+        )
     base = report["raw_train_bf16"]["tokens_per_s"]
+    fused, full = report["sft_trainer_bf16_fused"], report["sft_trainer_bf16_full_logits"]
+    g_fused, g_full = report["grpo_bf16_fused"], report["grpo_bf16_full_logits"]
     lines = [
-        "# SFT trainer on the CPU: TRL's fused output head against one full-logits forward (bf16)",
+        "# The output head on the CPU: TRL's fused head against one full-logits forward (bf16)",
         "",
         f"Machine: {report['device']}; torch threads: {report['torch_threads']}. Commit `{report['commit']}`.",
-        f"Command: `{report['command']}`. Model `{report['model']}`; mean row {report['mean_row_tokens']:.0f} "
-        f"tokens; {args.batch_rows} rows a step; {args.train_steps} steps, the first excluded.",
+        f"Command: `{report['command']}`. Model `{report['model']}`; SFT: mean row {report['mean_row_tokens']:.0f} "
+        f"tokens, {args.batch_rows} rows a step, {args.train_steps} steps; GRPO: {g_full['completions_per_step']} "
+        f"completions of up to {args.grpo_max_completion} tokens a step, {args.grpo_steps} steps; first step excluded.",
         "",
-        "| measurement | tokens/s | share of raw |",
-        "|---|---:|---:|",
-        f"| raw forward+backward+AdamW (bf16 autocast) | {base:,.1f} | 100 % |",
+        "| measurement | fused (TRL) | full_logits | full / fused |",
+        "|---|---:|---:|---:|",
+        f"| SFT trainer, tokens/s | {fused['tokens_per_s']:,.1f} | {full['tokens_per_s']:,.1f} | "
+        f"{full['tokens_per_s'] / fused['tokens_per_s']:.2f}x |",
     ]
-    for choice in ("fused", "full_logits"):
-        tps = report[f"sft_trainer_bf16_{choice}"]["tokens_per_s"]
-        lines.append(f"| SFT trainer, lm_head_loss={choice} | {tps:,.1f} | {100 * tps / base:.0f} % |")
-    target = report["sft_trainer_bf16_full_logits"]["tokens_per_s"] / base
+    for part in ("step_s", "generation_s", "optimisation_s"):
+        lines.append(
+            f"| GRPO {part.replace('_s', '')}, seconds per step | {g_fused[part]:.2f} | {g_full[part]:.2f} | "
+            f"{g_fused[part] / g_full[part] if g_full[part] else float('nan'):.2f}x |"
+        )
+    lines.append(f"| raw forward+backward+AdamW (the bench's own loop), tokens/s | – | {base:,.1f} | – |")
+    target = full["tokens_per_s"] / base
     report["targets"] = [
         {
             "target": "SFT trainer tokens/s >= 80 % of raw bf16 fwd+bwd",

@@ -372,3 +372,59 @@ def test_kill_then_resume_continues_the_step_count(varied_model_path, tmp_path):
     # The checkpoint resumed from is intact, and the new one exists.
     assert all(torch.equal(v, _weights(resumed)[k]) for k, v in weights_at_kill.items())
     assert (out / f"checkpoint-{step + 2}" / "trainer_state.json").is_file()
+
+
+def test_full_logits_logps_equal_trls_fused_head(tiny_model_path, tokenizer, tmp_path):
+    """lm_head_loss=full_logits (the CPU default) gives the policy-gradient the same per-token
+    log-probabilities, entropies and gradients as TRL's fused head: temperature-scaled, zero on padding."""
+    from datasets import Dataset
+
+    from thinkbudget.models import load_model_and_tokenizer
+    from thinkbudget.rewards import get_reward_funcs
+    from thinkbudget.rl import ThinkBudgetGRPOTrainer, ThinkGRPOConfig
+
+    gen = torch.Generator().manual_seed(0)
+    input_ids = torch.randint(0, len(tokenizer), (4, 20), generator=gen)
+    attention_mask = torch.ones_like(input_ids)
+    attention_mask[0, :3] = 0  # left-padded prompt
+    attention_mask[1, -4:] = 0  # a completion that ended early (right padding)
+    results = {}
+    for choice in ("fused", "full_logits"):
+        model, tok = load_model_and_tokenizer(tiny_model_path, dtype="float32")
+        args = ThinkGRPOConfig(
+            output_dir=str(tmp_path / choice),
+            use_cpu=True,
+            bf16=False,
+            report_to="none",
+            num_generations=2,
+            per_device_train_batch_size=2,
+            max_completion_length=8,
+            temperature=0.7,
+            lm_head_loss=choice,
+        )
+        dataset = Dataset.from_dict({"prompt": ["Q?"] * 2, "answer": ["1"] * 2})
+        trainer = ThinkBudgetGRPOTrainer(
+            model=model,
+            reward_funcs=get_reward_funcs(["correctness"], tok),
+            args=args,
+            train_dataset=dataset,
+            processing_class=tok,
+        )
+        logps, entropies, _ = trainer._get_per_token_logps_and_entropies(
+            trainer.model, input_ids, attention_mask, 8, batch_size=3, compute_entropy=True
+        )
+        logps.sum().backward()
+        grad = torch.cat([p.grad.flatten() for p in trainer.model.parameters() if p.grad is not None])
+        results[choice] = (logps.detach(), entropies.detach(), grad)
+    (l1, e1, g1), (l2, e2, g2) = results["fused"], results["full_logits"]
+    assert l1.shape == l2.shape == (4, 8)
+    assert (l2[1, -4:] == 0).all() and (l2[0] != 0).all()
+    assert torch.allclose(l1, l2, atol=1e-5) and torch.allclose(e1, e2, atol=1e-5)
+    assert torch.allclose(g1, g2, atol=1e-5, rtol=1e-4)
+
+
+def test_lm_head_loss_choices_are_checked(tmp_path):
+    from thinkbudget.rl import ThinkGRPOConfig
+
+    with pytest.raises(ValueError, match="lm_head_loss: 'chunked'; choose one of auto, fused, full_logits"):
+        ThinkGRPOConfig(output_dir=str(tmp_path), report_to="none", use_cpu=True, lm_head_loss="chunked")

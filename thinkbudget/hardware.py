@@ -116,6 +116,28 @@ class ReleaseFreedMemory:
             self._trim(0)
 
 
+LM_HEAD_LOSSES = ("auto", "fused", "full_logits")
+LM_HEAD_LOSS_HELP = (
+    "How the trainer reads the output head for the loss and log-probabilities: fused (TRL's chunked head: "
+    "never holds the full logits, recomputes them in the backward; for GPUs, where it has a Triton kernel), "
+    "full_logits (one plain forward: faster on a CPU, where TRL's chunks run in PyTorch over every position "
+    "and twice; holds rows x tokens x vocabulary logits), auto (full_logits on a CPU, fused elsewhere). "
+    "Choices: auto, fused, full_logits."
+)
+
+
+def check_lm_head_loss(choice: str) -> None:
+    if choice not in LM_HEAD_LOSSES:
+        raise ValueError(f"lm_head_loss: {choice!r}; choose one of {', '.join(LM_HEAD_LOSSES)}")
+
+
+def uses_full_logits(choice: str, use_cpu: bool) -> bool:
+    """Whether ``lm_head_loss`` resolves to the full-logits path (``auto``: on a CPU, or with no GPU)."""
+    if choice == "auto":
+        return use_cpu or not gpu_available()
+    return choice == "full_logits"
+
+
 def training_callbacks(use_cpu: bool) -> list[Any]:
     """The callbacks every trainer of this project adds for its device (train/sft.py, train/rl.py)."""
     return [ReleaseFreedMemory.callback()] if use_cpu else []

@@ -74,9 +74,16 @@ def _panels(tasks: Sequence[str]) -> tuple[Any, list[Any]]:
         ax.set_title(task)
         ax.set_xlabel("mean tokens per answer (thinking + answer)")
         ax.set_ylabel("accuracy (%)")
-        ax.set_ylim(-3, 103)
         ax.grid(alpha=0.3)
     return fig, list(axes[0])
+
+
+def _zoom_accuracy(axes: Sequence[Any]) -> None:
+    """Accuracy axes from 0 to a little above the highest point drawn (at least 10 %, at most 100 %):
+    a small model's accuracies would otherwise be a flat line at the bottom of 0-100 %."""
+    for ax in axes:
+        top = ax.get_ylim()[1]  # autoscaled to the points and their intervals
+        ax.set_ylim(-1, min(103.0, max(10.0, 1.1 * top)))
 
 
 def plot_accuracy_vs_tokens(results: dict[str, Any], path: str | Path) -> None:
@@ -116,6 +123,7 @@ def plot_accuracy_vs_tokens(results: dict[str, Any], path: str | Path) -> None:
                 )
         ax.legend(fontsize=7)
     fig.suptitle(f"{results['model']}", fontsize=10)
+    _zoom_accuracy(axes)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -135,6 +143,7 @@ def overlay(
             _draw(axes[tasks.index(task)], curve, f"{label}: {method}", colors(k % 10), MARKERS[method])
     for ax in axes:
         ax.legend(fontsize=6)
+    _zoom_accuracy(axes)
     fig.tight_layout()
     png = out / "accuracy_vs_tokens.png"
     fig.savefig(png, dpi=120)

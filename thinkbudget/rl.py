@@ -41,6 +41,7 @@ from trl import GRPOConfig, GRPOTrainer, ModelConfig
 
 from thinkbudget.data import DataMixArguments
 from thinkbudget.forcing import ThinkingBudgetProcessor
+from thinkbudget.hardware import LM_HEAD_LOSS_HELP, check_lm_head_loss, uses_full_logits
 from thinkbudget.rewards import RewardParams, check_reward_names, completion_stats
 from thinkbudget.run_folders import RunFolderArguments
 
@@ -105,6 +106,11 @@ class ThinkGRPOConfig(RunFolderArguments, GRPOConfig):
         default=50, metadata={"help": "Write a checkpoint-N every N optimizer steps (steps)."}
     )
     seed: int = field(default=42, metadata={"help": "Seed of sampling, shuffling and LoRA init (integer)."})
+    lm_head_loss: str = field(default="auto", metadata={"help": LM_HEAD_LOSS_HELP})
+
+    def __post_init__(self) -> None:
+        check_lm_head_loss(self.lm_head_loss)
+        super().__post_init__()
 
 
 @dataclass
@@ -240,6 +246,55 @@ class ThinkBudgetGRPOTrainer(GRPOTrainer):
             "rollouts": 0,
             "forced": 0,
         }
+
+    def _get_per_token_logps_and_entropies(
+        self,
+        model,
+        input_ids,
+        attention_mask,
+        logits_to_keep,
+        batch_size=None,
+        compute_entropy=False,
+        compute_aux_loss=False,
+        **extra,
+    ):
+        """Per-token log-probabilities (and entropies) of the completion tokens from one plain forward
+        (``lm_head_loss``: the CPU default). TRL's fused head scores every position, prompt included, and
+        recomputes the head in the backward pass, which on a CPU (no Triton kernel) costs more than the
+        logits of the completion tokens alone (``logits_to_keep``). Same values as TRL's (tested):
+        temperature-scaled, zero on padding. Images, MoE losses and ``fused`` use TRL's path."""
+        import torch
+
+        plain = uses_full_logits(getattr(self.args, "lm_head_loss", "fused"), self.args.use_cpu)
+        if not plain or compute_aux_loss or any(v is not None for v in extra.values()):
+            return super()._get_per_token_logps_and_entropies(
+                model,
+                input_ids,
+                attention_mask,
+                logits_to_keep,
+                batch_size,
+                compute_entropy,
+                compute_aux_loss,
+                **extra,
+            )
+        batch_size = batch_size or input_ids.size(0)
+        all_logps, all_entropies = [], []
+        for start in range(0, input_ids.size(0), batch_size):
+            ids, mask = input_ids[start : start + batch_size], attention_mask[start : start + batch_size]
+            with self.accelerator.autocast():
+                out = model(
+                    input_ids=ids, attention_mask=mask, logits_to_keep=logits_to_keep + 1, use_cache=False
+                )
+            logits = out.logits[:, :-1].float() / self.temperature  # position t predicts token t + 1
+            targets, valid = ids[:, -logits_to_keep:], mask[:, -logits_to_keep:].bool()
+            log_z = torch.logsumexp(logits, dim=-1)
+            logps = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - log_z
+            all_logps.append(logps.masked_fill(~valid, 0.0))
+            if compute_entropy:
+                entropy = log_z - (torch.softmax(logits, dim=-1) * logits).sum(dim=-1)
+                all_entropies.append(entropy.masked_fill(~valid, 0.0))
+        entropies = torch.cat(all_entropies, dim=0) if compute_entropy else None
+        return torch.cat(all_logps, dim=0), entropies, None
 
     def _generate(self, prompts: list):
         t0 = time.perf_counter()

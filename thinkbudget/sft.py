@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from trl import ModelConfig, SFTConfig, SFTTrainer
 
 from thinkbudget.data import DataMixArguments
+from thinkbudget.hardware import LM_HEAD_LOSS_HELP, check_lm_head_loss, uses_full_logits
 from thinkbudget.protocol import THINK_CLOSE, THINK_OPEN, encode_prompt
 from thinkbudget.run_folders import RunFolderArguments
 
@@ -38,7 +39,6 @@ logger = logging.getLogger(__name__)
 # The chat template (thinkbudget.protocol.CHAT_TEMPLATE, ChatML) closes every assistant turn with this
 # token; generation stops on it, so every target must end with it exactly once.
 END_OF_TURN = "<|im_end|>"
-LM_HEAD_LOSSES = ("auto", "fused", "full_logits")
 
 
 @dataclass
@@ -95,23 +95,10 @@ class ThinkSFTConfig(RunFolderArguments, SFTConfig):
         },
     )
     seed: int = field(default=42, metadata={"help": "Seed of model init, shuffling and dropout (integer)."})
-    lm_head_loss: str = field(
-        default="auto",
-        metadata={
-            "help": "How the loss reads the output head: fused (TRL's chunked head: never holds the full "
-            "logits, recomputes them in the backward; for GPUs), full_logits (one plain forward and cross-entropy: "
-            "faster on a CPU, which has no Triton kernel for the fused head; holds rows x tokens x vocabulary "
-            "logits), auto (full_logits on a CPU, fused elsewhere). Choices: "
-            + ", ".join(LM_HEAD_LOSSES)
-            + "."
-        },
-    )
+    lm_head_loss: str = field(default="auto", metadata={"help": LM_HEAD_LOSS_HELP})
 
     def __post_init__(self) -> None:
-        if self.lm_head_loss not in LM_HEAD_LOSSES:
-            raise ValueError(
-                f"lm_head_loss: {self.lm_head_loss!r}; choose one of {', '.join(LM_HEAD_LOSSES)}"
-            )
+        check_lm_head_loss(self.lm_head_loss)
         super().__post_init__()
 
 
@@ -128,11 +115,8 @@ class ThinkBudgetSFTTrainer(SFTTrainer):
     dft loss, MoE auxiliary losses, ``return_outputs``) falls back to TRL's own ``compute_loss``."""
 
     def _full_logits(self, return_outputs: bool) -> bool:
-        choice = self.args.lm_head_loss
-        if choice == "auto":
-            choice = "full_logits" if self.args.use_cpu or not torch.cuda.is_available() else "fused"
         return (
-            choice == "full_logits"
+            uses_full_logits(self.args.lm_head_loss, self.args.use_cpu)
             and not return_outputs
             and self.compute_loss_func is None
             and self.label_smoother is None
