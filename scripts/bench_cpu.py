@@ -578,7 +578,7 @@ def markdown(r: dict[str, Any]) -> str:
     ]
     for name, key, unit in (
         ("raw forward+backward+AdamW", "raw_train", "tokens_per_s"),
-        ("SFT trainer (TRL SFTTrainer, project config)", "sft_trainer", "tokens_per_s"),
+        ("SFT trainer (ThinkBudgetSFTTrainer, project config)", "sft_trainer", "tokens_per_s"),
         ("evaluation generation (hf backend, refilled batches)", "eval", "tokens_per_s"),
     ):
         a, b = r[f"{key}_fp32"][unit], r[f"{key}_bf16"][unit]
