@@ -229,14 +229,28 @@ def test_resume_skips_a_checkpoint_killed_while_saving(tmp_path):
 # ------------------------------------------------------------------------------------------------
 # Budget-forced rollouts inside GRPOTrainer's own generation path
 # ------------------------------------------------------------------------------------------------
+def _tiny_grpo_trainer(model, tok, tmp_path, dataset, budget_forcing_rollouts=False, **config):
+    """The project's GRPO trainer on a tiny model, CPU, fp32, no logging; ``config``: ThinkGRPOConfig fields."""
+    from thinkbudget.rewards import get_reward_funcs
+    from thinkbudget.rl import ThinkBudgetGRPOTrainer, ThinkGRPOConfig
+
+    args = ThinkGRPOConfig(output_dir=str(tmp_path), use_cpu=True, bf16=False, report_to="none", **config)
+    return ThinkBudgetGRPOTrainer(
+        model=model,
+        reward_funcs=get_reward_funcs(["correctness"], tok),
+        args=args,
+        train_dataset=dataset,
+        processing_class=tok,
+        budget_forcing_rollouts=budget_forcing_rollouts,
+    )
+
+
 def test_budget_forced_rollouts_stop_thinking_at_the_budget(tiny_model_path, tokenizer, tmp_path):
     from datasets import Dataset
 
     from thinkbudget.models import load_model_and_tokenizer
     from thinkbudget.parsing import parse_completion
     from thinkbudget.protocol import build_messages, render_prompt
-    from thinkbudget.rewards import get_reward_funcs
-    from thinkbudget.rl import ThinkBudgetGRPOTrainer, ThinkGRPOConfig
 
     model, tok = load_model_and_tokenizer(tiny_model_path, dtype="float32")
     tok.padding_side = "left"
@@ -256,23 +270,16 @@ def test_budget_forced_rollouts_stop_thinking_at_the_budget(tiny_model_path, tok
             "task": ["chain"] * 3,
         }
     )
-    args = ThinkGRPOConfig(
-        output_dir=str(tmp_path),
-        use_cpu=True,
-        bf16=False,
-        report_to="none",
+    trainer = _tiny_grpo_trainer(
+        model,
+        tok,
+        tmp_path,
+        dataset,
+        budget_forcing_rollouts=True,
         num_generations=3,
         per_device_train_batch_size=3,
         max_completion_length=16,
         max_steps=1,
-    )
-    trainer = ThinkBudgetGRPOTrainer(
-        model=model,
-        reward_funcs=get_reward_funcs(["correctness"], tok),
-        args=args,
-        train_dataset=dataset,
-        processing_class=tok,
-        budget_forcing_rollouts=True,
     )
     prompt_ids = [tok(p, add_special_tokens=False)["input_ids"] for p in prompts]
     torch.manual_seed(0)
@@ -380,8 +387,6 @@ def test_full_logits_logps_equal_trls_fused_head(tiny_model_path, tokenizer, tmp
     from datasets import Dataset
 
     from thinkbudget.models import load_model_and_tokenizer
-    from thinkbudget.rewards import get_reward_funcs
-    from thinkbudget.rl import ThinkBudgetGRPOTrainer, ThinkGRPOConfig
 
     gen = torch.Generator().manual_seed(0)
     input_ids = torch.randint(0, len(tokenizer), (4, 20), generator=gen)
@@ -391,24 +396,17 @@ def test_full_logits_logps_equal_trls_fused_head(tiny_model_path, tokenizer, tmp
     results = {}
     for choice in ("fused", "full_logits"):
         model, tok = load_model_and_tokenizer(tiny_model_path, dtype="float32")
-        args = ThinkGRPOConfig(
-            output_dir=str(tmp_path / choice),
-            use_cpu=True,
-            bf16=False,
-            report_to="none",
+        dataset = Dataset.from_dict({"prompt": ["Q?"] * 2, "answer": ["1"] * 2})
+        trainer = _tiny_grpo_trainer(
+            model,
+            tok,
+            tmp_path / choice,
+            dataset,
             num_generations=2,
             per_device_train_batch_size=2,
             max_completion_length=8,
             temperature=0.7,
             lm_head_loss=choice,
-        )
-        dataset = Dataset.from_dict({"prompt": ["Q?"] * 2, "answer": ["1"] * 2})
-        trainer = ThinkBudgetGRPOTrainer(
-            model=model,
-            reward_funcs=get_reward_funcs(["correctness"], tok),
-            args=args,
-            train_dataset=dataset,
-            processing_class=tok,
         )
         logps, entropies, _ = trainer._get_per_token_logps_and_entropies(
             trainer.model, input_ids, attention_mask, 8, batch_size=3, compute_entropy=True

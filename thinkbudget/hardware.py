@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import logging
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -117,18 +118,30 @@ class ReleaseFreedMemory:
 
 
 LM_HEAD_LOSSES = ("auto", "fused", "full_logits")
-LM_HEAD_LOSS_HELP = (
-    "How the trainer reads the output head for the loss and log-probabilities: fused (TRL's chunked head: "
-    "never holds the full logits, recomputes them in the backward; for GPUs, where it has a Triton kernel), "
-    "full_logits (one plain forward: faster on a CPU, where TRL's chunks run in PyTorch over every position "
-    "and twice; holds rows x tokens x vocabulary logits), auto (full_logits on a CPU, fused elsewhere). "
-    "Choices: auto, fused, full_logits."
-)
 
 
-def check_lm_head_loss(choice: str) -> None:
-    if choice not in LM_HEAD_LOSSES:
-        raise ValueError(f"lm_head_loss: {choice!r}; choose one of {', '.join(LM_HEAD_LOSSES)}")
+@dataclass
+class OutputHeadArguments:
+    """The output-head field of the SFT and GRPO configs (placed before TRL's config class in the bases),
+    written and checked once; the trainers read it through :func:`uses_full_logits`."""
+
+    lm_head_loss: str = field(
+        default="auto",
+        metadata={
+            "help": "How the trainer reads the output head for the loss and log-probabilities: fused (TRL's "
+            "chunked head: never holds the full logits, recomputes them in the backward; for GPUs, where it "
+            "has a Triton kernel), full_logits (one plain forward: faster on a CPU, where TRL's chunks run in "
+            "PyTorch over every position and twice; holds rows x tokens x vocabulary logits), auto "
+            "(full_logits on a CPU, fused elsewhere). Choices: auto, fused, full_logits."
+        },
+    )
+
+    def __post_init__(self) -> None:
+        if self.lm_head_loss not in LM_HEAD_LOSSES:
+            raise ValueError(
+                f"lm_head_loss: {self.lm_head_loss!r}; choose one of {', '.join(LM_HEAD_LOSSES)}"
+            )
+        super().__post_init__()
 
 
 def uses_full_logits(choice: str, use_cpu: bool) -> bool:

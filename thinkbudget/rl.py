@@ -41,7 +41,7 @@ from trl import GRPOConfig, GRPOTrainer, ModelConfig
 
 from thinkbudget.data import DataMixArguments
 from thinkbudget.forcing import ThinkingBudgetProcessor
-from thinkbudget.hardware import LM_HEAD_LOSS_HELP, check_lm_head_loss, uses_full_logits
+from thinkbudget.hardware import OutputHeadArguments, uses_full_logits
 from thinkbudget.rewards import RewardParams, check_reward_names, completion_stats
 from thinkbudget.run_folders import RunFolderArguments
 
@@ -84,7 +84,7 @@ class RLScriptArguments(DataMixArguments, RewardParams):
 
 
 @dataclass
-class ThinkGRPOConfig(RunFolderArguments, GRPOConfig):
+class ThinkGRPOConfig(RunFolderArguments, OutputHeadArguments, GRPOConfig):
     """TRL's ``GRPOConfig`` with defaults for length-controlled RL of a small hybrid-reasoning model."""
 
     output_dir: str | None = field(
@@ -106,11 +106,6 @@ class ThinkGRPOConfig(RunFolderArguments, GRPOConfig):
         default=50, metadata={"help": "Write a checkpoint-N every N optimizer steps (steps)."}
     )
     seed: int = field(default=42, metadata={"help": "Seed of sampling, shuffling and LoRA init (integer)."})
-    lm_head_loss: str = field(default="auto", metadata={"help": LM_HEAD_LOSS_HELP})
-
-    def __post_init__(self) -> None:
-        check_lm_head_loss(self.lm_head_loss)
-        super().__post_init__()
 
 
 @dataclass

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from trl import ModelConfig, SFTConfig, SFTTrainer
 
 from thinkbudget.data import DataMixArguments
-from thinkbudget.hardware import LM_HEAD_LOSS_HELP, check_lm_head_loss, uses_full_logits
+from thinkbudget.hardware import OutputHeadArguments, uses_full_logits
 from thinkbudget.protocol import THINK_CLOSE, THINK_OPEN, encode_prompt
 from thinkbudget.run_folders import RunFolderArguments
 
@@ -47,7 +47,7 @@ class SFTScriptArguments(DataMixArguments):
 
 
 @dataclass
-class ThinkSFTConfig(RunFolderArguments, SFTConfig):
+class ThinkSFTConfig(RunFolderArguments, OutputHeadArguments, SFTConfig):
     """TRL's ``SFTConfig`` with defaults for teaching thinking on/off and budgets to a small model."""
 
     output_dir: str | None = field(
@@ -95,11 +95,6 @@ class ThinkSFTConfig(RunFolderArguments, SFTConfig):
         },
     )
     seed: int = field(default=42, metadata={"help": "Seed of model init, shuffling and dropout (integer)."})
-    lm_head_loss: str = field(default="auto", metadata={"help": LM_HEAD_LOSS_HELP})
-
-    def __post_init__(self) -> None:
-        check_lm_head_loss(self.lm_head_loss)
-        super().__post_init__()
 
 
 class ThinkBudgetSFTTrainer(SFTTrainer):

@@ -403,15 +403,16 @@ def sbatch_script(spec: SweepSpec, runs: Sequence[Run], sweep_file: str) -> str:
         f"NUM_PROCESSES=$((SLURM_NNODES * {s.gpus_per_node}))",
         "export RUN MAIN_IP NUM_PROCESSES",
     ]
-    train = run_stages(spec, runs[0])[0]
-    local_train = [*train.command[:-1], "$RUN/config.yaml"]  # the command recorded, as run alone
+    # The commands of a run whose folder is "$RUN" (the task's run, expanded by the shell): the same
+    # commands the local launcher records, so either launcher continues what the other started.
+    train, evaluate = run_stages(spec, dataclasses.replace(runs[0], dir=Path("$RUN")))
     lines += [
         "# Skip, continue or start each stage by the rule of thinkbudget/stages.py (the main job's too): a",
         "# requeued task continues training from its newest complete checkpoint; a stage left by a",
         "# different command stops the task with the difference instead of mixing two recipes.",
         'TRAIN=$(python -m thinkbudget.stages --name "train $RUN" --output "$RUN/model" \\',
         f'  --marker "$RUN/model/{TRAIN_MARKER}" --record "$RUN/train.command.json" --resumes checkpoint \\',
-        f"  -- {_shell_words(local_train)})",
+        f"  -- {_shell_words(train.command)})",
         'RESUME=""',
         'if [ "$TRAIN" = continue ]; then RESUME="--resume_from_checkpoint true"; fi',
         "export RESUME",
@@ -427,10 +428,7 @@ def sbatch_script(spec: SweepSpec, runs: Sequence[Run], sweep_file: str) -> str:
     head, script = shlex.join(launch[:-1]), shlex.quote(launch[-1])
     node_cmd = f'{head} {topology} {script} --config "$RUN/config.yaml" $RESUME'
     lines.append(f"  srun --ntasks-per-node=1 bash -c {shlex.quote(node_cmd)}")
-    local_eval = _shell_words(
-        ["python", "eval/evaluate.py", "--model", "$RUN/model", "--output", "$RUN/eval"]
-    )
-    local_eval = f"{local_eval} {shlex.join(cli_flags(spec.eval))}".rstrip()
+    local_eval = _shell_words(evaluate.command)
     lines += [
         "fi",
         'EVAL=$(python -m thinkbudget.stages --name "eval $RUN" --output "$RUN/eval" \\',
