@@ -31,6 +31,7 @@ from thinkbudget.data import (  # noqa: E402
     build_rl_dataset,
     build_sft_dataset,
 )
+from thinkbudget.protocol import THINK_CLOSE  # noqa: E402
 from thinkbudget.run_folders import (  # noqa: E402
     check_creatable,
     command_line,
@@ -43,6 +44,37 @@ from thinkbudget.run_folders import (  # noqa: E402
 )
 
 logger = logging.getLogger("prepare")
+
+
+def check_targets(ds) -> dict:
+    """Re-check every SFT think target (thinkbudget.traces): its arithmetic lines are all correct and its
+    boxed answer is the trace's last number. A failure is a bug in a task's trace generator: the stage
+    stops rather than teach it."""
+    from thinkbudget.data import thinking_between_tags
+    from thinkbudget.scoring import extract_final_answer
+    from thinkbudget.traces import check_lines, is_number, same_number
+
+    rows = lines = correct = follows = numeric = 0
+    for completion, mode, gran in zip(ds["completion"], ds["mode"], ds["granularity"]):
+        if mode != "think" or gran == "none":
+            continue
+        check = check_lines(thinking_between_tags(completion))
+        answer = extract_final_answer(completion.rsplit(THINK_CLOSE, 1)[-1])
+        rows, lines, correct = rows + 1, lines + check.lines, correct + check.correct
+        if is_number(answer):
+            numeric += 1
+            follows += same_number(check.result, answer)
+        if not check.all_correct or (is_number(answer) and not same_number(check.result, answer)):
+            raise SystemExit(
+                f"data stage: an SFT target fails its own check (a trace generator bug):\n{completion}"
+            )
+    return {
+        "think_rows": rows,
+        "arithmetic_lines": lines,
+        "lines_correct": correct,
+        "numeric_answers": numeric,
+        "answers_follow_trace": follows,
+    }
 
 
 def summarize(ds, kind: str) -> dict:
@@ -60,6 +92,16 @@ def summarize(ds, kind: str) -> dict:
     }
     if kind == "sft":
         summary["by_granularity"] = dict(sorted(Counter(ds["granularity"]).items()))
+        # How coarse the reasoning gets under each budget: share of think rows at each granularity.
+        by_budget_gran: dict[str, Counter] = {}
+        for t, b, g, m in zip(ds["task"], budget, ds["granularity"], ds["mode"]):
+            if m == "think":
+                by_budget_gran.setdefault(f"{t}|{b}", Counter())[g] += 1
+        summary["target_checks"] = check_targets(ds)
+        summary["granularity_share_by_task_budget"] = {
+            k: {g: round(c / sum(v.values()), 3) for g, c in sorted(v.items())}
+            for k, v in sorted(by_budget_gran.items())
+        }
         by_budget: dict[str, list[int]] = {}
         for b, n, m in zip(budget, ds["thinking_tokens"], ds["mode"]):
             if m == "think":

@@ -77,6 +77,14 @@ def validate(args: EvalArguments) -> Plan:
         raise ValueError(f"--split must be one of {', '.join(tasks.SPLITS)}, got {args.split!r}")
     if args.limit is not None and args.limit < 1:
         raise ValueError(f"--limit must be a positive number of problems, got {args.limit}")
+    if args.task_limits and (
+        len(args.task_limits) != len(task_names)
+        or any(isinstance(n, bool) or not isinstance(n, int) or n < 1 for n in args.task_limits)
+    ):
+        raise ValueError(
+            f"--task_limits: give one positive number of problems per task ({', '.join(task_names)}), "
+            f"got {args.task_limits}"
+        )
     if args.samples < 1:
         raise ValueError(f"--samples must be at least 1, got {args.samples}")
     if args.samples > 1 and args.temperature <= 0:
@@ -177,7 +185,10 @@ class Sample:
 def load_test_problems(args: EvalArguments, plan: Plan) -> dict[str, list[tasks.Problem]]:
     """The problems of every task (``args.split``, the test split unless scorer data is being made); a
     task without any is an error (an evaluation of nothing must not be written as a complete one)."""
-    problems = {t: tasks.load_problems(t, args.split, args.limit, seed=args.seed) for t in plan.tasks}
+    limits = dict(zip(plan.tasks, args.task_limits)) if args.task_limits else {}
+    problems = {
+        t: tasks.load_problems(t, args.split, limits.get(t, args.limit), seed=args.seed) for t in plan.tasks
+    }
     empty = [t for t, ps in problems.items() if not ps]
     if empty:
         raise ValueError(

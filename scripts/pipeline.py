@@ -128,7 +128,7 @@ def build_stages(profile: Profile, run_dir: Path) -> list[Stage]:
     ]
     for key in EVAL_MODELS:
         out = run_dir / "eval" / key
-        flags = {**profile.eval.overrides, **(profile.eval.forcing if key == "forcing" else {})}
+        flags = profile.eval.model_overrides(key)
         stages.append(
             Stage(
                 f"eval_{key}",
@@ -185,6 +185,21 @@ def build_stages(profile: Profile, run_dir: Path) -> list[Stage]:
             ],
         ),
         Stage(
+            "targets",
+            "accuracy against the budget, and every target reached or not",
+            report / "targets",
+            report / "targets" / "targets.json",
+            needs=[f"eval_{k}" for k in EVAL_MODELS],
+            command=[
+                "python",
+                "scripts/proof_targets.py",
+                str(run_dir),
+                "--output",
+                str(report / "targets" / "targets"),
+                *(["--time_limit_min", str(profile.time_limit_min)] if profile.time_limit_min else []),
+            ],
+        ),
+        Stage(
             "demo_after",
             "demo question on the RL model",
             run_dir / "demo" / "after.json",
@@ -227,6 +242,12 @@ def write_readme(profile: Profile, run_dir: Path, timings: dict[str, dict]) -> P
         lines.append(
             f"- Compute frontier (accuracy against tokens per problem, Pareto front marked): "
             f"`{(frontier / 'frontier.png').relative_to(run_dir)}`, `{(frontier / 'frontier.md').relative_to(run_dir)}`"
+        )
+    targets = run_dir / "report" / "targets" / "targets.md"
+    if targets.is_file():
+        lines.append(
+            f"- Accuracy against the thinking budget and every target, reached or not: "
+            f"`{targets.relative_to(run_dir)}`, `{targets.with_name('accuracy_vs_budget.png').relative_to(run_dir)}`"
         )
     if table.is_file():
         lines += [f"- Table: `{table.relative_to(run_dir)}`", "", table.read_text().strip(), ""]

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from thinkbudget.data import (
+    RESULT,
     RL_COLUMNS,
     SFT_COLUMNS,
     DataMixArguments,
@@ -24,11 +25,13 @@ from thinkbudget.data import (
     fit_trace,
     load_or_build,
     thinking_between_tags,
+    trace_is_sound,
 )
 from thinkbudget.parsing import get_parser, parse_completion
 from thinkbudget.protocol import EMPTY_THINK_BLOCK, NO_THINK_FLAG, THINK_FLAG, parse_budget_from_prompt
 from thinkbudget.scoring import is_correct
 from thinkbudget.tasks import load_problems
+from thinkbudget.traces import check_lines, is_number, same_number
 
 ROOT = Path(__file__).resolve().parents[1]
 MIX_TASKS = ["chain", "multiply", "nested", "gsm8k", "rg/leg_counting"]
@@ -56,7 +59,8 @@ def test_sft_columns(sft_train, mix_args):
 
 
 def test_sft_rows_never_over_budget(sft_train, tokenizer, problems_by_id):
-    """Every budgeted target fits, its count is the parser's, and the trace is the longest that fits."""
+    """Every budgeted target fits, its count is the parser's, and the trace is the finest sound one that
+    fits (else the result alone)."""
     parser = get_parser(tokenizer)
     budgeted = 0
     for row in sft_train:
@@ -69,55 +73,92 @@ def test_sft_rows_never_over_budget(sft_train, tokenizer, problems_by_id):
             assert parsed.thinking_tokens == 0 and row["budget"] is None
             continue
         assert parsed.think_closed
-        if row["budget"] is None:
-            assert row["granularity"] == "full"
+        if row["budget"] is None:  # the finest sound trace (GSM8K's prose may end on another number)
+            problem = problems_by_id[row["id"]]
+            sound = [g for g, t in problem.traces.items() if trace_is_sound(t, problem.answer)]
+            assert row["granularity"] == (sound[0] if sound else RESULT)
             continue
         budgeted += 1
         assert parsed.within_budget(row["budget"]), row
         # A budgeted target always carries real thinking (SFT and GRPO's mode_compliance agree).
         assert row["thinking_tokens"] > 0 and row["granularity"] != "none", row
         problem = problems_by_id[row["id"]]
-        grans = ["full", "condensed"]
-        gran, _, partial = row["granularity"].partition("-")
-        longer = grans[: grans.index(gran)] if not partial else grans
-        for g in longer:  # every longer whole trace would have broken the budget
-            if g in problem.traces:
+        thinking = thinking_between_tags(row["completion"]).strip()
+        grans = list(problem.traces)
+        if row["granularity"] == RESULT:  # no trace fits: the result alone
+            assert thinking == f"= {problem.answer}"
+            finer = grans
+        else:  # a whole trace, never a cut one
+            assert thinking == problem.traces[row["granularity"]]
+            finer = grans[: grans.index(row["granularity"])]
+        for g in finer:  # every finer sound trace would have broken the budget
+            if trace_is_sound(problem.traces[g], problem.answer):
                 assert parser.thinking_token_count(f"\n{problem.traces[g]}\n") > row["budget"]
-        if partial:  # the first steps of a real trace
-            assert problem.traces[gran].startswith(thinking_between_tags(row["completion"]).strip())
     assert budgeted > 50
-    assert {"full", "condensed"} <= set(sft_train["granularity"])
+    assert {"full", "condensed", RESULT} <= set(sft_train["granularity"])
     assert "none" not in set(sft_train.filter(lambda r: r["budget"] is not None)["granularity"])
 
 
+def test_every_think_target_is_sound(sft_train, problems_by_id):
+    """Every arithmetic line of every SFT target is correct and its answer is the trace's last number."""
+    think = [row for row in sft_train if row["mode"] == "think" and row["granularity"] != "none"]
+    assert len(think) > 100
+    for row in think:
+        thinking = thinking_between_tags(row["completion"])
+        check = check_lines(thinking)
+        assert check.all_correct, row
+        gold = problems_by_id[row["id"]].answer
+        assert same_number(check.result, gold) or not is_number(gold), row
+
+
 @pytest.mark.parametrize("budget", [1, 5, 16, 30, 64, 200, 10_000])
-def test_fit_trace_region_past_the_budget(budget, tokenizer):
+def test_fit_trace_coarser_but_complete(budget, tokenizer):
     parser = get_parser(tokenizer)
-    for p in load_problems("gsm8k", "train", n=40) + load_problems("multiply", "train", n=40):
+    for p in load_problems("gsm8k", "train", n=40) + load_problems("chain", "train", n=40):
         gran, trace, n = fit_trace(p, budget, tokenizer)
-        if gran is None:
-            assert (trace, n) == (None, 0)
-            # not even the first step of any trace fits
-            for t in p.traces.values():
-                assert parser.thinking_token_count(f"\n{t.split(chr(10))[0]}\n") > budget
-        elif gran.endswith("-partial"):
-            whole = p.traces[gran.split("-")[0]]
-            assert whole.startswith(trace) and trace != whole and 0 < n <= budget
-            assert all(parser.thinking_token_count(f"\n{t}\n") > budget for t in p.traces.values())
-        else:
-            assert trace == p.traces[gran] and 0 < n <= budget
+        sound = [g for g, t in p.traces.items() if trace_is_sound(t, p.answer)]
+        if gran is None:  # not even the result fits
+            assert trace is None and n == 0
+            assert parser.thinking_token_count(f"\n= {p.answer}\n") > budget
+        elif gran == RESULT:
+            assert trace == f"= {p.answer}" and 0 < n <= budget
+            assert all(parser.thinking_token_count(f"\n{p.traces[g]}\n") > budget for g in sound)
+        else:  # the finest sound trace that fits
+            assert trace == p.traces[gran] and 0 < n <= budget and gran in sound
+            for g in sound[: sound.index(gran)]:
+                assert parser.thinking_token_count(f"\n{p.traces[g]}\n") > budget
+
+
+def test_fit_trace_literal(tokenizer):
+    """A chain of 12 steps: full under a large budget, coarser under a smaller one, the result alone
+    under the smallest; never the first steps of a trace."""
+    from thinkbudget.tasks import Problem, chain_granularity, chain_lines
+
+    ops = [("+", 8), ("-", 6), ("+", 3), ("-", 2)] * 3
+    traces = {chain_granularity(g): "\n".join(chain_lines(47, ops, g)) for g in (1, 2, 3, 4, 6)}
+    p = Problem("c", "chain", "Compute ...", "56", traces)
+    assert fit_trace(p, None, tokenizer)[0] == "full"
+    # thinking tokens of the traces, finest first: 99, 69, 59, 54, 49; the result "= 56": 6
+    grans = [fit_trace(p, b, tokenizer)[0] for b in (200, 80, 64, 56, 50, 40, 8)]
+    assert grans == ["full", "2-per-line", "3-per-line", "4-per-line", "6-per-line", RESULT, RESULT]
+    assert fit_trace(p, 8, tokenizer)[1] == "= 56"
+    assert fit_trace(p, 2, tokenizer) == (None, None, 0)  # not even "= 56" fits 2 tokens
+    wrong = Problem("w", "chain", "Compute ...", "56", {"full": "47 + 8 = 54\n+ 2 = 56"})
+    assert fit_trace(wrong, None, tokenizer) == (RESULT, "= 56", 6)  # an unsound trace is never a target
 
 
 def test_budgeted_rows_move_up_rather_than_go_empty(tokenizer):
-    """A problem whose first step does not fit the drawn budget takes the next budget that fits."""
+    """A problem whose result alone does not fit the drawn budget takes the next budget that fits."""
     from thinkbudget.data import RowPlan, fit_budgeted_row
     from thinkbudget.tasks import Problem
 
     long_step = "1234567 * 7654321 = 9449772114007"  # one step, ~30 tokens (one per digit)
     p = Problem(id="x", task="multiply", question="q", answer="9449772114007", traces={"full": long_step})
-    plan, (gran, trace, n) = fit_budgeted_row(p, RowPlan("think", "kwargs", 8), [8, 16, 64, 128], tokenizer)
-    assert plan.budget == 64 and gran == "full" and trace == long_step and 0 < n <= 64
-    plan, (gran, _, n) = fit_budgeted_row(p, RowPlan("think", "kwargs", 8), [8, 16], tokenizer)
+    plan, (gran, trace, n) = fit_budgeted_row(p, RowPlan("think", "kwargs", 8), [8, 24, 64, 128], tokenizer)
+    assert plan.budget == 24 and gran == RESULT and trace == "= 9449772114007" and 8 < n <= 24
+    plan, (gran, trace, n) = fit_budgeted_row(p, RowPlan("think", "kwargs", 64), [8, 16, 64], tokenizer)
+    assert plan.budget == 64 and gran == "full" and trace == long_step
+    plan, (gran, _, n) = fit_budgeted_row(p, RowPlan("think", "kwargs", 4), [4, 8], tokenizer)
     assert plan.budget is None and gran == "full" and n > 16  # no budget fits: free thinking
 
 
@@ -222,6 +263,13 @@ def test_deterministic_and_disjoint(mix_args, tokenizer):
             assert rl_plan[r["id"]] == (r["mode"], r["budget"], r["control"])
 
 
+def test_task_train_problems(tokenizer):
+    """One training count per task; the test split keeps num_test_problems for every task."""
+    args = DataMixArguments(tasks=["chain", "gsm8k"], task_train_problems=[7, 3], num_test_problems=2)
+    assert Counter(build_rl_dataset(args, tokenizer, "train")["task"]) == {"chain": 7, "gsm8k": 3}
+    assert Counter(build_rl_dataset(args, tokenizer, "test")["task"]) == {"chain": 2, "gsm8k": 2}
+
+
 def test_system_prompt(tokenizer):
     args = DataMixArguments(tasks=["chain"], num_train_problems=5, system_prompt="Be brief. /no_think")
     ds = build_rl_dataset(args, tokenizer, "train")
@@ -235,6 +283,11 @@ BAD_ARGS = [
     ({"tasks": ["rg/nope"]}, "tasks: .*rg/<name> for any of"),
     ({"tasks": ["jsonl:/no/such/file.jsonl"]}, "tasks: .*/no/such/file.jsonl"),
     ({"tasks": ["chain", "chain"]}, "tasks: duplicate"),
+    (
+        {"tasks": ["chain", "gsm8k"], "task_train_problems": [10]},
+        "task_train_problems: has 1 counts for 2 tasks",
+    ),
+    ({"tasks": ["chain"], "task_train_problems": [-1]}, "task_train_problems: counts must be non-negative"),
     ({"budgets": [32, -1]}, "budgets"),
     ({"budgets": [32, 0]}, "budgets"),
     ({"budgets": [32, 1.5]}, "budgets"),
@@ -307,6 +360,12 @@ def test_prepare_end_to_end(tmp_path, tokenizer):
             assert (out / kind / split / "dataset_info.json").is_file()
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["config"]["data"]["tasks"] == ["chain", "multiply", "nested", "gsm8k", "rg/leg_counting"]
+    # How coarse the reasoning gets under each budget: shares of each granularity sum to 1.
+    shares = manifest["datasets"]["sft/train"]["granularity_share_by_task_budget"]
+    assert shares and all(abs(sum(v.values()) - 1) < 0.01 for v in shares.values())
+    checks = manifest["datasets"]["sft/train"]["target_checks"]
+    assert checks["think_rows"] > 0 and checks["lines_correct"] == checks["arithmetic_lines"] > 0
+    assert checks["answers_follow_trace"] == checks["numeric_answers"]
     assert manifest["datasets"]["sft/train"]["rows"] == 40 and manifest["commit"]
     assert manifest["datasets"]["rl/test"]["by_task"]["rg/leg_counting"] == 4
     preview = [json.loads(line) for line in (out / "preview.jsonl").read_text().splitlines()]

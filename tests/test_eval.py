@@ -87,13 +87,13 @@ def test_all_files_and_schema(smoke_dir, tokenizer):
         "seed": 0,
     }
     cells = {(r["task"], r["method"], r["budget_label"]) for r in results["rows"]}
-    assert len(results["rows"]) == len(cells) == 2 * 5  # 2 tasks x (2 off + prompt + none + forcing)
+    assert len(results["rows"]) == len(cells) == 2 * 6  # 2 tasks x (2 off + prompt + 2 none + forcing)
     assert all(r["n"] == 2 for r in results["rows"])
     samples = read_samples(smoke_dir)
-    assert len(samples) == 20 and len({s["key"] for s in samples}) == 20
+    assert len(samples) == 24 and len({s["key"] for s in samples}) == 24
     tp = results["throughput"]
     assert tp["generated_tokens"] == sum(s["generated_tokens"] for s in samples) > 0
-    assert tp["seconds"] > 0 and tp["samples_generated"] == 20
+    assert tp["seconds"] > 0 and tp["samples_generated"] == 24
     for s in samples:  # counts come from the generated ids (pre-fill included) through the one parser
         assert len(s["completion_ids"]) == s["generated_tokens"] <= 10
         prefill = (
@@ -138,15 +138,15 @@ def test_resume_after_truncated_samples(smoke_dir, tmp_path):
     run_eval(*SMOKE, "--output", str(out))
     samples = read_samples(out)
     keys = [s["key"] for s in samples]
-    assert len(keys) == len(set(keys)) == 20
+    assert len(keys) == len(set(keys)) == 24
     assert (out / "samples.jsonl").read_text().startswith("".join(kept))  # kept samples were not redone
     results = evaluation.load_results(out)
     assert results["complete"] and results["throughput"]["samples_resumed"] == 7
-    assert results["throughput"]["samples_generated"] == 13
+    assert results["throughput"]["samples_generated"] == 24 - 7
     # A complete folder is not generated again.
     run_eval(*SMOKE, "--output", str(out))
     again = evaluation.load_results(out)
-    assert again["throughput"]["samples_generated"] == 0 and len(read_samples(out)) == 20
+    assert again["throughput"]["samples_generated"] == 0 and len(read_samples(out)) == 24
 
 
 @pytest.mark.slow
@@ -175,7 +175,7 @@ def test_kill_and_resume_subprocess(tmp_path):
     assert before >= 2
     run_eval(*args)
     keys = [s["key"] for s in read_samples(out)]
-    assert len(keys) == len(set(keys)) == 10
+    assert len(keys) == len(set(keys)) == 12  # 2 problems x 6 conditions
     assert evaluation.load_results(out)["complete"]
 
 

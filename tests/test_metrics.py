@@ -8,6 +8,7 @@ import math
 import random
 
 import pytest
+from _records import sample_record as _synthetic
 
 from thinkbudget import evaluation as ev
 from thinkbudget.protocol import EMPTY_THINK_BLOCK, THINK_OPEN
@@ -49,6 +50,7 @@ def test_plan_conditions_and_errors():
         ("budget_prompt", "8"),
         ("budget_prompt", "16"),
         ("think", "none"),
+        ("think_flag", "none"),
         ("budget_forcing", "8"),
         ("budget_forcing", "16"),
     ]
@@ -222,41 +224,6 @@ def test_record_hacking_flags(tokenizer):
     assert cut["flags"]["unclosed_think"] and cut["truncated"] and cut["answer_tokens"] == 0
 
 
-def _synthetic(method, budget, problem, idx, correct, thinking, *, answer="4", logprob=None, **extra):
-    label = ev.Condition("chain", method, budget).budget_label
-    rec = {
-        "key": ev.sample_key("chain", method, label, problem, idx),
-        "task": "chain",
-        "method": method,
-        "mode": ev.METHOD_MODE[method],
-        "budget": budget,
-        "budget_label": label,
-        "problem_id": problem,
-        "sample_idx": idx,
-        "correct": correct,
-        "final_answer": answer,
-        "thinking_tokens": thinking,
-        "answer_tokens": 10,
-        "total_tokens": thinking + 10,
-        "within_budget": (thinking <= budget) if budget else None,
-        "truncated": False,
-        "has_boxed": True,
-        "forced": False,
-        "extra_think_tags": False,
-        "mean_logprob": logprob,
-        "repeated_ngram_rate": 0.0,
-        "filler_share": 0.0,
-        "flags": {
-            "reasoning_after_think": False,
-            "thinking_in_no_think": thinking > 0 and method == "no_think",
-            "unclosed_think": False,
-            "padding": False,
-        },
-    }
-    rec.update(extra)
-    return rec
-
-
 def test_aggregate_known_values():
     recs = [
         _synthetic("budget_prompt", 100, "a", 0, True, 80),
@@ -394,3 +361,121 @@ def test_paired_difference_literal_cases():
     c = [_rec("p1", "think", "none", True), _rec("p1", "no_think", "off", False)]
     d = ev.paired_difference(c, c, "chain", ("think", "no_think"), ("none", "off"), "correct")
     assert d == {"difference": 1.0, "ci": [1.0, 1.0], "n": 1, "metric": "correct"}
+
+
+def test_think_flag_prompt(tokenizer):
+    flag = ev.build_prompt(tokenizer, "Q?", ev.Condition("t", "think_flag", None))
+    assert " /think<|im_end|>" in flag.text and "Think for at most" not in flag.text and flag.prefill == ""
+    assert ev.Condition("t", "think_flag", None).budget_label == "none"
+    assert ev.Condition("t", "think_flag", None).mode == "think"
+
+
+def test_record_trace_fields(tokenizer):
+    """Step correctness and answer-follows-trace of one sample (thinkbudget.traces on its thinking)."""
+    rec = _record(tokenizer, "<think>\n47 + 8 = 55\n- 6 = 48\n</think>\n\nThe answer is \\boxed{48}.")
+    assert (rec["trace_lines"], rec["trace_lines_correct"], rec["trace_result"]) == (2, 1, "48")
+    assert rec["answer_follows_trace"] is True
+    rec = _record(tokenizer, "<think>\n47 + 8 = 55\n- 6 = 49\n</think>\n\nThe answer is \\boxed{55}.")
+    assert (rec["trace_lines"], rec["trace_lines_correct"], rec["answer_follows_trace"]) == (2, 2, False)
+    rec = _record(tokenizer, "\\boxed{4}<|im_end|>", method="no_think")
+    assert rec["trace_lines"] == 0 and rec["trace_result"] is None and rec["answer_follows_trace"] is None
+    assert rec["full_trace_tokens"] is None  # PROBLEM has no reference trace
+    with_trace = Problem("p2", "chain", "Compute 2 + 2.", "4", {"full": "2 + 2 = 4"})
+    cond = ev.Condition("chain", "think", None)
+    prompt = ev.build_prompt(tokenizer, with_trace.question, cond)
+    ids = tokenizer("<think>\n2 + 2 = 4\n</think>\n\n\\boxed{4}", add_special_tokens=False)["input_ids"]
+    rec = ev.make_record(
+        tokenizer,
+        condition=cond,
+        problem=with_trace,
+        sample_idx=0,
+        prompt=prompt,
+        token_ids=ids,
+        finish_reason="stop",
+    )
+    assert rec["full_trace_tokens"] == rec["thinking_tokens"] > 0
+
+
+def test_aggregate_trace_and_budget_metrics():
+    """step_correctness pools lines; budget_effect is stated minus free thinking under the same budget;
+    budget use is measured on the problems whose reference trace needs more than the budget."""
+    extra = {"think_closed": True}
+    recs = [
+        # free thinking: a (20 tokens, under 32), b (90), c (40): 1 of 3 within 32
+        _synthetic(
+            "think",
+            None,
+            "a",
+            0,
+            True,
+            20,
+            full_trace_tokens=20,
+            trace_lines=2,
+            trace_lines_correct=2,
+            **extra,
+        ),
+        _synthetic(
+            "think",
+            None,
+            "b",
+            0,
+            True,
+            90,
+            full_trace_tokens=90,
+            trace_lines=8,
+            trace_lines_correct=6,
+            **extra,
+        ),
+        _synthetic(
+            "think",
+            None,
+            "c",
+            0,
+            False,
+            40,
+            full_trace_tokens=40,
+            trace_lines=4,
+            trace_lines_correct=4,
+            **extra,
+        ),
+        # budget 32: all within; b and c need more than 32 tokens
+        _synthetic(
+            "budget_prompt", 32, "a", 0, True, 20, full_trace_tokens=20, answer_follows_trace=True, **extra
+        ),
+        _synthetic(
+            "budget_prompt", 32, "b", 0, False, 8, full_trace_tokens=90, answer_follows_trace=False, **extra
+        ),
+        _synthetic(
+            "budget_prompt", 32, "c", 0, True, 16, full_trace_tokens=40, answer_follows_trace=True, **extra
+        ),
+    ]
+    conds = [ev.Condition("chain", "think", None), ev.Condition("chain", "budget_prompt", 32)]
+    free, stated = ev.aggregate(recs, conds)
+    assert free["trace_lines"] == 14 and free["step_correctness"] == pytest.approx(12 / 14)
+    assert free["answer_follows_trace_rate"] is None and "budget_effect" not in free
+    assert stated["within_budget_rate"] == 1.0 and stated["free_within_budget_rate"] == pytest.approx(1 / 3)
+    assert stated["budget_effect"] == pytest.approx(2 / 3)
+    assert stated["n_need_more"] == 2 and stated["mean_thinking_tokens_need_more"] == pytest.approx(12.0)
+    assert stated["budget_use_need_more"] == pytest.approx(12 / 32)
+    assert stated["answer_follows_trace_rate"] == pytest.approx(2 / 3) and stated["step_correctness"] is None
+
+
+@pytest.mark.parametrize(
+    "k, n, lo, hi",
+    [(0, 0, None, None), (50, 100, 0.4038, 0.5962), (200, 200, 0.9812, 1.0), (0, 10, 0.0, 0.2775)],
+)
+def test_wilson_interval(k, n, lo, hi):
+    got = ev.wilson_interval(k, n)
+    if lo is None:
+        assert got == (None, None)
+    else:
+        assert got == (pytest.approx(lo, abs=1e-4), pytest.approx(hi, abs=1e-4))
+
+
+def test_ratio_ci_and_paired_bootstrap():
+    ratio, lo, hi = ev.ratio_ci([9, 9, 10], [10, 10, 10])
+    assert ratio == pytest.approx(28 / 30) and lo <= ratio <= hi <= 1.0
+    assert ev.ratio_ci([1], [0]) == (None, None, None) and ev.ratio_ci([], []) == (None, None, None)
+    d = ev.paired_bootstrap({"a": 1.0, "b": 1.0, "c": 0.0}, {"a": 0.0, "b": 1.0, "x": 1.0})
+    assert d["n"] == 2 and d["difference"] == pytest.approx(0.5) and d["ci"][0] <= 0.5 <= d["ci"][1]
+    assert ev.paired_bootstrap({"a": 1.0}, {"b": 1.0}) is None

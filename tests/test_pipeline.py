@@ -36,6 +36,7 @@ STAGES = [
     "eval_forcing",
     "report",
     "frontier",
+    "targets",
     "demo_after",
 ]
 
@@ -208,6 +209,7 @@ def finish(run_dir: Path, *stages: str) -> None:
         "eval_forcing": "eval/forcing/results.json",
         "report": "report/results.md",
         "frontier": "report/frontier/frontier.json",
+        "targets": "report/targets/targets.json",
         "demo_after": "demo/after.json",
     }
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -269,9 +271,17 @@ def test_downstream_closure():
     profile = load_profile("smoke")
     stages = pipeline_script.build_stages(profile, Path("/tmp/x"))
     assert [s.name for s in stages] == STAGES
-    assert pipeline_script.downstream(stages, {"rl"}) == {"rl", "eval_rl", "report", "frontier", "demo_after"}
+    assert pipeline_script.downstream(stages, {"rl"}) == {
+        "rl",
+        "eval_rl",
+        "report",
+        "frontier",
+        "targets",
+        "demo_after",
+    }
     assert pipeline_script.downstream(stages, {"data"}) == set(STAGES) - {"demo_before", "eval_base"}
     assert pipeline_script.downstream(stages, {"report"}) == {"report", "frontier"}
+    assert pipeline_script.downstream(stages, {"eval_base"}) == {"eval_base", "report", "frontier", "targets"}
 
 
 def test_unknown_stage_names_are_errors(tmp_path):

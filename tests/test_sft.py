@@ -334,3 +334,25 @@ def test_lm_head_loss_choices_are_checked(tmp_path):
 
     with pytest.raises(ValueError, match="lm_head_loss: 'chunked'; choose one of auto, fused, full_logits"):
         ThinkSFTConfig(output_dir=str(tmp_path), report_to="none", use_cpu=True, lm_head_loss="chunked")
+
+
+def test_length_grouped_batches_are_shuffled_not_a_long_to_short_loop():
+    """Batches of similar length (a slice of the sorted order), the longest first, the rest in random
+    order: no stretch of training sees only the short rows (transformers sorts 50 batches long to short)."""
+    from thinkbudget.sft import LengthBatchShuffledSampler, length_grouped_batches
+
+    lengths = [(i * 37) % 101 for i in range(400)]
+    idx = length_grouped_batches(lengths, 16, torch.Generator().manual_seed(0))
+    assert sorted(idx) == list(range(400))
+    batches = [idx[i : i + 16] for i in range(0, 400, 16)]
+    assert max(lengths[i] for i in batches[0]) == max(lengths)
+    by_max = sorted(batches, key=lambda b: -max(lengths[i] for i in b))
+    for b, c in zip(by_max, by_max[1:]):  # each batch is a contiguous run of the sorted lengths
+        assert min(lengths[i] for i in b) >= max(lengths[i] for i in c)
+    maxima = [max(lengths[i] for i in b) for b in batches[1:]]
+    assert maxima != sorted(maxima, reverse=True)  # not long to short
+    half = len(maxima) // 2  # both halves of training see long and short batches
+    assert max(maxima[:half]) > 80 > min(maxima[:half]) and max(maxima[half:]) > 80 > min(maxima[half:])
+    assert idx == length_grouped_batches(lengths, 16, torch.Generator().manual_seed(0))
+    sampler = LengthBatchShuffledSampler(lengths, 16, torch.Generator().manual_seed(1))
+    assert len(sampler) == 400 and sorted(sampler) == list(range(400))

@@ -69,18 +69,36 @@ def answer_scores(p: Problem) -> bool:
 # -- synthetic traces ---------------------------------------------------------------------------
 def verify_chain(p: Problem) -> None:
     expr = question_expr(p)
-    assert evaluate(expr) == int(p.answer)
-    first = int(expr.split()[0])
+    answer = int(p.answer)
+    assert evaluate(expr) == answer
+    tokens = expr.split()
+    first, ops = int(tokens[0]), tokens[1:]
+    assert len(ops) == 2 * p.meta["steps"] and tasks.CHAIN_STEPS[0] <= p.meta["steps"] <= tasks.CHAIN_STEPS[1]
+    # Every operand is one digit and the running value never leaves 0-99.
+    value = first
+    for sign, x in zip(ops[::2], ops[1::2]):
+        assert sign in "+-" and 1 <= int(x) <= 9
+        value = value + int(x) if sign == "+" else value - int(x)
+        assert tasks.CHAIN_RANGE[0] <= value <= tasks.CHAIN_RANGE[1]
+    n_lines = []
     for gran, trace in p.traces.items():
-        values = check_equation_lines(trace)
-        assert values[-1] == int(p.answer), gran
-        # Each line starts from the previous line's result (the first from the first operand) and the
-        # lines together consume exactly the question's operations, in order.
-        starts = [int(line.split()[0]) for line in trace.splitlines()]
-        assert starts == [first, *values[:-1]], gran
-        ops = [tok for line in trace.splitlines() for tok in line.split(" = ")[0].split()[1:]]
-        assert ops == expr.split()[1:], gran
-    assert len(p.traces["full"].splitlines()) == p.meta["operands"] - 1
+        lines = trace.splitlines()
+        # The first line restates the start, the others continue from the previous line's result.
+        assert lines[0].startswith(f"{first} ") and all(line[0] in "+-" for line in lines[1:]), gran
+        values, previous = [], first
+        for line in lines:
+            lhs, _, rhs = line.rpartition(" = ")
+            lhs = lhs if line is lines[0] else f"{previous} {lhs}"
+            assert evaluate(lhs) == int(rhs), f"wrong arithmetic in {line!r}"
+            values.append(previous := int(rhs))
+        assert values[-1] == answer, gran
+        # The lines together consume exactly the question's operations, in order, `group` at a time.
+        written = [tok for line in lines for tok in line.rpartition(" = ")[0].split()]
+        assert written == [str(first), *ops], gran
+        group = 1 if gran == "full" else int(gran.split("-")[0])
+        assert len(lines) == -(-p.meta["steps"] // group), gran
+        n_lines.append(len(lines))
+    assert n_lines == sorted(n_lines, reverse=True) and len(set(n_lines)) == len(n_lines)  # finest first
 
 
 def verify_multiply(p: Problem) -> None:
@@ -125,7 +143,9 @@ def test_synthetic_traces_recompute(task, split):
     problems = load_problems(task, split, n=150, seed=3)
     assert len(problems) == 150
     for p in problems:
-        assert p.task == task and "full" in p.traces and set(p.traces) <= {"full", "condensed"}
+        assert p.task == task and next(iter(p.traces)) == "full"
+        expected = {"chain": {tasks.chain_granularity(g) for g in tasks.CHAIN_GROUPS}}
+        assert set(p.traces) <= expected.get(task, {"full", "condensed"})
         VERIFIERS[task](p)
         assert answer_scores(p)
         json.dumps(p.meta)
@@ -166,15 +186,42 @@ def test_literal_traces():
 
 @pytest.mark.parametrize("task", ["chain", "multiply", "nested", "gsm8k"])
 def test_granularities_have_strictly_different_token_lengths(task, tokenizer):
+    """Traces run finest first, each coarser one strictly shorter in tokens (what lets the data stage
+    choose a coarser complete solution under a smaller budget)."""
     from thinkbudget.parsing import get_parser
 
     parser = get_parser(tokenizer)
     problems = load_problems(task, "train", n=200)
-    with_condensed = [p for p in problems if "condensed" in p.traces]
-    assert len(with_condensed) >= 0.4 * len(problems)
-    for p in with_condensed:
-        full, condensed = (parser.thinking_token_count(p.traces[g]) for g in ("full", "condensed"))
-        assert condensed < full, p
+    with_coarser = [p for p in problems if len(p.traces) > 1]
+    assert len(with_coarser) >= 0.4 * len(problems)
+    for p in with_coarser:
+        lengths = [parser.thinking_token_count(t) for t in p.traces.values()]
+        assert all(a > b for a, b in zip(lengths, lengths[1:])), (p, lengths)
+
+
+def test_chain_spans_every_budget(tokenizer):
+    """Chain problems run from a few thinking tokens to more than the largest budget (128), and the
+    number of steps decides it."""
+    from thinkbudget.traces import trace_thinking_tokens
+
+    problems = load_problems("chain", "train", n=400)
+    by_steps: dict[int, list[int]] = {}
+    for p in problems:
+        by_steps.setdefault(p.meta["steps"], []).append(trace_thinking_tokens(p.traces["full"], tokenizer))
+    steps = sorted(by_steps)
+    assert steps[0] == tasks.CHAIN_STEPS[0] and steps[-1] == tasks.CHAIN_STEPS[1]
+    assert max(by_steps[steps[0]]) <= 24 and min(by_steps[steps[-1]]) > 128
+    means = [sum(v) / len(v) for _, v in sorted(by_steps.items())]
+    assert means == sorted(means)
+
+
+def test_chain_literal():
+    """Hand-checked: the line format of each granularity."""
+    ops = [("+", 8), ("-", 6), ("+", 3)]
+    assert tasks.chain_lines(47, ops, 1) == ["47 + 8 = 55", "- 6 = 49", "+ 3 = 52"]
+    assert tasks.chain_lines(47, ops, 2) == ["47 + 8 - 6 = 49", "+ 3 = 52"]
+    assert tasks.chain_lines(47, ops, 6) == ["47 + 8 - 6 + 3 = 52"]
+    assert [tasks.chain_granularity(g) for g in (1, 2, 6)] == ["full", "2-per-line", "6-per-line"]
 
 
 # -- splits, determinism, names -----------------------------------------------------------------

@@ -3,10 +3,12 @@
 Every problem becomes one row of one of three types, drawn per problem with a seeded RNG:
 
 - **think with a budget** B (``think_budget_ratio``; B drawn from ``budgets``/``budget_weights``):
-  the prompt states B, and the SFT target's trace is the *longest* granularity whose thinking fits B
+  the prompt states B, and the SFT target's trace is the *finest* granularity whose thinking fits B
   tokens (counted by :mod:`thinkbudget.parsing` on exactly the text between the think tags); when
-  none fits whole, the longest run of its first steps that fits (``<granularity>-partial``). A
-  target is never over its budget and never an empty think block (:func:`fit_budgeted_row`).
+  none fits, the coarsest complete solution, the result alone (``= 52``). A smaller budget means a
+  coarser but complete solution, never a cut one: every target's arithmetic lines are correct and its
+  answer is the trace's conclusion (:mod:`thinkbudget.traces`). A target is never over its budget and
+  never an empty think block (:func:`fit_budgeted_row`).
 - **think without a budget** (``think_free_ratio``): the full trace.
 - **no think** (``no_think_ratio``): an empty think block and the answer.
 
@@ -31,7 +33,6 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from thinkbudget.parsing import get_parser
 from thinkbudget.protocol import (
     THINK_CLOSE,
     THINK_OPEN,
@@ -40,7 +41,8 @@ from thinkbudget.protocol import (
     format_response,
     render_prompt,
 )
-from thinkbudget.tasks import GRANULARITIES, Problem, describe_valid_tasks, load_problems, validate_task_name
+from thinkbudget.tasks import Problem, describe_valid_tasks, load_problems, validate_task_name
+from thinkbudget.traces import check_lines, is_number, same_number, trace_thinking_tokens
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +68,13 @@ class DataMixArguments:
     )
     num_train_problems: int = field(
         default=2000, metadata={"help": "Training problems per task (count; file tasks may have fewer)."}
+    )
+    task_train_problems: list[int] = field(
+        default_factory=list,
+        metadata={
+            "help": "Training problems of each task, one count per entry of `tasks` (count); empty = "
+            "num_train_problems for every task."
+        },
     )
     num_test_problems: int = field(default=200, metadata={"help": "Test problems per task (count)."})
     budgets: list[int] = field(
@@ -127,6 +136,17 @@ class DataMixArguments:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or (v < 0 and name != "mix_seed"):
                 raise ValueError(f"{name}: must be a non-negative integer, got {v!r}")
+        if self.task_train_problems:
+            if len(self.task_train_problems) != len(self.tasks):
+                raise ValueError(
+                    f"task_train_problems: has {len(self.task_train_problems)} counts for {len(self.tasks)} tasks "
+                    f"({', '.join(self.tasks)}); give one count per task or none"
+                )
+            bad = [
+                v for v in self.task_train_problems if isinstance(v, bool) or not isinstance(v, int) or v < 0
+            ]
+            if bad:
+                raise ValueError(f"task_train_problems: counts must be non-negative integers, got {bad}")
         for b in self.budgets:
             if isinstance(b, bool) or not isinstance(b, int) or b <= 0:
                 raise ValueError(
@@ -251,50 +271,56 @@ def thinking_between_tags(response: str) -> str:
     return response[start : response.index(THINK_CLOSE)]
 
 
-PARTIAL = "partial"  # suffix of a granularity whose first steps only are shown
+RESULT = "result"  # the coarsest granularity: the result alone ("= 52"), no written intermediates
+
+
+def result_trace(answer: str) -> str:
+    """The coarsest complete trace: the result stated, nothing derived (``= 52``)."""
+    return f"= {answer}"
+
+
+def trace_is_sound(trace: str, answer: str) -> bool:
+    """Every arithmetic line of ``trace`` is correct and, where the answer is a number, the answer is
+    the trace's conclusion (its last number): the two rules every SFT target obeys."""
+    check = check_lines(trace)
+    if not check.all_correct:
+        return False
+    return not is_number(answer) or same_number(check.result, answer)
 
 
 def fit_trace(problem: Problem, budget: int | None, tokenizer: Any) -> tuple[str | None, str | None, int]:
-    """``(granularity, trace, thinking tokens)`` of the longest trace that fits ``budget`` tokens
-    (``budget=None``: the full trace), counted by the one parser.
+    """``(granularity, trace, thinking tokens)`` of the finest sound trace that fits ``budget`` tokens
+    (``budget=None``: the finest), counted by the one parser.
 
-    When no whole trace fits, the longest run of a trace's *first steps* (whole lines) that fits is
-    used, named ``"<granularity>-partial"``: the model sees a real, correct start of the reasoning,
-    stopped at the budget, then the answer. That is what a budgeted answer must look like in GRPO too
-    (``mode_compliance`` wants a non-empty think block), so SFT never teaches "a small budget means do
-    not think". ``(None, None, 0)`` only when not even the first step fits (or there is no trace).
-    """
-    parser = get_parser(tokenizer)
+    A problem's traces run from finest to coarsest (``full``, then fewer lines with bigger steps); when
+    none fits, the coarsest complete solution is the result alone (``= 52``, granularity ``result``).
+    A smaller budget therefore means coarser reasoning, never "the first steps that fit, then an answer
+    the trace does not support": every target's lines are correct and its answer is the trace's last
+    number (:func:`trace_is_sound`; unsound traces are skipped, and a problem with none takes the result).
+    The result is a real think block, so SFT never teaches "a small budget means do not think".
+    ``(None, None, 0)`` only when not even the result fits (or the problem has no trace)."""
 
     def count(trace: str) -> int:
-        return parser.thinking_token_count(thinking_between_tags(format_response(trace, "")))
+        return trace_thinking_tokens(trace, tokenizer)
 
-    for gran in GRANULARITIES:
-        trace = problem.traces.get(gran)
-        if not trace:
-            continue
+    if not problem.traces:
+        return None, None, 0
+    candidates = [(g, t) for g, t in problem.traces.items() if t and trace_is_sound(t, problem.answer)]
+    for gran, trace in candidates:
         n = count(trace)
         if budget is None or n <= budget:
             return gran, trace, n
-    best: tuple[str | None, str | None, int] = (None, None, 0)
-    for gran in GRANULARITIES:
-        steps = (problem.traces.get(gran) or "").split("\n")
-        for k in range(len(steps) - 1, 0, -1):  # the longest prefix first
-            trace = "\n".join(steps[:k]).strip()
-            n = count(trace) if trace else 0
-            if 0 < n <= budget:
-                if n > best[2]:
-                    best = (f"{gran}-{PARTIAL}", trace, n)
-                break
-    return best
+    trace = result_trace(problem.answer)
+    n = count(trace)
+    return (RESULT, trace, n) if budget is None or n <= budget else (None, None, 0)
 
 
 def fit_budgeted_row(
     problem: Problem, plan: RowPlan, budgets: list[int], tokenizer: Any
 ) -> tuple[RowPlan, tuple[str | None, str | None, int]]:
-    """The plan and trace of a think row. A budgeted row whose budget no trace (not even its first
-    step) fits moves to the smallest configured budget that one fits, else to free thinking: a
-    budgeted target is never an empty think block."""
+    """The plan and trace of a think row. A budgeted row whose budget not even the result fits moves to
+    the smallest configured budget that one fits, else to free thinking: a budgeted target is never an
+    empty think block."""
     fit = fit_trace(problem, plan.budget, tokenizer)
     if plan.budget is None or fit[0] is not None:
         return plan, fit
@@ -307,9 +333,10 @@ def fit_budgeted_row(
 
 
 def _problems(args: DataMixArguments, split: str) -> list[Problem]:
-    n = args.num_train_problems if split == "train" else args.num_test_problems
+    counts = args.task_train_problems or [args.num_train_problems] * len(args.tasks)
     out: list[Problem] = []
-    for task in args.tasks:
+    for task, n_train in zip(args.tasks, counts):
+        n = n_train if split == "train" else args.num_test_problems
         problems = load_problems(task, split, n=n, seed=args.mix_seed)
         logger.info("%s/%s: %d problems", task, split, len(problems))
         out.extend(problems)

@@ -37,6 +37,13 @@ class EvalArguments:
     limit: int | None = field(
         default=None, metadata={"help": "First N problems of the split per task (problems); all if unset."}
     )
+    task_limits: list[int] = field(
+        default_factory=list,
+        metadata={
+            "help": "First N problems of each task, one count per entry of `tasks` (problems); empty = "
+            "`limit` for every task."
+        },
+    )
     split: str = field(
         default="test",
         metadata={

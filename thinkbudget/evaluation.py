@@ -9,10 +9,11 @@ method                    mode      prompt
 ``no_think_flag``         no_think  ``/no_think`` flag only, nothing pre-filled (compliance test)
 ``budget_prompt``         think     "Think for at most B tokens." stated in the prompt
 ``think``                 think     thinking with no budget
+``think_flag``            think     ``/think`` flag only, no budget (the text-flag path of thinking on)
 ``budget_forcing``        think     unbudgeted prompt; ``</think>`` forced after B thinking tokens
 ========================  ========  ===========================================================
 
-Budgets on the command line are ``off`` (the no-think methods), ``none`` (``think``) or a positive
+Budgets on the command line are ``off`` (the no-think methods), ``none`` (``think``, ``think_flag``) or a positive
 integer number of tokens (``budget_prompt``, ``budget_forcing``).
 
 Every sample is parsed by :func:`thinkbudget.parsing.parse_completion` on its token ids (pre-filled
@@ -35,7 +36,11 @@ Row metrics (one row per task, method and budget; ``None`` where a metric does n
 ``n`` problems; ``accuracy`` (mean over problems of the share of correct samples) and
 ``accuracy_ci`` (95 % percentile bootstrap over problems); mean/median/p95 of ``thinking``,
 ``answer`` and ``total`` tokens; ``within_budget_rate`` (closed block and thinking <= B);
-``relative_length_error`` (mean |n - B| / B, thinking tokens); ``no_think_compliance`` (no-think
+``relative_length_error`` (mean |n - B| / B, thinking tokens); ``step_correctness`` (share of the
+thinking's arithmetic lines that re-evaluate correctly, :mod:`thinkbudget.traces`; ``trace_lines`` of
+them); ``answer_follows_trace_rate`` (share of samples with thinking whose final answer is the
+trace's last number); on budget rows ``budget_effect``, ``free_within_budget_rate`` and
+``budget_use_need_more`` (:func:`add_budget_metrics`); ``no_think_compliance`` (no-think
 rows: share with zero thinking tokens and no further think block); ``truncation_rate`` (hit
 max_new_tokens without end-of-sequence); ``boxed_rate``; ``forced_rate`` (budget forcing); one
 ``<flag>_rate`` per hacking flag. With several samples per problem: ``pass_at_k`` (unbiased
@@ -73,15 +78,17 @@ from thinkbudget.protocol import (
 )
 from thinkbudget.scoring import extract_final_answer, is_correct
 from thinkbudget.selection import available_selectors, best_of_n, majority_vote, selector_at_n
+from thinkbudget.traces import check_lines, same_number, trace_thinking_tokens
 
 logger = logging.getLogger(__name__)
 
-METHODS = ("no_think", "no_think_flag", "budget_prompt", "think", "budget_forcing")
+METHODS = ("no_think", "no_think_flag", "budget_prompt", "think", "think_flag", "budget_forcing")
 METHOD_MODE = {
     "no_think": "no_think",
     "no_think_flag": "no_think",
     "budget_prompt": "think",
     "think": "think",
+    "think_flag": "think",
     "budget_forcing": "think",
 }
 # Which kind of --budgets entry each method runs under.
@@ -90,6 +97,7 @@ METHOD_BUDGET_KIND = {
     "no_think_flag": "off",
     "budget_prompt": "int",
     "think": "none",
+    "think_flag": "none",
     "budget_forcing": "int",
 }
 OFF, NONE = "off", "none"
@@ -241,7 +249,7 @@ def build_prompt(
     ``prefill_think`` pre-fills ``<think>`` in thinking modes (s1 style), for models that do not open
     the block themselves (a base model under budget forcing)."""
     m = condition.method
-    flag = "no_think" if m == "no_think_flag" else None
+    flag = {"no_think_flag": "no_think", "think_flag": "think"}.get(m)
     messages = build_messages(question, system=system_prompt, flag=flag)
     text = render_prompt(
         tokenizer,
@@ -334,6 +342,9 @@ def make_record(
     parsed = parse_completion(list(prompt.prefill_ids) + list(token_ids), tokenizer)
     correct = is_correct(parsed.answer, problem.answer, task=problem.task, meta=problem.meta)
     budget = condition.budget
+    final_answer = extract_final_answer(parsed.answer)
+    check = check_lines(parsed.thinking) if parsed.thinking_tokens else None
+    finest = next(iter(problem.traces.values()), None) if problem.traces else None
     return {
         "key": sample_key(condition.task, condition.method, condition.budget_label, problem.id, sample_idx),
         "task": condition.task,
@@ -349,7 +360,7 @@ def make_record(
         "question": problem.question,  # what a scorer reads, with prefill + completion (never the gold)
         "prefill": prompt.prefill,
         "gold": problem.answer,
-        "final_answer": extract_final_answer(parsed.answer),
+        "final_answer": final_answer,
         "correct": bool(correct),
         "thinking_tokens": parsed.thinking_tokens,
         "answer_tokens": parsed.answer_tokens,
@@ -367,6 +378,14 @@ def make_record(
         "repeated_ngram_rate": repeated_ngram_rate(parsed.thinking),
         "filler_share": filler_share(parsed.thinking),
         "answer_step_lines": step_lines(parsed.answer),
+        # Is the reasoning right (thinkbudget.traces): its arithmetic lines re-evaluated, its last number,
+        # and whether the answer is that number; None where nothing was thought.
+        "trace_lines": check.lines if check else 0,
+        "trace_lines_correct": check.correct if check else 0,
+        "trace_result": check.result if check else None,
+        "answer_follows_trace": same_number(check.result, final_answer) if check else None,
+        # Thinking tokens of the problem's full (finest) reference trace: which budgets it needs.
+        "full_trace_tokens": trace_thinking_tokens(finest, tokenizer) if finest else None,
         "flags": hack_flags(parsed, condition.mode, answer_cap),
     }
 
@@ -432,6 +451,52 @@ def bootstrap_ci(
     return float(lo), float(hi)
 
 
+def wilson_interval(successes: int, n: int, *, z: float = 1.96) -> tuple[float | None, float | None]:
+    """95 % Wilson score interval of a proportion (the interval of a rate such as within-budget: unlike a
+    bootstrap it does not collapse to [1, 1] when every sample succeeds). (None, None) for n = 0."""
+    if n <= 0:
+        return None, None
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def paired_bootstrap(
+    a: dict[str, float], b: dict[str, float], *, ci_resamples: int = 1000, seed: int = 0
+) -> dict[str, Any] | None:
+    """Mean of ``a[p] - b[p]`` over the problems ``p`` both hold and its 95 % paired bootstrap interval
+    over problems; None when none is shared."""
+    shared = sorted(set(a) & set(b))
+    if not shared:
+        return None
+    diff = [a[p] - b[p] for p in shared]
+    lo, hi = bootstrap_ci(diff, resamples=ci_resamples, seed=seed)
+    return {"difference": sum(diff) / len(diff), "ci": [lo, hi], "n": len(shared)}
+
+
+def ratio_ci(
+    numerators: Sequence[float],
+    denominators: Sequence[float],
+    *,
+    resamples: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> tuple[float | None, float | None, float | None]:
+    """``sum(num) / sum(den)`` and its percentile bootstrap interval, resampling the pairs (one pair per
+    problem: e.g. correct lines and lines of its trace). (None, None, None) when the denominators sum to 0."""
+    num, den = np.asarray(numerators, dtype=float), np.asarray(denominators, dtype=float)
+    if num.size == 0 or den.sum() <= 0:
+        return None, None, None
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, num.size, size=(resamples, num.size))
+    d = den[idx].sum(axis=1)
+    ratios = np.where(d > 0, num[idx].sum(axis=1) / np.where(d > 0, d, 1), np.nan)
+    tail = (1.0 - confidence) / 2 * 100
+    lo, hi = np.nanpercentile(ratios, [tail, 100 - tail])
+    return float(num.sum() / den.sum()), float(lo), float(hi)
+
+
 def pass_at_k(n: int, c: int, k: int) -> float:
     """Unbiased pass@k (Chen et al. 2021): 1 - C(n-c, k) / C(n, k) for n samples with c correct."""
     if k > n or k < 1:
@@ -480,6 +545,7 @@ def aggregate(
     seed: int = 0,
 ) -> list[dict[str, Any]]:
     """One row of metrics per condition (the fields are listed in the module docstring)."""
+    records = list(records)
     by_cond: dict[tuple[str, str, str], list[dict[str, Any]]] = defaultdict(list)
     for r in records:
         by_cond[(r["task"], r["method"], r["budget_label"])].append(r)
@@ -522,11 +588,49 @@ def aggregate(
         for flag in ("reasoning_after_think", "thinking_in_no_think", "unclosed_think", "padding"):
             applies = flag != "thinking_in_no_think" or no_think
             row[f"{flag}_rate"] = _rate(r["flags"][flag] for r in recs) if applies else None
+        lines = sum(r.get("trace_lines", 0) for r in recs)
+        row["trace_lines"] = lines
+        row["step_correctness"] = (
+            sum(r.get("trace_lines_correct", 0) for r in recs) / lines if lines else None
+        )
+        row["answer_follows_trace_rate"] = _rate(
+            r["answer_follows_trace"] for r in recs if r.get("answer_follows_trace") is not None
+        )
         row["mean_repeated_ngram_rate"] = _rate(r["repeated_ngram_rate"] for r in recs)
         row["mean_filler_share"] = _rate(r["filler_share"] for r in recs)
         if samples > 1:
             row.update(_parallel_metrics(by_problem, samples, best_of_n_scorer))
         rows.append(row)
+    return add_budget_metrics(rows, records)
+
+
+def add_budget_metrics(rows: list[dict[str, Any]], records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Metrics of a stated budget that need another condition or the problem's reference trace, added to
+    each ``budget_prompt`` row (None where they cannot be computed):
+
+    - ``free_within_budget_rate``: share of the same task's free-thinking samples (``think``) that closed
+      their block within B tokens; ``budget_effect`` = ``within_budget_rate`` minus it (what stating B
+      changes, rather than what the model would have done anyway);
+    - on the problems whose full reference trace needs more than B tokens (``n_need_more`` samples):
+      ``mean_thinking_tokens_need_more`` and ``budget_use_need_more`` (mean thinking / B).
+    """
+    by_cond: dict[tuple[str, str, str], list[dict[str, Any]]] = defaultdict(list)
+    for r in records:
+        by_cond[(r["task"], r["method"], r["budget_label"])].append(r)
+    for row in rows:
+        if row["method"] != "budget_prompt" or row["budget"] is None:
+            continue
+        budget = row["budget"]
+        free = by_cond.get((row["task"], "think", NONE), [])
+        under = [bool(r.get("think_closed")) and r["thinking_tokens"] <= budget for r in free]
+        row["free_within_budget_rate"] = _rate(under)
+        wb = row.get("within_budget_rate")
+        row["budget_effect"] = wb - row["free_within_budget_rate"] if free and wb is not None else None
+        recs = by_cond.get((row["task"], "budget_prompt", str(budget)), [])
+        need = [r for r in recs if (r.get("full_trace_tokens") or 0) > budget]
+        row["n_need_more"] = len(need)
+        row["mean_thinking_tokens_need_more"] = _rate(r["thinking_tokens"] for r in need)
+        row["budget_use_need_more"] = _rate(r["thinking_tokens"] / budget for r in need)
     return rows
 
 
@@ -648,6 +752,28 @@ def summary_markdown(results: dict[str, Any]) -> str:
             f"{fmt(r['truncation_rate'], 'pct')} | {fmt(r.get('reasoning_after_think_rate'), 'pct')} | "
             f"{fmt(r.get('unclosed_think_rate'), 'pct')} | {fmt(r.get('padding_rate'), 'pct')} |"
         )
+    lines += [
+        "",
+        "## Does thinking pay",
+        "",
+        "Step correctness: share of the traces' arithmetic lines that re-evaluate correctly (lines counted); "
+        "answer follows trace: share of answers equal to the trace's last number; budget effect: within "
+        "budget with the budget stated minus free thinking's share under the same number of tokens; budget "
+        "use: mean thinking / budget on the problems whose full reference trace needs more than the budget.",
+        "",
+        "| task | method | budget | accuracy | step correctness (lines) | answer follows trace | "
+        "budget effect | budget use (n) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results["rows"]:
+        if r["mode"] != "think":
+            continue
+        lines.append(
+            f"| {r['task']} | {r['method']} | {r.get('budget_label', r['budget'])} | {fmt(r['accuracy'], 'pct')} | "
+            f"{fmt(r.get('step_correctness'), 'pct')} ({r.get('trace_lines', '–')}) | "
+            f"{fmt(r.get('answer_follows_trace_rate'), 'pct')} | {fmt(r.get('budget_effect'), 'pct')} | "
+            f"{fmt(r.get('budget_use_need_more'), 'pct')} ({r.get('n_need_more', '–')}) |"
+        )
     parallel = [r for r in results["rows"] if "pass_at_k" in r]
     if parallel:
         ks = list(parallel[0]["pass_at_k"])
@@ -706,12 +832,8 @@ def paired_difference(
     ma, mb = (method, method) if isinstance(method, str) else method
     ba, bb = (budget_label, budget_label) if isinstance(budget_label, str) else budget_label
     a, b = per_problem(records_a, ma, ba), per_problem(records_b, mb, bb)
-    shared = sorted(set(a) & set(b))
-    if not shared:
-        return None
-    diff = [a[p] - b[p] for p in shared]
-    lo, hi = bootstrap_ci(diff, resamples=ci_resamples, seed=seed)
-    return {"difference": sum(diff) / len(diff), "ci": [lo, hi], "n": len(shared), "metric": metric}
+    d = paired_bootstrap(a, b, ci_resamples=ci_resamples, seed=seed)
+    return None if d is None else {**d, "metric": metric}
 
 
 def pareto_front(points: Sequence[tuple[float, float]]) -> list[bool]:

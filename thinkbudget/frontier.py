@@ -101,6 +101,7 @@ def condition_label(method: str, budget_label: str) -> str:
     return {
         "no_think": "off",
         "no_think_flag": "off (flag)",
+        "think_flag": "free (flag)",
         "think": "free",
         "budget_forcing": f"forced {budget_label}",
     }.get(method, str(budget_label))

@@ -369,11 +369,22 @@ class StageSpec:
 class EvalSpec:
     """``eval/evaluate.py`` for every evaluated model: an optional recipe (``configs/eval/*.yaml``) and
     ``overrides`` (``--key value`` flags); ``forcing`` holds what differs for the budget-forcing run
-    (``methods: [budget_forcing]`` and integer ``budgets``)."""
+    (``methods: [budget_forcing]`` and integer ``budgets``); ``base`` and ``sft`` what differs for those
+    models (the base model never closes a think block, so its answers run to the token limit; the
+    targets are SFT+GRPO's, so the others may run fewer conditions or problems)."""
 
     recipe: str | None = None
     overrides: dict[str, Any] = field(default_factory=dict)
     forcing: dict[str, Any] = field(default_factory=dict)
+    base: dict[str, Any] = field(default_factory=dict)
+    sft: dict[str, Any] = field(default_factory=dict)
+
+    def model_overrides(self, key: str) -> dict[str, Any]:
+        """The flags of the evaluation of one model (``base``, ``sft``, ``rl``, ``forcing``)."""
+        return {
+            **self.overrides,
+            **{"forcing": self.forcing, "base": self.base, "sft": self.sft}.get(key, {}),
+        }
 
 
 @dataclass
@@ -406,6 +417,7 @@ class Profile:
     rl: StageSpec = field(default_factory=StageSpec)
     eval: EvalSpec = field(default_factory=EvalSpec)
     demo: DemoSpec = field(default_factory=DemoSpec)
+    time_limit_min: int | None = None  # the stages' wall-time target (minutes), checked by the targets stage
     source: str = ""
 
     @property
@@ -461,6 +473,9 @@ def load_profile(name: str) -> Profile:
         recipe = kwargs[key].recipe
         if recipe and not (REPO_ROOT / recipe).is_file():
             raise SystemExit(f"{where}: {key}.recipe {recipe} does not exist")
+    limit = kwargs.get("time_limit_min")
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit <= 0):
+        raise SystemExit(f"{where}: time_limit_min must be a positive whole number of minutes, got {limit!r}")
     demo = kwargs["demo"]
     for key in ("budget", "max_new_tokens"):
         value = getattr(demo, key)
@@ -487,11 +502,12 @@ def check_profile_keys(profile: Profile) -> None:
     before anything runs, so a typo fails now and not after an hour of SFT)."""
     for key, script in STAGE_SCRIPTS.items():
         spec = getattr(profile, key)
-        keys = [*spec.overrides, *(spec.forcing if key == "eval" else [])]
+        parts = ("forcing", "base", "sft") if key == "eval" else ()
+        keys = [*spec.overrides, *(k for part in parts for k in getattr(spec, part))]
         check_config_keys(script, keys, f"{profile.source} [{key}]")
         check_config_values(script, spec.overrides, f"{profile.source} [{key}]")
-        if key == "eval":
-            check_config_values(script, spec.forcing, f"{profile.source} [eval.forcing]")
+        for part in parts:
+            check_config_values(script, getattr(spec, part), f"{profile.source} [eval.{part}]")
         if spec.recipe:
             recipe = load_yaml_mapping(REPO_ROOT / spec.recipe)
             check_config_keys(script, list(recipe), spec.recipe)

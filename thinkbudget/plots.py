@@ -22,7 +22,14 @@ import matplotlib.pyplot as plt  # noqa: E402
 from thinkbudget import evaluation  # noqa: E402
 from thinkbudget.evaluation import fmt, fmt_accuracy_ci  # noqa: E402
 
-MARKERS = {"no_think": "s", "no_think_flag": "D", "budget_prompt": "o", "think": "*", "budget_forcing": "^"}
+MARKERS = {
+    "no_think": "s",
+    "no_think_flag": "D",
+    "budget_prompt": "o",
+    "think": "*",
+    "think_flag": "P",
+    "budget_forcing": "^",
+}
 
 
 def _budget_order(row: dict[str, Any]) -> tuple[int, int]:
@@ -249,3 +256,50 @@ def default_labels(results_list: Sequence[dict[str, Any]], dirs: Sequence[str]) 
     """Model names (last path part); the folder name is added where two would read the same."""
     names = [Path(str(r["model"])).name or str(r["model"]) for r in results_list]
     return [f"{n} ({Path(d).name})" if names.count(n) > 1 else n for n, d in zip(names, dirs)]
+
+
+def plot_accuracy_vs_budget(
+    curves: dict[str, Sequence[dict[str, Any]]],
+    path: str | Path,
+    *,
+    title: str = "",
+    thinking: dict | None = None,
+) -> None:
+    """Accuracy against the thinking budget: one line per model over the conditions off -> each budget
+    -> free (``scripts/proof_targets.py``'s curve points: ``condition``, ``accuracy``, ``ci``), with 95 %
+    intervals; ``thinking`` (label -> condition -> mean thinking tokens) adds a second panel."""
+    panels = 2 if thinking else 1
+    fig, axes = plt.subplots(1, panels, figsize=(5.5 * panels, 4.0), squeeze=False)
+    ax = axes[0][0]
+    order: list[str] = []
+    for curve in curves.values():
+        for p in curve:
+            if p["condition"] not in order:
+                order.append(p["condition"])
+    x_of = {c: i for i, c in enumerate(order)}
+    for i, (label, curve) in enumerate(curves.items()):
+        xs = [x_of[p["condition"]] + (i - (len(curves) - 1) / 2) * 0.06 for p in curve]
+        ys = [100 * p["accuracy"] for p in curve]
+        lo = [100 * (p["accuracy"] - p["ci"][0]) for p in curve]
+        hi = [100 * (p["ci"][1] - p["accuracy"]) for p in curve]
+        ax.errorbar(xs, ys, yerr=[lo, hi], marker="o", capsize=3, label=label)
+    ax.set_xticks(range(len(order)), [c if c in ("off", "free") else f"{c} tokens" for c in order])
+    ax.set_xlabel("thinking budget stated in the prompt")
+    ax.set_ylabel("accuracy (%), 95 % interval")
+    ax.set_title(title or "accuracy against the thinking budget")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    if thinking:
+        ax2 = axes[0][1]
+        for label, by_cond in thinking.items():
+            xs = [x_of[c] for c in order if c in by_cond]
+            ax2.plot(xs, [by_cond[c] for c in order if c in by_cond], marker="o", label=label)
+        ax2.set_xticks(range(len(order)), order)
+        ax2.set_xlabel("thinking budget stated in the prompt")
+        ax2.set_ylabel("mean thinking tokens")
+        ax2.set_title("thinking spent")
+        ax2.grid(alpha=0.3)
+        ax2.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

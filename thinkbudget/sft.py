@@ -27,6 +27,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from transformers.trainer_pt_utils import LengthGroupedSampler
 from trl import ModelConfig, SFTConfig, SFTTrainer
 
 from thinkbudget.data import DataMixArguments
@@ -97,8 +98,39 @@ class ThinkSFTConfig(RunFolderArguments, OutputHeadArguments, SFTConfig):
     seed: int = field(default=42, metadata={"help": "Seed of model init, shuffling and dropout (integer)."})
 
 
+def length_grouped_batches(lengths: list[int], batch_size: int, generator: Any = None) -> list[int]:
+    """Indices in batches of similar length, the batches in random order (the longest batch first).
+
+    transformers' ``group_by_length`` sorts each mega-batch of 50 batches from longest to shortest, so
+    every 50 steps the model sees all the long rows, then all the short ones. In a mix where length is
+    the row type (answer-only and result-only rows are short, full traces long) that is a curriculum in
+    a loop: after the short end of a mega-batch the SFT model answered *every* question with the result
+    alone (measured at step 150 of the CPU proof: 14 of 16 held-out problems, against full traces at
+    step 125). Sorting for padding and then shuffling whole batches keeps the padding saving without
+    the loop."""
+    order = torch.randperm(len(lengths), generator=generator).tolist()
+    order.sort(key=lambda i: lengths[i], reverse=True)  # stable: equal lengths stay randomly ordered
+    batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    rest = torch.randperm(len(batches) - 1, generator=generator).tolist() if len(batches) > 1 else []
+    return [i for b in [batches[0], *(batches[1 + j] for j in rest)] for i in b]
+
+
+class LengthBatchShuffledSampler(torch.utils.data.Sampler):
+    """:func:`length_grouped_batches` as a sampler (a new order every epoch, from the trainer's seed)."""
+
+    def __init__(self, lengths: list[int], batch_size: int, generator: Any = None) -> None:
+        self.lengths, self.batch_size, self.generator = list(lengths), batch_size, generator
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def __iter__(self):
+        return iter(length_grouped_batches(self.lengths, self.batch_size, self.generator))
+
+
 class ThinkBudgetSFTTrainer(SFTTrainer):
-    """TRL's ``SFTTrainer`` with a plain full-logits loss where it is faster (``lm_head_loss``).
+    """TRL's ``SFTTrainer`` with a plain full-logits loss where it is faster (``lm_head_loss``), and
+    length-grouped batches in random order (:func:`length_grouped_batches`).
 
     TRL 1.16 computes the SFT loss with a fused, chunked output head that never builds the full logits
     and recomputes them in the backward pass. On a GPU that saves memory at little cost (a Triton kernel);
@@ -108,6 +140,12 @@ class ThinkBudgetSFTTrainer(SFTTrainer):
     logs the same ``mean_token_accuracy`` and ``num_tokens`` (not ``entropy``, which needs a second pass
     over the vocabulary). Any option this path does not implement (a custom loss, label smoothing, the
     dft loss, MoE auxiliary losses, ``return_outputs``) falls back to TRL's own ``compute_loss``."""
+
+    def _get_train_sampler(self, train_dataset=None):
+        sampler = super()._get_train_sampler(train_dataset)
+        if isinstance(sampler, LengthGroupedSampler):  # group_by_length: same batches, shuffled order
+            return LengthBatchShuffledSampler(sampler.lengths, sampler.batch_size, sampler.generator)
+        return sampler
 
     def _full_logits(self, return_outputs: bool) -> bool:
         return (

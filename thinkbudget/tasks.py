@@ -143,34 +143,62 @@ def _check_split(split: str) -> None:
 # Synthetic arithmetic. Each generator returns (question, answer, traces, meta) from an RNG.
 # Traces are lines of arithmetic that the tests re-evaluate one by one.
 # --------------------------------------------------------------------------------------------
+# Chain: the family built for step-by-step mastery by a small model. Each step adds or subtracts one
+# digit (1-9) to a running value kept within 0-99, so a step is one of 1,800 facts a 135M model can learn
+# reliably, while the number of steps (2-20) spans every budget: the full trace of 2 steps is ~10
+# thinking tokens, that of 20 steps ~160 (more than the largest budget, 128). Without a trace the answer
+# is a 20-term mental sum; with one, each line is one small fact.
+CHAIN_STEPS = (2, 20)  # operations per problem (inclusive)
+CHAIN_RANGE = (0, 99)  # the running value never leaves this range
+CHAIN_GROUPS = (1, 2, 3, 4, 6)  # operations per line of each granularity, finest first
+
+
+def chain_lines(start: int, ops: list[tuple[str, int]], group: int) -> list[str]:
+    """The trace lines of a chain, ``group`` operations per line: the first line restates the start
+    (``47 + 8 = 55``), the next ones continue from the previous line's result (``- 6 + 3 = 52``), so a
+    line costs its operations plus the result (one token per digit). Every line is checked by
+    :func:`thinkbudget.traces.check_lines`."""
+    lines, acc = [], start
+    for i in range(0, len(ops), group):
+        chunk = ops[i : i + group]
+        for s, x in chunk:
+            acc = acc + x if s == "+" else acc - x
+        head = f"{start} " if i == 0 else ""
+        lines.append(head + " ".join(f"{s} {x}" for s, x in chunk) + f" = {acc}")
+    return lines
+
+
+def chain_granularity(group: int) -> str:
+    """The name of a chain granularity: ``full`` (one operation a line) or ``<k>-per-line``."""
+    return "full" if group == 1 else f"{group}-per-line"
+
+
 def gen_chain(rng: random.Random) -> tuple[str, str, dict[str, str], dict[str, Any]]:
-    """``a + b - c + ...`` with 2 to 12 operands of 1 to 3 digits (difficulty grows with both).
+    """``47 + 8 - 6 + ...`` with 2 to 20 one-digit operations on a running value kept within 0-99.
 
-    full: one operation per line (``46 - 7 = 39``); condensed: up to three operations per line."""
-    n_ops = rng.randint(2, 12)
-    digits = rng.randint(1, 3)
-    nums = [rng.randint(10 ** (digits - 1) if digits > 1 else 1, 10**digits - 1) for _ in range(n_ops)]
-    signs = [rng.choice("+-") for _ in range(n_ops - 1)]
-    expr = str(nums[0]) + "".join(f" {s} {x}" for s, x in zip(signs, nums[1:]))
-
-    def run(group: int) -> list[str]:
-        lines, acc, i = [], nums[0], 0
-        while i < len(signs):
-            chunk = list(zip(signs[i : i + group], nums[i + 1 : i + 1 + group]))
-            start = acc
-            for s, x in chunk:
-                acc = acc + x if s == "+" else acc - x
-            lines.append(f"{start}" + "".join(f" {s} {x}" for s, x in chunk) + f" = {acc}")
-            i += group
-        return lines
-
-    full, condensed = run(1), run(3)
-    answer = str(run(len(signs))[-1].rsplit("= ", 1)[1])
-    traces = {"full": "\n".join(full)}
-    if len(condensed) < len(full):
-        traces["condensed"] = "\n".join(condensed)
-    question = f"Compute {expr}."
-    return question, answer, traces, {"difficulty": n_ops * digits, "operands": n_ops, "digits": digits}
+    Traces, finest first: ``full`` (one operation a line), then 2, 3, 4 and 6 operations a line
+    (coarser: fewer written intermediates, each line a bigger step) while that saves lines."""
+    n_ops = rng.randint(*CHAIN_STEPS)
+    lo, hi = CHAIN_RANGE
+    start = rng.randint(10, hi)
+    ops, acc = [], start
+    for _ in range(n_ops):
+        x = rng.randint(1, 9)
+        s = rng.choice("+-")
+        if not lo <= (acc + x if s == "+" else acc - x) <= hi:
+            s = "-" if s == "+" else "+"  # turn back at the edge of the range
+        acc = acc + x if s == "+" else acc - x
+        ops.append((s, x))
+    traces: dict[str, str] = {}
+    n_lines = None
+    for group in CHAIN_GROUPS:
+        lines = chain_lines(start, ops, group)
+        if len(lines) != n_lines:  # a coarser granularity must save lines (and so tokens)
+            traces[chain_granularity(group)] = "\n".join(lines)
+            n_lines = len(lines)
+    expr = f"{start} " + " ".join(f"{s} {x}" for s, x in ops)
+    meta = {"difficulty": n_ops, "operands": n_ops + 1, "steps": n_ops}
+    return f"Compute {expr}.", str(acc), traces, meta
 
 
 # (digits of a, digits of b) pairs, easiest first.

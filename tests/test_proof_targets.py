@@ -1,0 +1,135 @@
+"""scripts/proof_targets.py: every verdict computed from the result files, reached only when the interval
+clears the bar."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from _records import sample_record
+
+from thinkbudget import evaluation as ev
+
+ROOT = Path(__file__).resolve().parents[1]
+N = 40  # problems per condition
+
+
+def _rec(method, budget, problem, correct, thinking, *, full=100, closed=True, flags=None):
+    return sample_record(
+        method,
+        budget,
+        problem,
+        0,
+        correct,
+        thinking,
+        answer="1",
+        think_closed=closed,
+        trace_lines=4 if thinking else 0,
+        trace_lines_correct=4 if thinking else 0,
+        answer_follows_trace=True if thinking else None,
+        full_trace_tokens=full,
+        forced=method == "budget_forcing",
+        flags={
+            "reasoning_after_think": False,
+            "thinking_in_no_think": bool(flags),
+            "unclosed_think": False,
+            "padding": False,
+        },
+    )
+
+
+def _write_eval(folder: Path, records: list[dict], conditions: list[ev.Condition]) -> None:
+    folder.mkdir(parents=True)
+    ev.append_records(folder / "samples.jsonl", records)
+    results = {
+        "model": "m",
+        "commit": "c",
+        "device": "cpu",
+        "backend": "hf",
+        "config": {},
+        "rows": ev.aggregate(records, conditions),
+        "throughput": {"generated_tokens": 1, "seconds": 1.0, "tokens_per_second": 1.0},
+        "complete": True,
+    }
+    (folder / "results.json").write_text(json.dumps(results))
+
+
+def test_verdicts_from_result_files(tmp_path):
+    run = tmp_path / "run"
+    ids = [f"p{i}" for i in range(N)]
+    # Problems p0-p19 need more than 128 tokens (full trace 150), the others 60.
+    full = {p: 150 if i < 20 else 60 for i, p in enumerate(ids)}
+    correct_up_to = {"off": 2, 32: 12, 64: 24, 128: 32, "free": 36}
+    rl = []
+    for i, p in enumerate(ids):
+        rl.append(_rec("no_think", None, p, i < correct_up_to["off"], 0, full=full[p]))
+        rl.append(_rec("no_think_flag", None, p, False, 0, full=full[p], flags=i == 0))  # one breach
+        for b in (32, 64, 128):
+            thinking = {32: 20, 64: 50, 128: 100}[b] if full[p] > b else 30
+            rl.append(_rec("budget_prompt", b, p, i < correct_up_to[b], thinking, full=full[p]))
+        rl.append(_rec("think", None, p, i < correct_up_to["free"], full[p], full=full[p]))
+    conds = [ev.Condition("chain", m, b) for m, b in [("no_think", None), ("no_think_flag", None)]]
+    conds += [ev.Condition("chain", "budget_prompt", b) for b in (32, 64, 128)] + [
+        ev.Condition("chain", "think", None)
+    ]
+    _write_eval(run / "eval" / "rl", rl, conds)
+    forcing = [_rec("budget_forcing", 32, p, i < 4, 32, full=full[p]) for i, p in enumerate(ids)]
+    _write_eval(run / "eval" / "forcing", forcing, [ev.Condition("chain", "budget_forcing", 32)])
+    (run / "pipeline.json").write_text(
+        json.dumps({"stages": {"sft": {"seconds": 3000}, "rl": {"seconds": 600}}})
+    )
+
+    out = tmp_path / "targets"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "scripts/proof_targets.py"),
+            str(run),
+            "--output",
+            str(out),
+            "--time_limit_min",
+            "120",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(out.with_suffix(".json").read_text())
+    verdict = {t["target"]: t["verdict"] for t in data["targets"]}
+    assert verdict["free-thinking accuracy >= 60 %"] == "reached"  # 90 %, Wilson lower 77 %
+    assert verdict["thinking off at least 30 points below free thinking"] == "reached"
+    assert verdict["accuracy rises with the budget: off < 32 < 64 < 128 (point estimates)"] == "reached"
+    assert verdict["accuracy off → 32: paired interval above zero"] == "reached"
+    # 100 % within budget of 40 samples: the interval (91-100 %) does not clear 95 %.
+    assert verdict["within budget >= 95 % at 32"].startswith("NOT reached (the point estimate meets the bar")
+    assert verdict["problems needing > 128 tokens: mean thinking at 128 >= 2x that at 32"] == "reached"  # 5x
+    assert (
+        verdict["budget effect at 32 >= 30 points (stated minus free thinking under 32 tokens)"] == "reached"
+    )
+    assert verdict["accuracy: stated budget (SFT+GRPO) >= forcing (SFT) + 5 points at 32"] == "reached"
+    assert verdict["thinking-off compliance >= 99 % (/no_think flag)"] == "NOT reached"
+    assert (
+        verdict["stages within 120 min (pipeline.json; a resumed stage counts its last attempt)"] == "reached"
+    )
+    curve = [(p["condition"], p["accuracy"]) for p in data["curve"]]
+    assert curve == [("off", 0.05), ("32", 0.3), ("64", 0.6), ("128", 0.8), ("free", 0.9)]
+    assert (tmp_path / "accuracy_vs_budget.png").stat().st_size > 0
+    md = out.with_suffix(".md").read_text()
+    assert "| free | 90.0 %" in md and "NOT reached" in md and "| 32 | 30.0 %" in md
+
+
+def test_missing_evaluation_is_a_clear_error(tmp_path):
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "scripts/proof_targets.py"),
+            str(tmp_path),
+            "--output",
+            str(tmp_path / "t"),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode != 0 and "proof_targets.py: error" in proc.stderr

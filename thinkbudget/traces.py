@@ -1,0 +1,148 @@
+"""Is a reasoning trace right? The arithmetic lines of a trace, re-evaluated, and its final result.
+
+One set of rules for the data stage (every SFT target's lines are correct and its answer is the trace's
+conclusion), for evaluation (``step_correctness`` and ``answer_follows_trace`` of every sample) and for
+the tests:
+
+- An **arithmetic line** consists of arithmetic only (numbers, ``+ - * / ×``, parentheses, ``=``) and
+  has at least two sides: ``47 + 8 = 55``, ``48/2 = 24``, ``= 7 * (5 - 2)``. Prose lines (``Natalia sold
+  48 clips``) are not arithmetic lines and are neither right nor wrong.
+- A line that starts with an operator **continues** from the previous line's result: ``+ 8 = 55``
+  after a line ending in ``47`` reads ``47 + 8 = 55``. A line that starts with ``=`` states the value of
+  the previous line's result again (``= 7 * 3`` after ``= 7 * (5 - 2)``); with no previous line it only
+  states a result (``= 52``, the coarsest trace) and is not counted.
+- A line is **correct** when every side evaluates to the same number (exact rational arithmetic).
+- The **result** of a trace is the last number written in it (for an arithmetic trace, the right-hand
+  side of its last line), and an answer **follows the trace** when it equals that number.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Any
+
+# Arithmetic only: digits, decimal points, operators, parentheses, '=' and spaces (commas in numbers
+# such as 1,200 are removed first).
+_ARITH_LINE = re.compile(r"^[\d\s.+\-*/×()=]+$")
+_NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
+_THOUSANDS = re.compile(r"(?<=\d),(?=\d{3}\b)")
+MAX_DIGITS = 40  # larger numbers (or products) are not evaluated: a line that long is not a step
+
+
+@dataclass(frozen=True)
+class TraceCheck:
+    """The arithmetic of one trace: ``lines`` arithmetic lines, ``correct`` of them right, and the
+    trace's ``result`` (its last number, or None when it writes none)."""
+
+    lines: int
+    correct: int
+    result: str | None
+
+    @property
+    def all_correct(self) -> bool:
+        return self.correct == self.lines
+
+
+def evaluate(expr: str) -> Fraction | None:
+    """The exact value of an arithmetic expression (``+ - * /``, ``×`` as times, parentheses,
+    unary minus), or None when it is not one (or divides by zero, or grows past :data:`MAX_DIGITS`)."""
+    text = expr.replace("×", "*").strip()
+    if not text or not _ARITH_LINE.match(text) or "=" in text:
+        return None
+    try:
+        tree = ast.parse(text, mode="eval")
+    except SyntaxError:
+        return None
+
+    def ev(node: ast.AST) -> Fraction:
+        if isinstance(node, ast.Expression):
+            return ev(node.body)
+        if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)):
+            return Fraction(str(node.value))
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
+            v = ev(node.operand)
+            return -v if isinstance(node.op, ast.USub) else v
+        if isinstance(node, ast.BinOp) and isinstance(node.op, (ast.Add, ast.Sub, ast.Mult, ast.Div)):
+            a, b = ev(node.left), ev(node.right)
+            if isinstance(node.op, ast.Add):
+                v = a + b
+            elif isinstance(node.op, ast.Sub):
+                v = a - b
+            elif isinstance(node.op, ast.Mult):
+                v = a * b
+            else:
+                v = a / b  # ZeroDivisionError is caught below
+            if len(str(abs(v.numerator))) > MAX_DIGITS:
+                raise OverflowError
+            return v
+        raise ValueError(type(node).__name__)
+
+    try:
+        return ev(tree)
+    except (ValueError, ZeroDivisionError, OverflowError, RecursionError):
+        return None
+
+
+def _clean(line: str) -> str:
+    return _THOUSANDS.sub("", line.strip().rstrip(".").replace("$", ""))
+
+
+def check_lines(thinking: str) -> TraceCheck:
+    """Re-evaluate every arithmetic line of ``thinking`` (rules in the module docstring)."""
+    lines = correct = 0
+    previous: Fraction | None = None  # the result of the previous arithmetic line
+    for raw in thinking.splitlines():
+        line = _clean(raw)
+        if not line or not _ARITH_LINE.match(line) or not any(c.isdigit() for c in line):
+            continue
+        sides = [s.strip() for s in line.split("=")]
+        if sides[0] == "" or sides[0][0] in "+-*/×":
+            if previous is None:  # nothing to continue from: a bare result such as "= 52"
+                last = evaluate(sides[-1]) if sides[-1] else None
+                previous = last if last is not None else previous
+                continue
+            sides[0] = f"({previous}) {sides[0]}" if sides[0] else str(previous)
+        if len(sides) < 2 or any(not s for s in sides):
+            continue
+        values = [evaluate(s) for s in sides]
+        lines += 1
+        if None not in values and len(set(values)) == 1:
+            correct += 1
+        previous = values[-1] if values[-1] is not None else previous
+    numbers = _NUMBER.findall(_THOUSANDS.sub("", thinking))
+    return TraceCheck(lines, correct, numbers[-1] if numbers else None)
+
+
+def is_number(text: str | None) -> bool:
+    """Whether ``text`` is one number (``52``, ``-3``, ``2.5``, ``1,200``)."""
+    return text is not None and _NUMBER.fullmatch(_THOUSANDS.sub("", text.strip())) is not None
+
+
+def same_number(a: str | None, b: str | None) -> bool:
+    """Whether two numeric strings are the same number (``"52"`` and ``"52.0"``); False when either is
+    missing or not a number."""
+    if a is None or b is None:
+        return False
+    try:
+        return Fraction(_THOUSANDS.sub("", a.strip())) == Fraction(_THOUSANDS.sub("", b.strip()))
+    except (ValueError, ZeroDivisionError):
+        return False
+
+
+def answer_follows(thinking: str, answer: str | None) -> bool:
+    """Whether ``answer`` (the final answer, e.g. the content of ``\\boxed{}``) is the trace's result."""
+    return same_number(check_lines(thinking).result, answer)
+
+
+def trace_thinking_tokens(trace: str, tokenizer: Any) -> int:
+    """Thinking tokens of ``trace`` written as a target (between the think tags of
+    :func:`thinkbudget.protocol.format_response`), counted by the one parser."""
+    from thinkbudget.parsing import get_parser
+    from thinkbudget.protocol import THINK_CLOSE, THINK_OPEN, format_response
+
+    response = format_response(trace, "")
+    inside = response[response.index(THINK_OPEN) + len(THINK_OPEN) : response.index(THINK_CLOSE)]
+    return get_parser(tokenizer).thinking_token_count(inside)
