@@ -50,21 +50,22 @@ def check_targets(ds) -> dict:
     """Re-check every SFT think target (thinkbudget.traces): its arithmetic lines are all correct and its
     boxed answer is the trace's last number. A failure is a bug in a task's trace generator: the stage
     stops rather than teach it."""
-    from thinkbudget.data import thinking_between_tags
+    from thinkbudget.data import trace_is_sound
     from thinkbudget.scoring import extract_final_answer
-    from thinkbudget.traces import check_lines, is_number, same_number
+    from thinkbudget.traces import check_lines, is_number, same_number, thinking_between_tags
 
     rows = lines = correct = follows = numeric = 0
     for completion, mode, gran in zip(ds["completion"], ds["mode"], ds["granularity"]):
         if mode != "think" or gran == "none":
             continue
-        check = check_lines(thinking_between_tags(completion))
+        thinking = thinking_between_tags(completion)
+        check = check_lines(thinking)
         answer = extract_final_answer(completion.rsplit(THINK_CLOSE, 1)[-1])
         rows, lines, correct = rows + 1, lines + check.lines, correct + check.correct
         if is_number(answer):
             numeric += 1
             follows += same_number(check.result, answer)
-        if not check.all_correct or (is_number(answer) and not same_number(check.result, answer)):
+        if not trace_is_sound(thinking, answer or ""):
             raise SystemExit(
                 f"data stage: an SFT target fails its own check (a trace generator bug):\n{completion}"
             )

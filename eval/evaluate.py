@@ -77,14 +77,7 @@ def validate(args: EvalArguments) -> Plan:
         raise ValueError(f"--split must be one of {', '.join(tasks.SPLITS)}, got {args.split!r}")
     if args.limit is not None and args.limit < 1:
         raise ValueError(f"--limit must be a positive number of problems, got {args.limit}")
-    if args.task_limits and (
-        len(args.task_limits) != len(task_names)
-        or any(isinstance(n, bool) or not isinstance(n, int) or n < 1 for n in args.task_limits)
-    ):
-        raise ValueError(
-            f"--task_limits: give one positive number of problems per task ({', '.join(task_names)}), "
-            f"got {args.task_limits}"
-        )
+    tasks.check_counts_per_task("--task_limits", args.task_limits, task_names, minimum=1)
     if args.samples < 1:
         raise ValueError(f"--samples must be at least 1, got {args.samples}")
     if args.samples > 1 and args.temperature <= 0:

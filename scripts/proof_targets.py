@@ -147,16 +147,9 @@ def accuracy_curve(records, task: str, budgets: list[int]) -> list[dict[str, Any
     return curve
 
 
-def mean_thinking(records, task: str, budgets: list[int]) -> dict[str, float]:
-    """Mean thinking tokens at each condition of the curve."""
-    out = {}
-    for method, label, name in [("budget_prompt", str(b), str(b)) for b in budgets] + [
-        ("think", "none", "free")
-    ]:
-        values = [r["thinking_tokens"] for r in samples_of(records, task, method, label)]
-        if values:
-            out[name] = sum(values) / len(values)
-    return out
+def thinking_of(curve: list[dict[str, Any]]) -> dict[str, float]:
+    """Mean thinking tokens at each thinking condition of a curve (the figure's second panel)."""
+    return {p["condition"]: p["mean_thinking_tokens"] for p in curve if p["condition"] != "off"}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -347,13 +340,13 @@ def main(argv: list[str] | None = None) -> int:
         c = accuracy_curve(recs, syn, budgets)
         if c:
             curves[label] = c
-            thinking[label] = mean_thinking(recs, syn, budgets)
+            thinking[label] = thinking_of(c)
     if "forcing" in records:
         forced = [{**r, "method": "budget_prompt"} for r in records["forcing"] if r["task"] == syn]
         c = accuracy_curve(forced, syn, budgets)
         if c:
             curves["SFT + budget forcing"] = c
-            thinking["SFT + budget forcing"] = mean_thinking(forced, syn, budgets)
+            thinking["SFT + budget forcing"] = thinking_of(c)
     plot_accuracy_vs_budget(
         curves, path.with_name("accuracy_vs_budget.png"), title=f"{syn}, held out", thinking=thinking
     )

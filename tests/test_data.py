@@ -24,14 +24,13 @@ from thinkbudget.data import (
     build_sft_dataset,
     fit_trace,
     load_or_build,
-    thinking_between_tags,
     trace_is_sound,
 )
 from thinkbudget.parsing import get_parser, parse_completion
 from thinkbudget.protocol import EMPTY_THINK_BLOCK, NO_THINK_FLAG, THINK_FLAG, parse_budget_from_prompt
 from thinkbudget.scoring import is_correct
 from thinkbudget.tasks import load_problems
-from thinkbudget.traces import check_lines, is_number, same_number
+from thinkbudget.traces import check_lines, is_number, same_number, thinking_between_tags
 
 ROOT = Path(__file__).resolve().parents[1]
 MIX_TASKS = ["chain", "multiply", "nested", "gsm8k", "rg/leg_counting"]

@@ -320,6 +320,8 @@ def no_model_loading(monkeypatch):
         (["--samples", "2", "--temperature", "0"], "needs --temperature > 0"),
         (["--backend", "turbo"], "backend must be one of"),
         (["--split", "dev"], "--split must be one of train, test"),
+        (["--task_limits", "5", "6"], "--task_limits: has 2 counts for 1 tasks"),
+        (["--task_limits", "0"], "--task_limits: counts must be at least 1"),
     ],
 )
 def test_bad_input(args, message, tmp_path, no_model_loading, monkeypatch):

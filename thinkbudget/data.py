@@ -34,14 +34,18 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from thinkbudget.protocol import (
-    THINK_CLOSE,
-    THINK_OPEN,
     boxed,
     build_messages,
     format_response,
     render_prompt,
 )
-from thinkbudget.tasks import Problem, describe_valid_tasks, load_problems, validate_task_name
+from thinkbudget.tasks import (
+    Problem,
+    check_counts_per_task,
+    describe_valid_tasks,
+    load_problems,
+    validate_task_name,
+)
 from thinkbudget.traces import check_lines, is_number, same_number, trace_thinking_tokens
 
 logger = logging.getLogger(__name__)
@@ -136,17 +140,7 @@ class DataMixArguments:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or (v < 0 and name != "mix_seed"):
                 raise ValueError(f"{name}: must be a non-negative integer, got {v!r}")
-        if self.task_train_problems:
-            if len(self.task_train_problems) != len(self.tasks):
-                raise ValueError(
-                    f"task_train_problems: has {len(self.task_train_problems)} counts for {len(self.tasks)} tasks "
-                    f"({', '.join(self.tasks)}); give one count per task or none"
-                )
-            bad = [
-                v for v in self.task_train_problems if isinstance(v, bool) or not isinstance(v, int) or v < 0
-            ]
-            if bad:
-                raise ValueError(f"task_train_problems: counts must be non-negative integers, got {bad}")
+        check_counts_per_task("task_train_problems", self.task_train_problems, self.tasks, minimum=0)
         for b in self.budgets:
             if isinstance(b, bool) or not isinstance(b, int) or b <= 0:
                 raise ValueError(
@@ -265,12 +259,6 @@ def render_row_prompt(tokenizer: Any, question: str, plan: RowPlan, system_promp
     return render_prompt(tokenizer, messages, enable_thinking=enable_thinking, thinking_budget=plan.budget)
 
 
-def thinking_between_tags(response: str) -> str:
-    """The exact text between the think tags of a :func:`format_response` target."""
-    start = response.index(THINK_OPEN) + len(THINK_OPEN)
-    return response[start : response.index(THINK_CLOSE)]
-
-
 RESULT = "result"  # the coarsest granularity: the result alone ("= 52"), no written intermediates
 
 
@@ -300,18 +288,15 @@ def fit_trace(problem: Problem, budget: int | None, tokenizer: Any) -> tuple[str
     The result is a real think block, so SFT never teaches "a small budget means do not think".
     ``(None, None, 0)`` only when not even the result fits (or the problem has no trace)."""
 
-    def count(trace: str) -> int:
-        return trace_thinking_tokens(trace, tokenizer)
-
     if not problem.traces:
         return None, None, 0
     candidates = [(g, t) for g, t in problem.traces.items() if t and trace_is_sound(t, problem.answer)]
     for gran, trace in candidates:
-        n = count(trace)
+        n = trace_thinking_tokens(trace, tokenizer)
         if budget is None or n <= budget:
             return gran, trace, n
     trace = result_trace(problem.answer)
-    n = count(trace)
+    n = trace_thinking_tokens(trace, tokenizer)
     return (RESULT, trace, n) if budget is None or n <= budget else (None, None, 0)
 
 

@@ -123,6 +123,22 @@ def validate_task_name(task: str) -> str:
     raise ValueError(f"unknown task {task!r}; valid tasks: {describe_valid_tasks()}")
 
 
+def check_counts_per_task(name: str, counts: list[Any], tasks: list[str], *, minimum: int) -> None:
+    """A config field of one count per task (``task_train_problems``, ``task_limits``): empty, or one
+    whole number >= ``minimum`` per entry of ``tasks``; else ``ValueError`` naming the field."""
+    if not counts:
+        return
+    if len(counts) != len(tasks):
+        raise ValueError(
+            f"{name}: has {len(counts)} counts for {len(tasks)} tasks ({', '.join(tasks)}); "
+            "give one count per task or none"
+        )
+    bad = [v for v in counts if isinstance(v, bool) or not isinstance(v, int) or v < minimum]
+    if bad:
+        kind = "non-negative" if minimum == 0 else f"at least {minimum}"
+        raise ValueError(f"{name}: counts must be {kind} integers, got {bad}")
+
+
 def split_of(question: str) -> str:
     """The split a question belongs to: a pure function of its text (sha256), so train and test
     can never share a question, whatever the seed or the generator."""

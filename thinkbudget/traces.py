@@ -141,8 +141,14 @@ def trace_thinking_tokens(trace: str, tokenizer: Any) -> int:
     """Thinking tokens of ``trace`` written as a target (between the think tags of
     :func:`thinkbudget.protocol.format_response`), counted by the one parser."""
     from thinkbudget.parsing import get_parser
-    from thinkbudget.protocol import THINK_CLOSE, THINK_OPEN, format_response
+    from thinkbudget.protocol import format_response
 
-    response = format_response(trace, "")
-    inside = response[response.index(THINK_OPEN) + len(THINK_OPEN) : response.index(THINK_CLOSE)]
-    return get_parser(tokenizer).thinking_token_count(inside)
+    return get_parser(tokenizer).thinking_token_count(thinking_between_tags(format_response(trace, "")))
+
+
+def thinking_between_tags(response: str) -> str:
+    """The exact text between the think tags of a :func:`thinkbudget.protocol.format_response` target."""
+    from thinkbudget.protocol import THINK_CLOSE, THINK_OPEN
+
+    start = response.index(THINK_OPEN) + len(THINK_OPEN)
+    return response[start : response.index(THINK_CLOSE)]
