@@ -1,6 +1,7 @@
 """The data mix: problems from :mod:`thinkbudget.tasks` turned into SFT and RL rows.
 
-Every problem becomes one row of one of three types, drawn per problem with a seeded RNG:
+Every problem becomes one row (``rows_per_problem`` rows in the SFT training split, each of a different
+type) of one of three types, drawn per problem with a seeded RNG:
 
 - **think with a budget** B (``think_budget_ratio``; B drawn from ``budgets``/``budget_weights``):
   the prompt states B, and the SFT target's trace is the *finest* granularity whose thinking fits B
@@ -104,6 +105,14 @@ class DataMixArguments:
             "help": "Fraction of rows controlled by /think or /no_think text flags instead of template kwargs (0-1)."
         },
     )
+    rows_per_problem: int = field(
+        default=1,
+        metadata={
+            "help": "SFT training rows per problem (count), each of a different type (mode and budget). "
+            "Seeing one problem with free thinking and with budget 32, say, teaches that the stated budget, "
+            "not the problem's length, decides the trace. RL and test splits keep one row per problem."
+        },
+    )
     mix_seed: int = field(
         default=0, metadata={"help": "Seed of problem generation and row-type draws (integer; data only)."}
     )
@@ -167,6 +176,13 @@ class DataMixArguments:
             raise ValueError(
                 f"think_budget_ratio + think_free_ratio + no_think_ratio: must sum to 1, got {total:g} "
                 f"({self.think_budget_ratio} + {self.think_free_ratio} + {self.no_think_ratio})"
+            )
+        n_types = len(row_types(self))
+        r = self.rows_per_problem
+        if isinstance(r, bool) or not isinstance(r, int) or not 1 <= r <= max(n_types, 1):
+            raise ValueError(
+                f"rows_per_problem: must be a whole number from 1 to {n_types} (the row types with a "
+                f"positive share: {', '.join(row_types(self))}), got {r!r}"
             )
         if self.dataset_path is not None and not Path(self.dataset_path).is_dir():
             raise ValueError(
@@ -249,6 +265,35 @@ def draw_row_plan(args: DataMixArguments, split: str, problem_id: str) -> RowPla
         mode = "no_think"
     control = "flag" if rng.random() < args.flag_ratio else "kwargs"
     return RowPlan(mode, control, budget)
+
+
+def row_types(args: DataMixArguments) -> list[str]:
+    """The row types that the ratios can draw: ``off``, ``free`` and each budget with a positive weight."""
+    types = []
+    if args.no_think_ratio > 0:
+        types.append("off")
+    if args.think_free_ratio > 0:
+        types.append("free")
+    if args.think_budget_ratio > 0:
+        weights = args.budget_weights or [1.0] * len(args.budgets)
+        types += [str(b) for b, w in zip(args.budgets, weights) if _is_number(w) and w > 0]
+    return types
+
+
+def draw_row_plans(args: DataMixArguments, split: str, problem_id: str, k: int = 1) -> list[RowPlan]:
+    """``k`` row plans of one problem with different types (mode and budget). The first is
+    :func:`draw_row_plan`'s, so ``k = 1`` is the one-row mix; the others are redrawn from the same
+    ratios until their type is new (``k`` is at most the number of types, checked by ``validate``)."""
+    plans = [draw_row_plan(args, split, problem_id)]
+    for attempt in range(1, 10_000):
+        if len(plans) >= k:
+            break
+        plan = draw_row_plan(args, split, f"{problem_id}#{attempt}")
+        if all((plan.mode, plan.budget) != (q.mode, q.budget) for q in plans):
+            plans.append(plan)
+    if len(plans) < k:
+        raise ValueError(f"rows_per_problem: could not draw {k} different row types for {problem_id}")
+    return plans
 
 
 def render_row_prompt(tokenizer: Any, question: str, plan: RowPlan, system_prompt: str | None = None) -> str:
@@ -356,8 +401,9 @@ def build_sft_dataset(args: DataMixArguments, tokenizer: Any, split: str = "trai
 
     args.validate()
     rows: dict[str, list[Any]] = {c: [] for c in SFT_COLUMNS}
-    for p in tqdm(_problems(args, split), desc=f"sft/{split}", mininterval=5, disable=None):
-        plan = draw_row_plan(args, split, p.id)
+    k = args.rows_per_problem if split == "train" else 1
+    pairs = [(p, plan) for p in _problems(args, split) for plan in draw_row_plans(args, split, p.id, k)]
+    for p, plan in tqdm(pairs, desc=f"sft/{split}", mininterval=5, disable=None):
         if not p.traces and plan.mode == "think":
             plan = RowPlan("no_think", plan.control, None)  # nothing to think with: a no-think row
         answer = answer_text(p.answer)
