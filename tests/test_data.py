@@ -269,6 +269,30 @@ def test_task_train_problems(tokenizer):
     assert Counter(build_rl_dataset(args, tokenizer, "test")["task"]) == {"chain": 2, "gsm8k": 2}
 
 
+def test_rows_per_problem(tokenizer):
+    """Each training problem gives rows_per_problem SFT rows of different types (mode and budget), the
+    first one the row of the one-row mix; RL and test splits keep one row per problem."""
+    one = DataMixArguments(tasks=["chain", "gsm8k"], num_train_problems=40, num_test_problems=5)
+    three = replace(one, rows_per_problem=3)
+    single = build_sft_dataset(one, tokenizer, "train")
+    multi = build_sft_dataset(three, tokenizer, "train")
+    assert len(single) == 80 and len(multi) == 240
+    by_id: dict[str, list[tuple]] = {}
+    for r in multi:
+        by_id.setdefault(r["id"], []).append((r["mode"], r["budget"], r["control"], r["completion"]))
+    assert len(by_id) == 80 and all(len(v) == 3 for v in by_id.values())
+    for rows in by_id.values():
+        assert len({(mode, budget) for mode, budget, _, _ in rows}) == 3
+    for r in single:  # the first row of a problem is its one-row-mix row
+        assert by_id[r["id"]][0] == (r["mode"], r["budget"], r["control"], r["completion"])
+    kinds = {mode if budget is None else budget for v in by_id.values() for mode, budget, _, _ in v}
+    assert len(kinds) >= 4  # off, free and budgets all occur
+    assert len(build_sft_dataset(three, tokenizer, "test")) == 10
+    assert len(build_rl_dataset(three, tokenizer, "train")) == 80
+    rl_prompts = build_rl_dataset(one, tokenizer, "train")["prompt"]
+    assert build_rl_dataset(three, tokenizer, "train")["prompt"] == rl_prompts
+
+
 def test_system_prompt(tokenizer):
     args = DataMixArguments(tasks=["chain"], num_train_problems=5, system_prompt="Be brief. /no_think")
     ds = build_rl_dataset(args, tokenizer, "train")
@@ -303,6 +327,13 @@ BAD_ARGS = [
     ({"num_train_problems": -1}, "num_train_problems"),
     ({"num_test_problems": 2.5}, "num_test_problems"),
     ({"dataset_path": "/no/such/folder"}, "dataset_path"),
+    ({"rows_per_problem": 0}, "rows_per_problem: must be a whole number from 1 to 6"),
+    ({"rows_per_problem": 7}, "rows_per_problem: .*off, free, 32, 64, 128, 256"),
+    ({"rows_per_problem": 2.0}, "rows_per_problem"),
+    (
+        {"rows_per_problem": 3, "think_budget_ratio": 0, "think_free_ratio": 0.5, "no_think_ratio": 0.5},
+        "rows_per_problem: must be a whole number from 1 to 2 .*off, free",
+    ),
 ]
 
 
