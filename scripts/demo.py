@@ -14,7 +14,7 @@ import argparse
 from rich.console import Console
 
 from thinkbudget.models import DEFAULT_MODEL, load_model_and_tokenizer, resolve_model_path
-from thinkbudget.pipeline import demo_answers, demo_table
+from thinkbudget.demo import demo_answers, demo_table
 from thinkbudget.protocol import validate_budget
 from thinkbudget.run_folders import setup_logging
 

@@ -1,7 +1,7 @@
 """A whole frontier run: scorer data -> scorer -> held-out samples -> the compute frontier.
 
-    python scripts/frontier_run.py --recipe configs/scorer/cpu.yaml --checkpoint runs/main-cpu-proof/rl
-    python scripts/frontier_run.py --recipe configs/scorer/cpu.yaml --dry-run     # print the commands
+    python scripts/frontier_run.py --recipe configs/frontier/cpu.yaml --checkpoint runs/main-cpu-proof/rl
+    python scripts/frontier_run.py --recipe configs/frontier/cpu.yaml --dry-run     # print the commands
 
 Four real command lines, run as logged subprocesses from the repository root (``--dry-run`` prints
 them, so each can be copied and run alone), into one run folder (default ``runs/frontier-<recipe>``):
@@ -11,33 +11,27 @@ them, so each can be copied and run alone), into one run folder (default ``runs/
 3. ``eval``: ``eval/evaluate.py`` on held-out problems, N samples each (the frontier's largest n);
 4. ``frontier``: ``eval/frontier.py --scorer``: frontier.png / frontier.md / frontier.json in ``eval/``.
 
-A rerun skips finished stages and continues a killed evaluation from its samples.jsonl
-(``thinkbudget/stages.py``, the rule the main job uses too); ``--force STAGE`` redoes one and those after it. ``run.json`` records the recipe, checkpoint, commit, machine, command and the
-wall time of each stage.
+The job runner is the main job's (:mod:`thinkbudget.jobs`): the run folder must be new, empty or one
+that a frontier run created (never the repository or a folder of another job); a rerun skips finished
+stages and continues a killed evaluation from its samples.jsonl; ``--force STAGE`` redoes one and those
+after it. ``run.json`` records the recipe, checkpoint, commit, machine, command and the wall time of
+each stage.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
-import time
 from pathlib import Path
 
 from rich.console import Console
 
 from thinkbudget.frontier import FrontierRecipe, load_frontier_recipe
-from thinkbudget.pipeline import StageFailed, accelerate_command, cli_flags, run_logged, shell_join
-from thinkbudget.run_folders import (
-    REPO_ROOT,
-    command_line,
-    device_description,
-    git_commit,
-    stage_finished,
-    write_json_atomic,
-)
-from thinkbudget.stages import Stage, begin_stage, downstream, plan_stage
+from thinkbudget.jobs import Job, accelerate_command, run_job
+from thinkbudget.recipes import cli_flags
+from thinkbudget.run_folders import REPO_ROOT
+from thinkbudget.stages import Stage
 
 console = Console(stderr=True)
 STAGES = ("scorer_data", "scorer", "eval", "frontier")
@@ -114,62 +108,19 @@ def main(args: argparse.Namespace) -> int:
     recipe = load_frontier_recipe(recipe_path)
     checkpoint = checkpoint or args.checkpoint or recipe.checkpoint
     run = run or Path(f"runs/frontier-{Path(args.recipe).stem}")
-    for name in args.force:
-        if name not in STAGES:
-            raise SystemExit(f"unknown stage {name!r}; stages: {', '.join(STAGES)}")
     if not args.dry_run and not Path(checkpoint).exists():
         raise SystemExit(f"checkpoint {checkpoint} does not exist (--checkpoint PATH)")
-    stages = build_stages(recipe, checkpoint, run)
-    forced = downstream(stages, set(args.force))
-    console.rule(f"[bold]frontier run[/bold]: {recipe.source} on {checkpoint}, run folder {run}")
-    timings: dict[str, dict] = {}
-    summary = run / "run.json"
-    if summary.is_file():
-        timings = json.loads(summary.read_text()).get("stages", {})
-    for stage in stages:
-        log = run / "logs" / f"{stage.name}.log"
-        record = log.with_suffix(".command.json")
-        plan = plan_stage(stage, forced=stage.name in forced, record=record)
-        if args.dry_run or plan.action == "skip":
-            why = f"skipped ({plan.note})" if plan.action == "skip" else plan.note
-            console.print(
-                f"- {stage.name}: {why} {shell_join(plan.command or stage.command)}", soft_wrap=True
-            )
-            continue
-        begin_stage(stage, plan, record)
-        console.print(f"[bold]> {stage.name}[/bold]: {stage.description}  [dim](log: {log})[/dim]")
-        if plan.note:
-            console.print(f"  {plan.note}", highlight=False)
-        try:
-            seconds = run_logged(plan.command, log, label=stage.name, echo=args.verbose, console=console)
-            if not stage_finished(stage.marker):
-                raise StageFailed(f"{stage.name} exited without writing a finished {stage.marker}")
-        except StageFailed as e:
-            console.print(f"[red]{e}[/red]", highlight=False)
-            return 1
-        timings[stage.name] = {
-            "seconds": round(seconds, 1),
-            "command": shell_join(plan.command),
-            "log": str(log),
-        }
-        write_json_atomic(summary, {"stages": timings})
-        console.print(f"[green]  {stage.name} done in {seconds:.0f}s[/green]")
-    if args.dry_run:
-        return 0
-    write_json_atomic(
-        summary,
-        {
-            "recipe": recipe.source,
-            "description": recipe.description,
-            "checkpoint": checkpoint,
-            "commit": git_commit(),
-            "device": device_description(),
-            "command": command_line(),
-            "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
-            "total_seconds": round(sum(t["seconds"] for t in timings.values()), 1),
-            "stages": timings,
-        },
+    job = Job(
+        "frontier",
+        run,
+        build_stages(recipe, checkpoint, run),
+        summary="run.json",
+        info={"recipe": recipe.source, "description": recipe.description, "checkpoint": checkpoint},
     )
+    console.rule(f"[bold]frontier run[/bold]: {recipe.source} on {checkpoint}, run folder {run}")
+    code = run_job(job, force=args.force, dry_run=args.dry_run, verbose=args.verbose, console=console)
+    if code or args.dry_run:
+        return code
     console.rule("[bold]done[/bold]")
     for f in ("frontier.png", "frontier.md", "frontier.json"):
         console.print(f"  {run / 'eval' / f}")
@@ -178,7 +129,7 @@ def main(args: argparse.Namespace) -> int:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--recipe", default="configs/scorer/cpu.yaml", help="a frontier recipe YAML")
+    parser.add_argument("--recipe", default="configs/frontier/cpu.yaml", help="a frontier recipe YAML")
     parser.add_argument("--checkpoint", help="the policy checkpoint (default: the recipe's)")
     parser.add_argument("--run-dir", help="run folder (default runs/frontier-<recipe name>)")
     parser.add_argument(

@@ -23,31 +23,16 @@ import argparse
 import json
 import os
 import sys
-import time
 from pathlib import Path
 
 from rich.console import Console
 
-from thinkbudget.pipeline import (
-    Profile,
-    StageFailed,
-    accelerate_command,
-    available_profiles,
-    check_profile_keys,
-    check_run_dir,
-    claim_run_dir,
-    cli_flags,
-    demo_answers,
-    demo_markdown,
-    demo_question,
-    demo_table,
-    load_profile,
-    remove_owned,
-    run_logged,
-    shell_join,
-)
-from thinkbudget.run_folders import REPO_ROOT, command_line, git_commit, stage_finished, write_json_atomic
-from thinkbudget.stages import Stage, begin_stage, downstream, plan_stage
+from thinkbudget.demo import demo_markdown, run_demo
+from thinkbudget.jobs import Job, accelerate_command, run_job
+from thinkbudget.pipeline import Profile, auto_profile, available_profiles, check_profile_keys, load_profile
+from thinkbudget.recipes import cli_flags
+from thinkbudget.run_folders import REPO_ROOT, command_line, git_commit
+from thinkbudget.stages import Stage
 
 console = Console(stderr=True)
 EVAL_MODELS = ("base", "sft", "rl", "forcing")
@@ -69,7 +54,9 @@ def build_stages(profile: Profile, run_dir: Path) -> list[Stage]:
             f"demo question on {profile.model}",
             run_dir / "demo" / "before.json",
             run_dir / "demo" / "before.json",
-            run=lambda: run_demo(profile, profile.model, run_dir, "before"),
+            run=lambda: run_demo(
+                profile.demo, profile.model, run_dir / "demo" / "before.json", "Before training", console
+            ),
         ),
         Stage(
             "data",
@@ -205,29 +192,12 @@ def build_stages(profile: Profile, run_dir: Path) -> list[Stage]:
             run_dir / "demo" / "after.json",
             run_dir / "demo" / "after.json",
             needs=["rl"],
-            run=lambda: run_demo(profile, str(rl_dir), run_dir, "after"),
+            run=lambda: run_demo(
+                profile.demo, str(rl_dir), run_dir / "demo" / "after.json", "After training", console
+            ),
         ),
     ]
     return stages
-
-
-def run_demo(profile: Profile, model_name: str, run_dir: Path, which: str) -> None:
-    """Answer the profile's demo question three ways, print the table, keep the rows as JSON."""
-    from transformers.utils import logging as hf_logging
-
-    from thinkbudget.models import load_model_and_tokenizer
-
-    hf_logging.disable_progress_bar()
-    question, gold = demo_question(profile.demo)
-    model, tokenizer = load_model_and_tokenizer(model_name, dtype="float32")
-    rows = demo_answers(
-        model, tokenizer, question, profile.demo.budget, gold=gold, max_new_tokens=profile.demo.max_new_tokens
-    )
-    title = f"{'Before' if which == 'before' else 'After'} training: {model_name}"
-    console.print(demo_table(title, question, gold, rows))
-    out = run_dir / "demo" / f"{which}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(out, {"model": model_name, "question": question, "gold": gold, "rows": rows})
 
 
 def write_readme(profile: Profile, run_dir: Path, timings: dict[str, dict]) -> Path:
@@ -273,8 +243,6 @@ def write_readme(profile: Profile, run_dir: Path, timings: dict[str, dict]) -> P
 
 def main(args: argparse.Namespace) -> int:
     if args.profile == "auto":
-        from thinkbudget.pipeline import auto_profile
-
         args.profile = auto_profile()
     if args.profile.endswith((".yaml", ".yml")):
         args.profile = str(Path(args.profile).resolve())
@@ -283,92 +251,22 @@ def main(args: argparse.Namespace) -> int:
     os.chdir(REPO_ROOT)
     profile = load_profile(args.profile)
     run_dir = run_dir or Path(f"runs/main-{profile.name}")
-    stages = build_stages(profile, run_dir)
-    names = [s.name for s in stages]
-    for name in [*args.force, *args.only]:
-        if name not in names and name != "all":
-            raise SystemExit(f"unknown stage {name!r}; stages: {', '.join(names)}, all")
-    # Overrides no stage understands fail now, not after an hour of SFT.
-    check_profile_keys(profile)
-
-    forced = set(names) if "all" in args.force else downstream(stages, set(args.force))
-    selected = set(args.only) if args.only else set(names)
-    # The pipeline deletes stage outputs, so it works only in a folder it created (checked before anything).
-    if args.dry_run:
-        check_run_dir(run_dir)
-    else:
-        claim_run_dir(run_dir, profile.name)
+    job = Job(
+        "main",
+        run_dir,
+        build_stages(profile, run_dir),
+        summary="pipeline.json",
+        info={"profile": profile.name, "smoke": profile.smoke, "notice": profile.notice},
+    )
+    check_profile_keys(profile)  # overrides no stage understands fail now, not after an hour of SFT
     console.rule(f"[bold]thinkbudget main job[/bold]: profile {profile.name}, run folder {run_dir}")
     console.print(f"[yellow]{profile.notice}[/yellow]" if profile.smoke else profile.notice)
-
-    timings: dict[str, dict] = {}
-    summary_path = run_dir / "pipeline.json"
-    if summary_path.is_file() and not args.dry_run:
-        timings = json.loads(summary_path.read_text()).get("stages", {})
-    job_start = time.time()
-    by_name = {s.name: s for s in stages}
-    for stage in stages:
-        log = run_dir / "logs" / f"{stage.name}.log"
-        record = log.with_suffix(".command.json")  # the command it last started with (thinkbudget.stages)
-        plan = plan_stage(stage, forced=stage.name in forced, record=record)
-        if stage.name not in selected or plan.action == "skip":
-            why = plan.note if plan.action == "skip" else "not selected"
-            console.print(f"[dim]- {stage.name}: skipped ({why})[/dim]", highlight=False)
-            if args.dry_run and stage.command:
-                console.print(f"[dim]  {shell_join(stage.command)}[/dim]", soft_wrap=True)
-            if plan.action == "skip":
-                timings.setdefault(stage.name, {"status": "finished earlier", "seconds": None})
-            continue
-        if args.dry_run:
-            what = shell_join(plan.command) if plan.command else f"(in-process) {stage.description}"
-            console.print(f"- {stage.name}: {what}", soft_wrap=True, highlight=False)
-            continue
-        missing = [n for n in stage.needs if not stage_finished(by_name[n].marker)]
-        if missing:
-            raise SystemExit(
-                f"stage {stage.name} needs {', '.join(missing)} to finish first (run without --only)"
-            )
-        begin_stage(stage, plan, record, remove=lambda path: remove_owned(run_dir, path))
-        where = f"  [dim](log: {log})[/dim]" if stage.command else ""
-        console.print(f"[bold]> {stage.name}[/bold]: {stage.description}{where}")
-        if plan.note:
-            console.print(f"  {plan.note}", highlight=False)
-        start = time.time()
-        try:
-            if plan.command:
-                run_logged(plan.command, log, label=stage.name, echo=args.verbose, console=console)
-            else:
-                stage.run()
-            if not stage_finished(stage.marker):
-                raise StageFailed(f"{stage.name} exited without writing a finished {stage.marker}")
-        except StageFailed as e:
-            console.print(f"[red]{e}[/red]", highlight=False)
-            timings[stage.name] = {"status": "failed", "seconds": time.time() - start, "log": str(log)}
-            write_json_atomic(summary_path, {"profile": profile.name, "stages": timings})
-            return 1
-        seconds = time.time() - start
-        timings[stage.name] = {
-            "status": "resumed" if plan.action == "continue" else "ran",
-            "seconds": round(seconds, 1),
-            "log": str(log) if plan.command else None,
-            "command": plan.command,
-        }
-        write_json_atomic(summary_path, {"profile": profile.name, "smoke": profile.smoke, "stages": timings})
-        console.print(f"[green]  {stage.name} done in {seconds:.0f}s[/green]")
-    if args.dry_run:
-        return 0
-    write_json_atomic(
-        summary_path,
-        {
-            "profile": profile.name,
-            "smoke": profile.smoke,
-            "notice": profile.notice,
-            "commit": git_commit(),
-            "command": command_line(),
-            "wall_seconds_this_call": round(time.time() - job_start, 1),
-            "stages": timings,
-        },
+    code = run_job(
+        job, force=args.force, only=args.only, dry_run=args.dry_run, verbose=args.verbose, console=console
     )
+    if code or args.dry_run:
+        return code
+    timings = json.loads((run_dir / "pipeline.json").read_text())["stages"]
     readme = write_readme(profile, run_dir, timings)
     console.rule("[bold]done[/bold]")
     for f in sorted((run_dir / "report").glob("*")):

@@ -21,9 +21,8 @@ from pathlib import Path
 
 from rich.console import Console
 
-from thinkbudget.pipeline import StageFailed, run_logged, shell_join
-from thinkbudget.run_folders import REPO_ROOT, check_creatable, stage_finished
-from thinkbudget.stages import begin_stage, plan_stage
+from thinkbudget.jobs import Job, check_not_shared, claim_run_dir, run_job, shell_join
+from thinkbudget.run_folders import REPO_ROOT, check_creatable
 from thinkbudget.sweep import (
     check_reuse,
     eval_command,
@@ -32,7 +31,6 @@ from thinkbudget.sweep import (
     report_sbatch_script,
     run_stages,
     sbatch_script,
-    stage_record,
     train_command,
     write_config,
     write_report,
@@ -42,32 +40,18 @@ console = Console(stderr=True)
 
 
 def run_local(spec, runs) -> list[str]:
-    """Train and evaluate each unfinished run in turn (skip, continue or start each stage by the rule
-    of thinkbudget/stages.py); return the names of runs that failed."""
+    """Train and evaluate each unfinished run in turn, each run folder a job of the one runner
+    (thinkbudget/jobs.py: its own folder, the one rule per stage); return the names of runs that failed."""
     failed = []
     for i, run in enumerate(runs, 1):
         if run.trained and run.evaluated:
             console.print(f"[dim]({i}/{len(runs)}) {run.name}: finished, skipped[/dim]")
             continue
         console.print(f"[bold]({i}/{len(runs)}) {run.name}[/bold]  [dim]{run.dir}[/dim]")
+        claim_run_dir(run.dir, "sweep", flag="run folder")  # before config.yaml is written into it
         write_config(run)
-        try:
-            for stage in run_stages(spec, run):
-                record = stage_record(run, stage.name)
-                plan = plan_stage(stage, forced=False, record=record)
-                if plan.note:
-                    console.print(f"  {stage.name}: {plan.note}", highlight=False)
-                if plan.action == "skip":
-                    continue
-                begin_stage(stage, plan, record)
-                secs = run_logged(
-                    plan.command, run.dir / f"{stage.name}.log", label=stage.description, console=console
-                )
-                if not stage_finished(stage.marker):
-                    raise StageFailed(f"{stage.description} exited without writing a finished {stage.marker}")
-                console.print(f"[green]  {stage.name} done in {secs:.0f}s[/green]")
-        except StageFailed as e:
-            console.print(f"[red]{e}[/red]", highlight=False)
+        job = Job("sweep", run.dir, run_stages(spec, run), summary="run.json", log_dir=run.dir)
+        if run_job(job, console=console):
             failed.append(run.name)
     return failed
 
@@ -79,6 +63,7 @@ def submit_slurm(spec, runs, sweep_file: str, submit: bool) -> None:
     (spec.root / "slurm").mkdir(exist_ok=True)
     array_file, report_file = spec.root / "sweep.sbatch", spec.root / "report.sbatch"
     for run in todo:
+        claim_run_dir(run.dir, "sweep", flag="run folder")
         write_config(run)
     if todo:
         array_file.write_text(sbatch_script(spec, todo, sweep_file))
@@ -133,6 +118,7 @@ def main(args: argparse.Namespace) -> int:
             print(sbatch_script(spec, todo or runs, args.sweep))
         print(f"# report: {report_dir / 'pareto.png'}, {report_dir / 'pareto.md'}")
         return 0
+    check_not_shared(spec.root, "output_root")  # run folders are deleted and rewritten: never the repository
     check_creatable(spec.root, what="output_root")  # an unwritable folder fails now, with its name
     if args.launcher == "slurm" and not args.report_only:
         submit_slurm(spec, runs, args.sweep, submit=not args.no_submit)

@@ -11,15 +11,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from thinkbudget.pipeline import (
-    accelerate_command,
-    check_profile_keys,
-    cli_flags,
-    demo_answers,
-    demo_markdown,
-    executable,
-    load_profile,
-)
+from thinkbudget.demo import demo_answers, demo_markdown
+from thinkbudget.jobs import accelerate_command, executable
+from thinkbudget.pipeline import check_profile_keys, load_profile
+from thinkbudget.recipes import cli_flags
+from thinkbudget.stages import downstream
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
@@ -142,7 +138,7 @@ def test_unknown_override_fails_before_any_stage_runs(tmp_path, section, bad, sc
     profile = write_profile(tmp_path, **{section: bad})
     key = next(iter(next(iter(bad.values()))))
     run_dir = tmp_path / "run"
-    with pytest.raises(SystemExit, match=rf"(?s)\[{section}\].*{script}.*'{key}'"):
+    with pytest.raises(SystemExit, match=rf"(?s)\[{section}[\].].*{script}.*'{key}'"):
         pipeline_script.main(
             pipeline_script.parse_args(["--profile", str(profile), "--run-dir", str(run_dir)])
         )
@@ -271,7 +267,7 @@ def test_downstream_closure():
     profile = load_profile("smoke")
     stages = pipeline_script.build_stages(profile, Path("/tmp/x"))
     assert [s.name for s in stages] == STAGES
-    assert pipeline_script.downstream(stages, {"rl"}) == {
+    assert downstream(stages, {"rl"}) == {
         "rl",
         "eval_rl",
         "report",
@@ -279,9 +275,9 @@ def test_downstream_closure():
         "targets",
         "demo_after",
     }
-    assert pipeline_script.downstream(stages, {"data"}) == set(STAGES) - {"demo_before", "eval_base"}
-    assert pipeline_script.downstream(stages, {"report"}) == {"report", "frontier"}
-    assert pipeline_script.downstream(stages, {"eval_base"}) == {"eval_base", "report", "frontier", "targets"}
+    assert downstream(stages, {"data"}) == set(STAGES) - {"demo_before", "eval_base"}
+    assert downstream(stages, {"report"}) == {"report", "frontier"}
+    assert downstream(stages, {"eval_base"}) == {"eval_base", "report", "frontier", "targets"}
 
 
 def test_unknown_stage_names_are_errors(tmp_path):

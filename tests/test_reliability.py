@@ -41,7 +41,7 @@ def _wait_for(predicate, timeout: float, step: float = 0.05) -> bool:
 # ---------------------------------------------------------------------------------------------
 # Item 3 (last part): killing the pipeline leaves no stage running
 # ---------------------------------------------------------------------------------------------
-# The "pipeline" runs a stage through thinkbudget.pipeline.run_logged (as scripts/pipeline.py and the
+# The "pipeline" runs a stage through thinkbudget.jobs.run_logged (as scripts/pipeline.py and the
 # sweep do); the stage starts its own child the way `accelerate launch` starts the training script,
 # and that child calls die_with_parent() first, as every entry point does.
 _GRANDCHILD = (
@@ -55,7 +55,7 @@ _STAGE = (
 )
 _PIPELINE = (
     "import os, sys; sys.path.insert(0, os.environ['TB_ROOT']); "
-    "from thinkbudget.pipeline import run_logged; "
+    "from thinkbudget.jobs import run_logged; "
     "run_logged([sys.executable, '-c', os.environ['TB_STAGE']], os.environ['TB_LOG'], label='stage')"
 )
 
@@ -165,7 +165,7 @@ def _snapshot(root: Path) -> list[tuple[str, int]]:
 # Item 1: a stage is finished only when its output says it is complete
 # =============================================================================================
 def _owned_run_dir(path: Path) -> Path:
-    from thinkbudget.pipeline import RUN_MARKER
+    from thinkbudget.jobs import RUN_MARKER
 
     path.mkdir(parents=True, exist_ok=True)
     (path / RUN_MARKER).write_text('{"created_by": "scripts/pipeline.py"}')
@@ -264,13 +264,13 @@ def test_killed_evaluation_resumes_to_the_samples_of_an_uninterrupted_run(tmp_pa
 # Item 2: the pipeline deletes only what it created
 # =============================================================================================
 def test_pipeline_refuses_a_run_dir_it_does_not_own(tmp_path, monkeypatch):
-    from thinkbudget.pipeline import remove_owned
+    from thinkbudget.jobs import remove_owned
 
     clone = tmp_path / "clone"  # `--run-dir .` in a clone: data/prepare.py must survive
     _write(clone, {"data/prepare.py": "print('tracked file')\n"})
     pipeline = _script("pipeline")
     monkeypatch.chdir(clone)
-    with pytest.raises(SystemExit, match="not created by the pipeline"):
+    with pytest.raises(SystemExit, match="not created by a thinkbudget job"):
         pipeline.main(pipeline.parse_args(["--profile", "smoke", "--run-dir", ".", "--only", "data"]))
     assert (clone / "data" / "prepare.py").read_text() == "print('tracked file')\n"
     with pytest.raises(RuntimeError, match="refusing to delete"):
@@ -867,7 +867,7 @@ BAD_INPUTS = [
     ("demo-max-new-tokens", "demo", ["--max_new_tokens", "0"], {}, r"--max_new_tokens"),
     ("demo-not-a-model", "demo", ["--model", "{tmp}/notamodel"], NOT_A_MODEL, r"not a model folder"),
     # scripts/pipeline.py
-    ("pipeline-run-dir-not-owned", "pipeline", [*PIPE, "--only", "data"], {"run/prepare.py": "x"}, r"not created by the pipeline"),
+    ("pipeline-run-dir-not-owned", "pipeline", [*PIPE, "--only", "data"], {"run/prepare.py": "x"}, r"not created by a thinkbudget job"),
     ("pipeline-run-dir-is-a-file", "pipeline", ["--profile", "smoke", "--run-dir", "{tmp}/afile"], {"afile": "x"}, r"afile is a file"),
     ("pipeline-unknown-stage", "pipeline", [*PIPE, "--only", "nope"], {}, r"unknown stage 'nope'"),
     ("pipeline-unknown-profile", "pipeline", ["--profile", "nope", "--run-dir", "{tmp}/run"], {}, r"no pipeline profile 'nope'"),

@@ -211,11 +211,12 @@ def test_scorer_data_must_be_training_problems(tmp_path, tokenizer, tiny_model_p
 # ------------------------------------------------------------------------------------------------
 # Recipes and the scorer-data command
 # ------------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("path", sorted(glob.glob(str(ROOT / "configs/scorer/*.yaml"))), ids=os.path.basename)
+@pytest.mark.parametrize(
+    "path",
+    sorted(glob.glob(str(ROOT / "configs/scorer/*.yaml")) + glob.glob(str(ROOT / "configs/frontier/*.yaml"))),
+)
 def test_every_scorer_recipe_parses(path):
-    import yaml
-
-    if "checkpoint" in yaml.safe_load(Path(path).read_text()):  # a whole run: scripts/frontier_run.py
+    if "/configs/frontier/" in path:  # a whole run: scripts/frontier_run.py
         from thinkbudget.frontier import load_frontier_recipe
 
         recipe = load_frontier_recipe(path)  # every stage's keys checked against its entry point
@@ -249,7 +250,7 @@ def test_bad_scorer_config_fails_while_parsing():
 
 def test_frontier_run_prints_its_four_commands(tmp_path):
     bad = tmp_path / "bad.yaml"
-    bad.write_text((ROOT / "configs/scorer/cpu.yaml").read_text().replace("max_steps: 50", "max_stepz: 50"))
+    bad.write_text((ROOT / "configs/frontier/cpu.yaml").read_text().replace("max_steps: 50", "max_stepz: 50"))
     cmd = [
         sys.executable,
         str(ROOT / "scripts" / "frontier_run.py"),

@@ -11,19 +11,28 @@ from pathlib import Path
 
 import pytest
 
+from thinkbudget.jobs import RUN_MARKER, remove_owned
 from thinkbudget.stages import (
     RESUME_FLAGS,
     Stage,
     StageChanged,
-    begin_stage,
     command_record,
     downstream,
     plan_stage,
     record_differences,
 )
+from thinkbudget.stages import begin_stage as _begin_stage
 
 ROOT = Path(__file__).resolve().parents[1]
 TRAIN = ["accelerate", "launch", "train/rl.py", "--learning_rate", "5e-06", "--output_dir", "out"]
+
+
+def begin_stage(stage: Stage, plan, record: Path) -> None:
+    """The rule's begin_stage in a folder a (sweep) job owns, as the runner calls it."""
+    run_dir = record.parent
+    if not (run_dir / RUN_MARKER).is_file():
+        (run_dir / RUN_MARKER).write_text('{"job": "sweep"}')
+    _begin_stage(stage, plan, record, remove=lambda path: remove_owned(run_dir, path))
 
 
 def _stage(tmp_path: Path, resumes: str | None, command=TRAIN) -> Stage:
@@ -149,9 +158,12 @@ def test_downstream_follows_needs():
     assert downstream(stages, {"c"}) == {"c", "d"}
 
 
-def _cli(tmp_path: Path, *command: str, resumes: str = "checkpoint") -> subprocess.CompletedProcess:
+def _cli(
+    tmp_path: Path, *command: str, resumes: str = "checkpoint", run_dir: Path | None = None
+) -> subprocess.CompletedProcess:
     out = tmp_path / "out"
-    args = ["--name", "train", "--output", str(out), "--marker", str(out / "run_summary.json")]
+    args = ["--run-dir", str(run_dir or tmp_path), "--name", "train", "--output", str(out)]
+    args += ["--marker", str(out / "run_summary.json")]
     args += ["--record", str(tmp_path / "train.command.json"), "--resumes", resumes, "--", *command]
     return subprocess.run(
         [sys.executable, "-m", "thinkbudget.stages", *args], capture_output=True, text=True, cwd=ROOT
@@ -160,9 +172,24 @@ def _cli(tmp_path: Path, *command: str, resumes: str = "checkpoint") -> subproce
 
 def test_command_line_form_for_the_sbatch_file(tmp_path):
     assert _cli(tmp_path, *TRAIN).stdout.strip() == "start"
+    assert json.loads((tmp_path / RUN_MARKER).read_text())["job"] == "sweep"  # claimed (it was empty)
     _leave(tmp_path, "checkpoint")
     assert _cli(tmp_path, *TRAIN).stdout.strip() == "continue"
     changed = _cli(tmp_path, *TRAIN[:-1], "elsewhere")
     assert changed.returncode == 2 and "--output_dir: out -> elsewhere" in changed.stderr
     _leave(tmp_path, "finished training")
     assert _cli(tmp_path, *TRAIN).stdout.strip() == "skip"
+
+
+def test_command_line_form_refuses_a_folder_that_is_not_its_own(tmp_path):
+    """The sbatch task clears a stage's output only inside a sweep run folder: not one with files and no
+    marker, not another job's, not the repository."""
+    _leave(tmp_path, "checkpoint")  # files, no marker
+    refused = _cli(tmp_path, *TRAIN)
+    assert refused.returncode != 0 and "not created by a thinkbudget job" in refused.stderr
+    assert (tmp_path / "out" / "checkpoint-4").is_dir()
+    (tmp_path / RUN_MARKER).write_text('{"job": "main"}')
+    refused = _cli(tmp_path, *TRAIN)
+    assert refused.returncode != 0 and "run folder of a main job" in refused.stderr
+    refused = _cli(tmp_path, *TRAIN, run_dir=ROOT)
+    assert refused.returncode != 0 and "is the repository" in refused.stderr

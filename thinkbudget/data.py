@@ -39,6 +39,7 @@ from thinkbudget.protocol import (
     build_messages,
     format_response,
     render_prompt,
+    validate_budget,
 )
 from thinkbudget.tasks import (
     Problem,
@@ -151,10 +152,7 @@ class DataMixArguments:
                 raise ValueError(f"{name}: must be a non-negative integer, got {v!r}")
         check_counts_per_task("task_train_problems", self.task_train_problems, self.tasks, minimum=0)
         for b in self.budgets:
-            if isinstance(b, bool) or not isinstance(b, int) or b <= 0:
-                raise ValueError(
-                    f"budgets: every budget must be a positive integer number of tokens, got {b!r}"
-                )
+            validate_budget(b, field="budgets: every budget", strict=True)
         if self.think_budget_ratio > 0 and not self.budgets:
             raise ValueError("budgets: must list at least one budget (tokens) when think_budget_ratio > 0")
         if self.budget_weights:

@@ -371,27 +371,15 @@ class FrontierRecipe:
 
 
 def load_frontier_recipe(path: str) -> FrontierRecipe:
-    """Load and check a frontier recipe: unknown keys (top level, sections, or a stage's overrides that
-    its entry point does not have) are errors naming the file and the key, before anything runs."""
-    import dataclasses
+    """Load and check a frontier recipe with the job-file loader (:mod:`thinkbudget.recipes`): unknown
+    keys (top level, sections, or a stage's overrides or recipe keys that its entry point does not
+    have) and values of the wrong type are errors naming the file and the key, before anything runs."""
     from pathlib import Path
 
-    from thinkbudget.config import dataclass_from_mapping, load_yaml_mapping, reject_unknown
-    from thinkbudget.pipeline import StageSpec, check_config_keys
-    from thinkbudget.run_folders import REPO_ROOT
+    from thinkbudget.recipes import StageSpec, check_stage_keys, load_job_file
 
-    raw = load_yaml_mapping(path)
-    reject_unknown(raw, [f.name for f in dataclasses.fields(FrontierRecipe) if f.name != "source"], path)
-    for key in ("description", "checkpoint"):
-        if key not in raw:
-            raise SystemExit(f"{path}: missing required key {key!r}")
-    kwargs = {k: v for k, v in raw.items() if k not in RUN_STAGE_SCRIPTS}
+    sections = dict.fromkeys(RUN_STAGE_SCRIPTS, StageSpec)
+    kwargs = load_job_file(path, FrontierRecipe, required=("description", "checkpoint"), sections=sections)
     for key, script in RUN_STAGE_SCRIPTS.items():
-        spec = dataclass_from_mapping(StageSpec, raw.get(key) or {}, f"{path} [{key}]")
-        if spec.recipe and not (REPO_ROOT / spec.recipe).is_file():
-            raise SystemExit(f"{path}: {key}.recipe {spec.recipe} does not exist")
-        check_config_keys(script, list(spec.overrides), f"{path} [{key}]")
-        if spec.recipe:
-            check_config_keys(script, list(load_yaml_mapping(REPO_ROOT / spec.recipe)), spec.recipe)
-        kwargs[key] = spec
+        check_stage_keys(script, f"{path} [{key}]", kwargs[key].overrides, kwargs[key].recipe)
     return FrontierRecipe(source=str(Path(path)), **kwargs)

@@ -91,10 +91,12 @@ def budget_sentence(budget: int) -> str:
     return BUDGET_TEMPLATE.format(budget=validate_budget(budget))
 
 
-def validate_budget(budget: Any, *, field: str = "thinking_budget") -> int:
-    """Return ``budget`` as a positive int or raise ``ValueError`` naming ``field``."""
+def validate_budget(budget: Any, *, field: str = "thinking_budget", strict: bool = False) -> int:
+    """Return ``budget`` as a positive int or raise ``ValueError`` naming ``field``. The one rule for a
+    number of tokens (budgets, token limits) wherever it is given; ``strict`` refuses digit strings
+    (a config value that must already be a number), which a chat-template keyword may be."""
     if isinstance(budget, bool) or not isinstance(budget, int):
-        if isinstance(budget, str) and budget.strip().isdigit():
+        if not strict and isinstance(budget, str) and budget.strip().isdigit():
             budget = int(budget.strip())
         else:
             raise ValueError(f"{field} must be a positive integer number of tokens, got {budget!r}")

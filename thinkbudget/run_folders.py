@@ -35,7 +35,7 @@ def parse_config(dataclass_types: Sequence[type], args: Sequence[str] | None = N
 
     args = normalize_config_flag(list(sys.argv[1:] if args is None else args))
     if "--config" in args:
-        from thinkbudget.config import check_values, class_field_types, load_yaml_mapping, reject_unknown
+        from thinkbudget.recipes import check_values, class_field_types, load_yaml_mapping, reject_unknown
 
         path = Path(args[args.index("--config") + 1])
         config = load_yaml_mapping(path)

@@ -2,7 +2,8 @@
 
 The main job (``scripts/pipeline.py``), the frontier run (``scripts/frontier_run.py``) and a sweep
 (``scripts/sweep.py``: locally, and in its sbatch array through ``python -m thinkbudget.stages``) decide
-each stage the same way, in :func:`plan_stage`:
+each stage the same way, in :func:`plan_stage`, and run it with the one job runner
+(:mod:`thinkbudget.jobs`):
 
 * **skip** it when its marker says it finished (:func:`~thinkbudget.run_folders.stage_finished`) and
   it is not forced;
@@ -22,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import shutil
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -153,15 +153,10 @@ def plan_stage(stage: Stage, *, forced: bool, record: Path) -> Plan:
     return Plan("continue", command, note)
 
 
-def remove_path(path: Path) -> None:
-    if path.is_dir():
-        shutil.rmtree(path)
-    elif path.exists():
-        path.unlink()
-
-
-def begin_stage(stage: Stage, plan: Plan, record: Path, remove: Callable[[Path], None] = remove_path) -> None:
-    """Before a stage runs: clear its output when it starts clean, and record its command."""
+def begin_stage(stage: Stage, plan: Plan, record: Path, remove: Callable[[Path], None]) -> None:
+    """Before a stage runs: clear its output when it starts clean (through ``remove``: the job runner's
+    :func:`thinkbudget.jobs.remove_owned`, which deletes only inside the folder the job owns), and
+    record its command."""
     if plan.action == "skip":
         return
     if plan.action == "start" and stage.output.exists():
@@ -181,11 +176,15 @@ def downstream(stages: Sequence[Stage], names: set[str]) -> set[str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m thinkbudget.stages --output O --marker M --record R [--resumes K] -- COMMAND...``:
-    the rule above for a shell script (the sweep's sbatch array). Clears or keeps the output, records
-    the command, and prints ``skip``, ``continue`` or ``start``; a changed command exits 2 with the
-    difference."""
+    """``python -m thinkbudget.stages --run-dir D --output O --marker M --record R [--resumes K] -- COMMAND...``:
+    the rule above for a shell script (the sweep's sbatch array). Checks that the run folder ``D`` is a
+    sweep's own (thinkbudget.jobs: never the repository, tracked files or another job's folder), clears
+    (only inside it) or keeps the output, records the command, and prints ``skip``, ``continue`` or
+    ``start``; a changed command exits 2 with the difference."""
+    from thinkbudget.jobs import claim_run_dir, remove_owned
+
     parser = argparse.ArgumentParser(prog="python -m thinkbudget.stages", description=main.__doc__)
+    parser.add_argument("--run-dir", required=True, type=Path, help="the sweep run's folder (its own)")
     parser.add_argument("--name", default="stage", help="the stage's name, for messages")
     parser.add_argument("--output", required=True, type=Path, help="the stage's output folder")
     parser.add_argument("--marker", required=True, type=Path, help="the file that says it finished")
@@ -198,12 +197,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not command:
         parser.error("give the stage's command after --")
     stage = Stage(args.name, args.name, args.output, args.marker, command=command, resumes=args.resumes)
+    claim_run_dir(args.run_dir, "sweep")
     try:
         plan = plan_stage(stage, forced=args.force, record=args.record)
     except StageChanged as e:
         print(e, file=sys.stderr)
         return 2
-    begin_stage(stage, plan, args.record)
+    begin_stage(stage, plan, args.record, remove=lambda path: remove_owned(args.run_dir, path))
     if plan.note:
         print(f"{args.name}: {plan.note}", file=sys.stderr)
     print(plan.action)

@@ -34,14 +34,15 @@ from typing import Any
 
 import yaml
 
-from thinkbudget.config import dataclass_from_mapping, load_yaml_mapping, reject_unknown
 from thinkbudget.evaluation import pareto_front
-from thinkbudget.pipeline import (
-    accelerate_command,
+from thinkbudget.jobs import accelerate_command
+from thinkbudget.recipes import (
     check_config_keys,
     check_config_values,
     cli_flags,
     config_fields,
+    load_job_file,
+    load_yaml_mapping,
 )
 from thinkbudget.run_folders import REPO_ROOT, read_json_object, stage_finished
 from thinkbudget.stages import Stage
@@ -112,24 +113,26 @@ class SweepSpec:
 
 
 def load_sweep(path: str | os.PathLike) -> SweepSpec:
-    """Read a sweep file; unknown or missing keys are errors naming the file."""
-    raw = load_yaml_mapping(path)
+    """Read a sweep file with the job-file loader (:mod:`thinkbudget.recipes`); unknown or missing keys
+    are errors naming the file. (Grid keys and values are checked against the entry point by
+    :func:`plan_runs`.)"""
     where = str(path)
-    valid = [f.name for f in dataclasses.fields(SweepSpec) if f.name != "source"]
-    reject_unknown(raw, valid, where)
-    for key in ("name", "recipe", "model_name_or_path", "grid"):
-        if key not in raw:
-            raise SystemExit(f"{where}: missing required key {key!r}")
-    if not isinstance(raw["grid"], dict) or not raw["grid"]:
+    kwargs = load_job_file(
+        path,
+        SweepSpec,
+        required=("name", "recipe", "model_name_or_path", "grid"),
+        sections={"slurm": SlurmSpec},
+        loader_fields=("source",),
+    )
+    if not isinstance(kwargs["grid"], dict) or not kwargs["grid"]:
         raise SystemExit(f"{where}: 'grid' must be a non-empty mapping of key: [values]")
-    for key, values in raw["grid"].items():
+    for key, values in kwargs["grid"].items():
         if not isinstance(values, list) or not values:
             raise SystemExit(f"{where}: grid key {key!r} must list at least one value, got {values!r}")
     for key in ("overrides", "eval"):
-        if not isinstance(raw.get(key) or {}, dict):
+        if not isinstance(kwargs.get(key) or {}, dict):
             raise SystemExit(f"{where}: {key!r} must be a mapping")
-    slurm = dataclass_from_mapping(SlurmSpec, raw.pop("slurm", None) or {}, f"{where} [slurm]")
-    spec = SweepSpec(**raw, slurm=slurm, source=where)
+    spec = SweepSpec(**kwargs, source=where)
     spec.overrides = spec.overrides or {}
     spec.eval = spec.eval or {}
     for key in ("recipe", "accelerate_config"):
@@ -317,7 +320,8 @@ def eval_command(spec: SweepSpec, run: Run) -> list[str]:
 def run_stages(spec: SweepSpec, run: Run) -> list[Stage]:
     """A run's two stages for :mod:`thinkbudget.stages` (the rule the main job uses too): training,
     which continues from its newest complete checkpoint after a kill, then the evaluation, which
-    continues from its samples.jsonl. Commands are recorded in ``<run>/<stage>.command.json``."""
+    continues from its samples.jsonl. Logs and commands are kept in ``<run>/<stage>.log`` and
+    ``<run>/<stage>.command.json``."""
     return [
         Stage(
             "train",
@@ -337,11 +341,6 @@ def run_stages(spec: SweepSpec, run: Run) -> list[Stage]:
             resumes="samples",
         ),
     ]
-
-
-def stage_record(run: Run, stage: str) -> Path:
-    """Where a run's stage records the command it started with."""
-    return run.dir / f"{stage}.command.json"
 
 
 # --------------------------------------------------------------------------------------------
@@ -410,7 +409,7 @@ def sbatch_script(spec: SweepSpec, runs: Sequence[Run], sweep_file: str) -> str:
         "# Skip, continue or start each stage by the rule of thinkbudget/stages.py (the main job's too): a",
         "# requeued task continues training from its newest complete checkpoint; a stage left by a",
         "# different command stops the task with the difference instead of mixing two recipes.",
-        'TRAIN=$(python -m thinkbudget.stages --name "train $RUN" --output "$RUN/model" \\',
+        'TRAIN=$(python -m thinkbudget.stages --run-dir "$RUN" --name "train $RUN" --output "$RUN/model" \\',
         f'  --marker "$RUN/model/{TRAIN_MARKER}" --record "$RUN/train.command.json" --resumes checkpoint \\',
         f"  -- {_shell_words(train.command)})",
         'RESUME=""',
@@ -431,7 +430,7 @@ def sbatch_script(spec: SweepSpec, runs: Sequence[Run], sweep_file: str) -> str:
     local_eval = _shell_words(evaluate.command)
     lines += [
         "fi",
-        'EVAL=$(python -m thinkbudget.stages --name "eval $RUN" --output "$RUN/eval" \\',
+        'EVAL=$(python -m thinkbudget.stages --run-dir "$RUN" --name "eval $RUN" --output "$RUN/eval" \\',
         f'  --marker "$RUN/eval/{EVAL_MARKER}" --record "$RUN/eval.command.json" --resumes samples \\',
         f"  -- {local_eval})",
         f'if [ "$EVAL" != skip ]; then {local_eval}; fi',
