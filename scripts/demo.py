@@ -13,8 +13,8 @@ import argparse
 
 from rich.console import Console
 
-from thinkbudget.models import DEFAULT_MODEL, load_model_and_tokenizer, resolve_model_path
 from thinkbudget.demo import demo_answers, demo_table
+from thinkbudget.models import DEFAULT_MODEL, load_model_and_tokenizer, resolve_model_path
 from thinkbudget.protocol import validate_budget
 from thinkbudget.run_folders import setup_logging
 

@@ -28,7 +28,7 @@ from pathlib import Path
 from rich.console import Console
 
 from thinkbudget.frontier import FrontierRecipe, load_frontier_recipe
-from thinkbudget.jobs import Job, accelerate_command, run_job
+from thinkbudget.jobs import Job, accelerate_command, add_job_arguments, run_job
 from thinkbudget.recipes import cli_flags
 from thinkbudget.run_folders import REPO_ROOT
 from thinkbudget.stages import Stage
@@ -118,7 +118,9 @@ def main(args: argparse.Namespace) -> int:
         info={"recipe": recipe.source, "description": recipe.description, "checkpoint": checkpoint},
     )
     console.rule(f"[bold]frontier run[/bold]: {recipe.source} on {checkpoint}, run folder {run}")
-    code = run_job(job, force=args.force, dry_run=args.dry_run, verbose=args.verbose, console=console)
+    code = run_job(
+        job, force=args.force, only=args.only, dry_run=args.dry_run, verbose=args.verbose, console=console
+    )
     if code or args.dry_run:
         return code
     console.rule("[bold]done[/bold]")
@@ -132,15 +134,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--recipe", default="configs/frontier/cpu.yaml", help="a frontier recipe YAML")
     parser.add_argument("--checkpoint", help="the policy checkpoint (default: the recipe's)")
     parser.add_argument("--run-dir", help="run folder (default runs/frontier-<recipe name>)")
-    parser.add_argument(
-        "--force",
-        action="append",
-        default=[],
-        metavar="STAGE",
-        help=f"redo STAGE and the stages that use its output (repeatable): {', '.join(STAGES)}",
-    )
-    parser.add_argument("--dry-run", action="store_true", help="print the stages' commands, run nothing")
-    parser.add_argument("--verbose", action="store_true", help="copy every stage's output to the console")
+    add_job_arguments(parser, STAGES)
     return parser.parse_args(argv)
 
 

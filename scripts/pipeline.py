@@ -28,7 +28,7 @@ from pathlib import Path
 from rich.console import Console
 
 from thinkbudget.demo import demo_markdown, run_demo
-from thinkbudget.jobs import Job, accelerate_command, run_job
+from thinkbudget.jobs import Job, accelerate_command, add_job_arguments, run_job
 from thinkbudget.pipeline import Profile, auto_profile, available_profiles, check_profile_keys, load_profile
 from thinkbudget.recipes import cli_flags
 from thinkbudget.run_folders import REPO_ROOT, command_line, git_commit
@@ -286,22 +286,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "or a profile YAML path",
     )
     parser.add_argument("--run-dir", help="run folder (default runs/main-<profile>)")
-    parser.add_argument(
-        "--force",
-        action="append",
-        default=[],
-        metavar="STAGE",
-        help="rerun STAGE and every stage after it that uses its output (repeatable; 'all')",
-    )
-    parser.add_argument(
-        "--only",
-        action="append",
-        default=[],
-        metavar="STAGE",
-        help="run only STAGE (repeatable); the stages it needs must have finished",
-    )
-    parser.add_argument("--dry-run", action="store_true", help="print the stages' commands, run nothing")
-    parser.add_argument("--verbose", action="store_true", help="copy every stage's output to the console")
+    add_job_arguments(parser)
     return parser.parse_args(argv)
 
 

@@ -100,7 +100,9 @@ def run_demo(spec: DemoSpec, model_name: str, out: Path, title: str, console: An
     hf_logging.disable_progress_bar()
     question, gold = demo_question(spec)
     model, tokenizer = load_model_and_tokenizer(model_name, dtype="float32")
-    rows = demo_answers(model, tokenizer, question, spec.budget, gold=gold, max_new_tokens=spec.max_new_tokens)
+    rows = demo_answers(
+        model, tokenizer, question, spec.budget, gold=gold, max_new_tokens=spec.max_new_tokens
+    )
     console.print(demo_table(f"{title}: {model_name}", question, gold, rows))
     out.parent.mkdir(parents=True, exist_ok=True)
     write_json_atomic(out, {"model": model_name, "question": question, "gold": gold, "rows": rows})
@@ -163,4 +165,3 @@ def demo_markdown(title: str, question: str, gold: str | None, rows: list[dict[s
             f"{_yes_no(r.get('correct'))} | {text} |"
         )
     return "\n".join(lines) + "\n"
-

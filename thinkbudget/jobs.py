@@ -211,7 +211,7 @@ def check_run_dir(run_dir: Path, job: str, flag: str = "--run-dir") -> bool:
         raise SystemExit(
             f"{flag} {run_dir} already exists and was not created by a thinkbudget job (it has no "
             f"{RUN_MARKER} marker), so the {job} job will not write or delete anything in it. Choose a new "
-            f"or empty folder. (A run folder of an earlier version: `echo '{{\"job\": \"{job}\"}}' > "
+            f'or empty folder. (A run folder of an earlier version: `echo \'{{"job": "{job}"}}\' > '
             f"{run_dir / RUN_MARKER}` adopts it.)"
         )
     check_creatable(run_dir, what=flag)
@@ -265,6 +265,28 @@ class Job:
         return [s.name for s in self.stages]
 
 
+def add_job_arguments(parser: Any, stages: Sequence[str] = ()) -> None:
+    """The job runner's flags (``--force``, ``--only``, ``--dry-run``, ``--verbose``) on ``parser``:
+    the same for the main job and the frontier run."""
+    names = f": {', '.join(stages)}" if stages else ""
+    parser.add_argument(
+        "--force",
+        action="append",
+        default=[],
+        metavar="STAGE",
+        help=f"rerun STAGE and every stage after it that uses its output (repeatable; 'all'){names}",
+    )
+    parser.add_argument(
+        "--only",
+        action="append",
+        default=[],
+        metavar="STAGE",
+        help="run only STAGE (repeatable); the stages it needs must have finished",
+    )
+    parser.add_argument("--dry-run", action="store_true", help="print the stages' commands, run nothing")
+    parser.add_argument("--verbose", action="store_true", help="copy every stage's output to the console")
+
+
 def run_job(
     job: Job,
     *,
@@ -316,7 +338,9 @@ def run_job(
             continue
         missing = [n for n in stage.needs if n in by_name and not stage_finished(by_name[n].marker)]
         if missing:
-            raise SystemExit(f"stage {stage.name} needs {', '.join(missing)} to finish first (run without --only)")
+            raise SystemExit(
+                f"stage {stage.name} needs {', '.join(missing)} to finish first (run without --only)"
+            )
         begin_stage(stage, plan, record, remove=lambda path: remove_owned(job.run_dir, path))
         where = f"  [dim](log: {log})[/dim]" if stage.command else ""
         console.print(f"[bold]> {stage.name}[/bold]: {stage.description}{where}")
@@ -332,7 +356,11 @@ def run_job(
                 raise StageFailed(f"{stage.name} exited without writing a finished {stage.marker}")
         except StageFailed as e:
             console.print(f"[red]{e}[/red]", highlight=False)
-            timings[stage.name] = {"status": "failed", "seconds": round(time.time() - start, 1), "log": str(log)}
+            timings[stage.name] = {
+                "status": "failed",
+                "seconds": round(time.time() - start, 1),
+                "log": str(log),
+            }
             write_json_atomic(summary, {**job.info, "stages": timings})
             return 1
         seconds = time.time() - start

@@ -145,5 +145,3 @@ def auto_profile() -> str:
     import torch
 
     return "gpu" if torch.cuda.is_available() else "cpu"
-
-

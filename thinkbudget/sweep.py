@@ -465,23 +465,12 @@ def report_sbatch_script(spec: SweepSpec, sweep_file: str) -> str:
 # --------------------------------------------------------------------------------------------
 # Results and the Pareto report
 # --------------------------------------------------------------------------------------------
-def budget_label(row: dict[str, Any]) -> str:
-    """How an evaluation row's budget setting reads: ``off`` (thinking off), ``none`` (no budget), or N.
-    eval/evaluate.py writes it as ``budget_label``; older rows only have ``budget`` and ``mode``."""
-    if row.get("budget_label") is not None:
-        return str(row["budget_label"])
-    budget = row.get("budget")
-    if row.get("mode") in ("no_think", "off") or budget == "off":
-        return "off"
-    return "none" if budget in (None, "none") else str(budget)
-
-
 def run_points(run: Run) -> list[dict[str, Any]]:
     """One point per (method, budget setting) of a run's evaluation, tasks pooled (weighted by n)."""
     rows = (read_json_object(run.eval_dir / EVAL_MARKER) or {}).get("rows") or []
     groups: dict[tuple[str, str], list[dict]] = {}
     for row in rows:
-        groups.setdefault((row.get("method", "default"), budget_label(row)), []).append(row)
+        groups.setdefault((row.get("method", "default"), str(row["budget_label"])), []).append(row)
     points = []
     for (method, budget), group in groups.items():
         n = sum(r["n"] for r in group)
