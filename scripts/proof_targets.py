@@ -147,6 +147,38 @@ def accuracy_curve(records, task: str, budgets: list[int]) -> list[dict[str, Any
     return curve
 
 
+def by_difficulty(records, task: str, budgets: list[int]) -> list[dict[str, Any]]:
+    """Accuracy, mean thinking and the share of result-only traces (one line or none) per thinking
+    condition and per difficulty: the problem's full-trace length in tokens, cut at the budgets. It
+    shows whether the budget decides the kind of trace (a larger budget: full traces on longer
+    problems) or the problem's length does (the same trace at every budget)."""
+    edges = sorted(budgets)
+    names = [f"<= {edges[0]}"] + [f"{a + 1}-{b}" for a, b in zip(edges, edges[1:])] + [f"> {edges[-1]}"]
+
+    def bucket(r: dict[str, Any]) -> str:
+        n = r.get("full_trace_tokens") or 0
+        return names[next((i for i, e in enumerate(edges) if n <= e), len(edges))]
+
+    rows = []
+    steps = [("budget_prompt", str(b), str(b)) for b in budgets] + [("think", "none", "free")]
+    for method, label, name in steps:
+        s = [r for r in samples_of(records, task, method, label) if r.get("full_trace_tokens")]
+        for b in names:
+            cell = [r for r in s if bucket(r) == b]
+            if cell:
+                rows.append(
+                    {
+                        "condition": name,
+                        "full_trace_tokens": b,
+                        "n": len(cell),
+                        "accuracy": sum(bool(r["correct"]) for r in cell) / len(cell),
+                        "mean_thinking_tokens": sum(r["thinking_tokens"] for r in cell) / len(cell),
+                        "result_only": sum((r.get("trace_lines") or 0) <= 1 for r in cell) / len(cell),
+                    }
+                )
+    return rows
+
+
 def thinking_of(curve: list[dict[str, Any]]) -> dict[str, float]:
     """Mean thinking tokens at each thinking condition of a curve (the figure's second panel)."""
     return {p["condition"]: p["mean_thinking_tokens"] for p in curve if p["condition"] != "off"}
@@ -325,7 +357,10 @@ def main(argv: list[str] | None = None) -> int:
 
     path = Path(args.output)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.with_suffix(".json").write_text(json.dumps({"targets": t.rows, "curve": curve}, indent=2) + "\n")
+    difficulty = by_difficulty(rl, syn, budgets)
+    path.with_suffix(".json").write_text(
+        json.dumps({"targets": t.rows, "curve": curve, "by_difficulty": difficulty}, indent=2) + "\n"
+    )
     # The figure: SFT+GRPO against the other evaluated models, same conditions.
     from thinkbudget.plots import plot_accuracy_vs_budget
 
@@ -369,6 +404,29 @@ def main(argv: list[str] | None = None) -> int:
             f"| {p['condition']} | {pct(p['accuracy'])} ({interval(*p['ci'])}), n = {p['n']} | {step} | "
             f"{p['mean_thinking_tokens']:.1f} | {pct(p['within_budget'])} | {pct(p['step_correctness'])} | "
             f"{pct(p['answer_follows_trace'])} |"
+        )
+    lines += [
+        "",
+        f"## By difficulty: the problem's full-trace length ({syn}, SFT+GRPO)",
+        "",
+        "Each cell: accuracy / mean thinking tokens / share of traces that give the result alone (one line "
+        "or none), n problems. A budget that decides the trace gives full traces wherever they fit it.",
+        "",
+    ]
+    columns = list(dict.fromkeys(r["full_trace_tokens"] for r in difficulty))
+    lines += ["| thinking | " + " | ".join(f"full trace {c} tokens" for c in columns) + " |"]
+    lines += ["|---|" + "---|" * len(columns)]
+    for cond in dict.fromkeys(r["condition"] for r in difficulty):
+        cells = {r["full_trace_tokens"]: r for r in difficulty if r["condition"] == cond}
+        lines.append(
+            f"| {cond} | "
+            + " | ".join(
+                f"{pct(c['accuracy'])} / {c['mean_thinking_tokens']:.0f} / {pct(c['result_only'])}, n = {c['n']}"
+                if (c := cells.get(col))
+                else "–"
+                for col in columns
+            )
+            + " |"
         )
     lines += ["", "## Targets", "", "| task | target | value | verdict |", "|---|---|---|---|"]
     lines += [f"| {o['task']} | {o['target']} | {o['value']} | {o['verdict']} |" for o in t.rows]

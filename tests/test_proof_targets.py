@@ -133,3 +133,23 @@ def test_missing_evaluation_is_a_clear_error(tmp_path):
         text=True,
     )
     assert proc.returncode != 0 and "proof_targets.py: error" in proc.stderr
+
+
+def test_by_difficulty_literal():
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import proof_targets
+
+    records = [
+        _rec("budget_prompt", 32, "p1", True, 20, full=20),
+        _rec("budget_prompt", 32, "p2", False, 0, full=100),  # result alone (no lines)
+        _rec("budget_prompt", 32, "p3", True, 60, full=150),
+        _rec("think", None, "p2", True, 90, full=100),
+    ]
+    rows = proof_targets.by_difficulty(records, "chain", [32, 64, 128])
+    got = {(r["condition"], r["full_trace_tokens"]): (r["n"], r["accuracy"], r["result_only"]) for r in rows}
+    assert got == {
+        ("32", "<= 32"): (1, 1.0, 0.0),
+        ("32", "65-128"): (1, 0.0, 1.0),
+        ("32", "> 128"): (1, 1.0, 0.0),
+        ("free", "65-128"): (1, 1.0, 0.0),
+    }
