@@ -1,12 +1,15 @@
 """GRPO with length rewards: teach the SFT model to keep its thinking within the budget in the prompt.
 
-Each RL row is a prompt rendered with its own controls (thinking on/off, a budget or none; see
+Each RL row of the prepared dataset (``dataset_path``: a ``data/prepare.py`` folder or a Hugging Face
+dataset name) is a prompt rendered with its own controls (thinking on/off, a budget or none; see
 thinkbudget.data) and a gold answer. TRL's GRPOTrainer samples ``num_generations`` completions per
 prompt and scores them with the rewards named in the recipe (thinkbudget.rewards: correctness, format,
 mode compliance and L1/ThinkPrune/DAPO/Kimi/cosine length terms, all on thinking *tokens* from the
 one parser). Optionally rollouts are budget-forced (Elastic Reasoning).
 
+    python data/prepare.py --config configs/data/rl.yaml       # the mix, once (data/prepared/rl)
     accelerate launch train/rl.py --config configs/rl/smollm2-135m.yaml
+    python data/prepare.py --config configs/data/smoke.yaml    # the smoke mix, once (data/prepared/smoke)
     accelerate launch --num_processes 1 --cpu train/rl.py --config configs/rl/smoke.yaml     # CPU, ~1 min
     accelerate launch train/rl.py --config configs/rl/smollm2-135m.yaml --resume_from_checkpoint true
     accelerate launch --config_file configs/accelerate/ddp.yaml train/rl.py --config configs/rl/smollm2-135m.yaml

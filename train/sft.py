@@ -1,11 +1,14 @@
 """Supervised fine-tuning: teach a small model to switch thinking on/off and to keep a token budget.
 
-The data mix (thinkbudget.data) renders each problem as a prompt with its controls (template kwargs
-``enable_thinking``/``thinking_budget`` or the ``/think``/``/no_think`` flags) and a target in the
+It reads a prepared dataset (``dataset_path``: a ``data/prepare.py`` folder or a Hugging Face dataset
+name): the data mix (thinkbudget.data) renders each problem as a prompt with its controls (template
+kwargs ``enable_thinking``/``thinking_budget`` or the ``/think``/``/no_think`` flags) and a target in the
 protocol's format (``<think>`` trace ``</think>`` answer; thinking off keeps an empty think block, as in
 Qwen3's thinking-mode fusion). TRL's SFTTrainer trains on the target's tokens only.
 
+    python data/prepare.py --config configs/data/sft.yaml      # the mix, once (data/prepared/sft)
     accelerate launch train/sft.py --config configs/sft/smollm2-135m.yaml
+    python data/prepare.py --config configs/data/smoke.yaml    # the smoke mix, once (data/prepared/smoke)
     accelerate launch --num_processes 1 --cpu train/sft.py --config configs/sft/smoke.yaml   # CPU, ~1 min
     accelerate launch train/sft.py --config configs/sft/smollm2-135m.yaml --resume_from_checkpoint true
 
