@@ -4,8 +4,9 @@
 
 Writes ``sft/{train,test}`` and ``rl/{train,test}`` (``datasets.save_to_disk``), ``manifest.json``
 (the config, row counts per task/mode/control/budget, trace-length statistics, commit) and
-``preview.jsonl`` (a few rendered rows to read). Training recipes load the folder through
-``dataset_path``. The output is a pure function of the config (same seed, same datasets).
+``preview.jsonl`` (a few rendered rows to read). The trainers read only such a folder (their
+``dataset_path``): the mix is decided here, once. The output is a pure function of the config
+(same seed, same datasets).
 """
 
 from __future__ import annotations
@@ -35,11 +36,9 @@ from thinkbudget.protocol import THINK_CLOSE  # noqa: E402
 from thinkbudget.run_folders import (  # noqa: E402
     check_creatable,
     command_line,
-    die_with_parent,
     git_commit,
     make_dir,
-    parse_config,
-    setup_logging,
+    run_entry_point,
     write_json_atomic,
 )
 
@@ -115,8 +114,6 @@ def summarize(ds, kind: str) -> dict:
 
 
 def main(script_args: PrepareArguments, data_args: DataMixArguments) -> Path:
-    if data_args.dataset_path:
-        raise SystemExit("dataset_path: must be unset when preparing (it names a prepared folder to load)")
     out = Path(script_args.output_dir)
     if out.exists() and not out.is_dir():
         raise SystemExit(f"output_dir {out} is a file, not a folder")
@@ -175,13 +172,7 @@ def main(script_args: PrepareArguments, data_args: DataMixArguments) -> Path:
 
 def cli(argv: list[str] | None = None) -> Path:
     """Parse ``argv`` (default: the command line) and run :func:`main`; bad input exits with a message."""
-    die_with_parent()
-    setup_logging()
-    try:
-        args = parse_config(CONFIG_CLASSES, argv)
-    except ValueError as e:  # a field's own check (DataMixArguments.validate) while parsing
-        raise SystemExit(f"invalid config: {e}") from None
-    return main(*args)
+    return run_entry_point(main, CONFIG_CLASSES, argv)
 
 
 if __name__ == "__main__":

@@ -42,3 +42,21 @@ def tiny_model(tiny_model_path):
 
     model, _ = load_model_and_tokenizer(tiny_model_path, dtype="float32")
     return model
+
+
+@pytest.fixture(scope="session")
+def smoke_data(tmp_path_factory) -> str:
+    """configs/data/smoke.yaml prepared once per session (data/prepare.py, in process): the folder the
+    smoke recipes name as dataset_path (data/prepared/smoke), for tests to pass as --dataset_path."""
+    import importlib.util
+
+    from thinkbudget.run_folders import parse_config
+
+    spec = importlib.util.spec_from_file_location("_prepare_entry", ROOT / "data" / "prepare.py")
+    prepare = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(prepare)
+    out = tmp_path_factory.mktemp("prepared") / "smoke"
+    configs = parse_config(
+        prepare.CONFIG_CLASSES, ["--config", str(ROOT / "configs/data/smoke.yaml"), "--output_dir", str(out)]
+    )
+    return str(prepare.main(*configs))

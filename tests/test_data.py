@@ -1,6 +1,6 @@
 """The data mix: SFT targets never exceed their budget, both controls give the right prompts and
 completions, ratios hold, builds are deterministic and splits disjoint, validation names the field,
-and data/prepare.py writes a loadable folder."""
+and data/prepare.py writes a folder the trainers load."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import os
 import subprocess
 import sys
 from collections import Counter
-from dataclasses import asdict, replace
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -23,7 +23,7 @@ from thinkbudget.data import (
     build_rl_dataset,
     build_sft_dataset,
     fit_trace,
-    load_or_build,
+    load_prepared,
     trace_is_sound,
 )
 from thinkbudget.parsing import get_parser, parse_completion
@@ -326,7 +326,6 @@ BAD_ARGS = [
     ({"think_free_ratio": 0.3}, "must sum to 1"),
     ({"num_train_problems": -1}, "num_train_problems"),
     ({"num_test_problems": 2.5}, "num_test_problems"),
-    ({"dataset_path": "/no/such/folder"}, "dataset_path"),
     ({"rows_per_problem": 0}, "rows_per_problem: must be a whole number from 1 to 6"),
     ({"rows_per_problem": 7}, "rows_per_problem: .*off, free, 32, 64, 128, 256"),
     ({"rows_per_problem": 2.0}, "rows_per_problem"),
@@ -401,21 +400,18 @@ def test_prepare_end_to_end(tmp_path, tokenizer):
     preview = [json.loads(line) for line in (out / "preview.jsonl").read_text().splitlines()]
     assert {r["kind"] for r in preview} == {"sft", "rl"}
 
-    # A second run (in process) gives identical datasets; load_or_build reads the folder back.
+    # A second run (in process) gives identical datasets; load_prepared reads the folder back.
     sys.path.insert(0, str(ROOT / "data"))
     import prepare
 
     cfg = prepare.PrepareArguments(model_name_or_path="tiny-llama", output_dir=str(tmp_path / "again"))
     smoke = DataMixArguments(**{k: v for k, v in manifest["config"]["data"].items()})
     prepare.main(cfg, smoke)
-    loaded = replace(smoke, dataset_path=str(out))
-    again = replace(smoke, dataset_path=str(tmp_path / "again"))
-    for kind in ("sft", "rl"):
+    for kind, build in (("sft", build_sft_dataset), ("rl", build_rl_dataset)):
         for split in ("train", "test"):
-            first = load_or_build(loaded, tokenizer, kind, split).to_list()
-            assert first == load_or_build(again, tokenizer, kind, split).to_list()
-            assert first == load_or_build(smoke, tokenizer, kind, split).to_list()  # built fresh
-    assert asdict(smoke)["dataset_path"] is None
+            first = load_prepared(str(out), kind, split).to_list()
+            assert first == load_prepared(str(tmp_path / "again"), kind, split).to_list()
+            assert first == build(smoke, tokenizer, split).to_list()  # built fresh
 
     # It refuses to overwrite a prepared folder unless asked.
     proc = subprocess.run(
@@ -424,38 +420,64 @@ def test_prepare_end_to_end(tmp_path, tokenizer):
     assert proc.returncode != 0 and "overwrite_output_dir" in proc.stderr
 
 
-def test_load_or_build_errors(tmp_path, mix_args, tokenizer):
+def test_load_prepared_errors(tmp_path, smoke_data):
     with pytest.raises(ValueError, match="kind"):
-        load_or_build(mix_args, tokenizer, "dpo")
-    empty = replace(mix_args, dataset_path=str(tmp_path))
-    with pytest.raises(FileNotFoundError, match="data/prepare.py"):
-        load_or_build(empty, tokenizer, "sft", "train")
+        load_prepared(smoke_data, "dpo")
+    with pytest.raises(ValueError, match="split"):
+        load_prepared(smoke_data, "sft", "validation")
+    with pytest.raises(ValueError, match=r"sft/train does not exist; prepare it:\n  python data/prepare.py"):
+        load_prepared(str(tmp_path), "sft", "train")
+    with pytest.raises(ValueError, match="dataset_path: required"):
+        load_prepared("", "sft")
+    rows = load_prepared(smoke_data, "rl", "train")
+    rows.remove_columns(["budget"]).save_to_disk(str(tmp_path / "rl" / "train"))
+    with pytest.raises(ValueError, match=r"lacks columns \['budget'\]; rebuild it"):
+        load_prepared(str(tmp_path), "rl", "train")
 
 
-def test_prepared_dataset_with_a_different_mix_is_announced(tmp_path, tokenizer, caplog):
-    """A config whose mix fields disagree with the prepared dataset's manifest gets a warning naming them."""
-    import json as _json
-    import logging
+def test_dataset_path_is_required_and_says_how_to_prepare_it(tmp_path, monkeypatch):
+    from thinkbudget.data import DatasetArguments
 
-    from thinkbudget.data import DataMixArguments, build_rl_dataset, load_or_build
+    with pytest.raises(ValueError, match="dataset_path: required.*\n  python data/prepare.py --config"):
+        DatasetArguments()
+    with pytest.raises(ValueError, match="not a folder; prepare it first"):
+        DatasetArguments(dataset_path=str(tmp_path / "missing"))
+    assert DatasetArguments(dataset_path=str(tmp_path)).dataset_path == str(tmp_path)
+    assert DatasetArguments(dataset_path="someone/thinkbudget-mix")  # a hub name: checked when it loads
+    # The smoke recipes' folder names its own data recipe (from the repository root, where they run).
+    monkeypatch.chdir(ROOT)
+    if (ROOT / "data/prepared/smoke").is_dir():
+        pytest.skip("data/prepared/smoke is prepared in this checkout")
+    with pytest.raises(
+        ValueError, match=r"prepare it first:\n  python data/prepare.py --config configs/data/smoke.yaml$"
+    ):
+        DatasetArguments(dataset_path="data/prepared/smoke")
 
-    written = DataMixArguments(tasks=["chain"], num_train_problems=4, num_test_problems=1, budgets=[32, 64])
-    build_rl_dataset(written, tokenizer, "train").save_to_disk(str(tmp_path / "rl" / "train"))
-    (tmp_path / "manifest.json").write_text(_json.dumps({"config": {"data": written.__dict__}}, default=str))
-    same = DataMixArguments(
-        tasks=["chain"],
-        num_train_problems=4,
-        num_test_problems=1,
-        budgets=[32, 64],
-        dataset_path=str(tmp_path),
-    )
-    with caplog.at_level(logging.WARNING, logger="thinkbudget.data"):
-        load_or_build(same, tokenizer, "rl", "train")
-    assert "different mix" not in caplog.text
-    other = DataMixArguments(
-        tasks=["chain"], num_train_problems=4, num_test_problems=1, budgets=[128], dataset_path=str(tmp_path)
-    )
-    with caplog.at_level(logging.WARNING, logger="thinkbudget.data"):
-        ds = load_or_build(other, tokenizer, "rl", "train")
-    assert len(ds) == 4
-    assert "different mix" in caplog.text and "budgets=[32, 64]" in caplog.text
+
+def test_a_hub_dataset_is_loaded_by_name_config_and_split(monkeypatch, smoke_data):
+    """A Hugging Face dataset name loads config ``sft``/``rl`` and the split through datasets.load_dataset
+    (stubbed here: nothing downloads); it must carry the protocol's columns."""
+    import datasets
+
+    calls = []
+
+    def fake_load_dataset(name, config, split):
+        calls.append((name, config, split))
+        return load_prepared(smoke_data, config, split)
+
+    monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
+    assert len(load_prepared("someone/thinkbudget-mix", "rl", "test")) > 0
+    assert calls == [("someone/thinkbudget-mix", "rl", "test")]
+
+
+def test_an_unloadable_hub_name_also_gives_the_prepare_command(monkeypatch):
+    import datasets
+
+    def offline(*args, **kwargs):
+        raise ConnectionError("offline")
+
+    monkeypatch.setattr(datasets, "load_dataset", offline)
+    with pytest.raises(
+        ValueError, match=r"neither a prepared folder nor a loadable.*\n  python data/prepare.py"
+    ):
+        load_prepared("prepared/smoke", "sft")

@@ -751,6 +751,8 @@ DATA = ["--config", "{root}/configs/data/smoke.yaml", "--output_dir", "{tmp}/out
 SFT = [
     "--config",
     "{root}/configs/sft/smoke.yaml",
+    "--dataset_path",
+    "{data}",
     "--model_name_or_path",
     "tiny-llama",
     "--output_dir",
@@ -759,6 +761,8 @@ SFT = [
 RL = [
     "--config",
     "{root}/configs/rl/smoke.yaml",
+    "--dataset_path",
+    "{data}",
     "--model_name_or_path",
     "tiny-llama",
     "--output_dir",
@@ -831,11 +835,13 @@ BAD_INPUTS = [
     ("sft-dataset-path", "sft", [*SFT, "--dataset_path", "{tmp}/nodata"], {}, r"dataset_path.*not a folder"),
     ("sft-unknown-flag", "sft", [*SFT, "--lerning_rate", "1e-5"], {}, r"lerning_rate"),
     ("sft-not-a-model", "sft", [*SFT, "--model_name_or_path", "{tmp}/notamodel"], NOT_A_MODEL, r"not a model folder"),
-    ("sft-output-is-a-file", "sft", [*SFT[:5], "{tmp}/afile"], {"afile": "x"}, r"afile is a file"),
+    ("sft-output-is-a-file", "sft", [*SFT[:7], "{tmp}/afile"], {"afile": "x"}, r"afile is a file"),
+    ("sft-no-dataset-path", "sft", ["--config", "{tmp}/c.yaml", "--output_dir", "{tmp}/out"], {"c.yaml": "max_steps: 1\n"}, r"dataset_path: required.*python data/prepare.py"),
     # train/rl.py
     ("rl-no-steps", "rl", [*RL, "--max_steps", "0", "--num_train_epochs", "0"], {}, r"nothing to train"),
     ("rl-unknown-reward", "rl", [*RL, "--reward_funcs", "correctness", "nope"], {}, r"unknown reward.*nope"),
-    ("rl-unsafe-task", "rl", [*RL, "--tasks", "rg/spiral_matrix"], {}, r"rg/spiral_matrix.*refused"),
+    ("rl-mix-field", "rl", [*RL, "--tasks", "chain"], {}, r"--tasks"),  # the mix is the data stage's
+    ("rl-budget-over-completion", "rl", [*RL, "--max_completion_length", "20"], {}, r"budgets up to 24 tokens.*max_completion_length=20"),
     ("rl-bad-type-yaml", "rl", ["--config", "{tmp}/c.yaml", "--output_dir", "{tmp}/out"], {"c.yaml": "num_generations: many\n"}, r"num_generations: 'many' is not a valid int"),
     ("rl-resume-finished", "rl", [*RL, "--resume_from_checkpoint", "true"], FINISHED_RUN, r"holds a finished run"),
     # eval/evaluate.py
@@ -911,11 +917,16 @@ def test_the_catalogue_has_forty_cases_and_unique_ids():
 @pytest.mark.parametrize(
     ("case", "entry", "argv", "files", "message"), BAD_INPUTS, ids=[c[0] for c in BAD_INPUTS]
 )
-def test_bad_input(case, entry, argv, files, message, tmp_path, capsys, monkeypatch, no_model_loads):
+def test_bad_input(
+    case, entry, argv, files, message, tmp_path, capsys, monkeypatch, no_model_loads, smoke_data
+):
     import re
 
     _write(tmp_path, files)
-    argv = [a.replace("{tmp}", str(tmp_path)).replace("{root}", str(ROOT)) for a in argv]
+    argv = [
+        a.replace("{tmp}", str(tmp_path)).replace("{root}", str(ROOT)).replace("{data}", smoke_data)
+        for a in argv
+    ]
     before = _snapshot(tmp_path)
     monkeypatch.chdir(tmp_path)  # a stray relative write would show in the snapshot
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")

@@ -148,8 +148,8 @@ def test_every_recipe_parses_through_the_real_parser(rl_entry, recipe, tmp_path)
     assert len(training_args.reward_weights or script_args.reward_funcs) == len(script_args.reward_funcs)
 
 
-def _main_fails(rl_entry, monkeypatch, args: list[str]) -> str:
-    """Run main() with the smoke recipe + ``args``; it must exit before any model loads."""
+def _main_fails(rl_entry, monkeypatch, args: list[str], dataset_path: str) -> str:
+    """Run main() with the smoke recipe on ``dataset_path`` + ``args``; it must exit before any model loads."""
     import thinkbudget.models
     from thinkbudget.run_folders import parse_config
 
@@ -158,7 +158,9 @@ def _main_fails(rl_entry, monkeypatch, args: list[str]) -> str:
 
     monkeypatch.setattr(thinkbudget.models, "load_model_and_tokenizer", no_model)
     try:
-        parsed = parse_config(rl_entry.CONFIG_CLASSES, ["--config", str(SMOKE), *args])
+        parsed = parse_config(
+            rl_entry.CONFIG_CLASSES, ["--config", str(SMOKE), "--dataset_path", dataset_path, *args]
+        )
     except ValueError as e:  # a dataclass's own check while parsing (train/rl.py exits with it)
         return str(e)
     with pytest.raises(SystemExit) as info:
@@ -173,15 +175,17 @@ def _main_fails(rl_entry, monkeypatch, args: list[str]) -> str:
         (["--reward_weights", "1.0", "2.0"], "reward_weights"),
         (["--length_alpha", "0"], "length_alpha"),
         (["--length_alpha", "-0.1"], "length_alpha"),
-        (["--budgets", "16", "64", "--max_completion_length", "40"], "budgets"),
+        # The smoke mix's budgets (16, 24 tokens) against the completion: checked once, on the rows.
+        (["--max_completion_length", "20"], "budget: the dataset holds budgets up to 24 tokens"),
+        (["--budgets", "16"], "budgets"),  # the mix is the data stage's: a trainer refuses its fields
         (
             ["--budget_forcing_rollouts", "true", "--use_transformers_continuous_batching", "true"],
             "budget_forcing_rollouts",
         ),
     ],
 )
-def test_bad_input_names_the_field_before_loading(rl_entry, monkeypatch, tmp_path, args, field):
-    message = _main_fails(rl_entry, monkeypatch, [*args, "--output_dir", str(tmp_path / "out")])
+def test_bad_input_names_the_field_before_loading(rl_entry, monkeypatch, tmp_path, smoke_data, args, field):
+    message = _main_fails(rl_entry, monkeypatch, [*args, "--output_dir", str(tmp_path / "out")], smoke_data)
     assert field in message
     if field == "reward_funcs":
         assert "l1_max" in message and "correctness" in message  # lists the valid names
@@ -196,15 +200,45 @@ def test_dataset_without_a_required_column(rl_entry, monkeypatch, tmp_path, toke
     )
     rows.remove_columns([missing]).save_to_disk(str(tmp_path / "prepared" / "rl" / "train"))
     message = _main_fails(
-        rl_entry,
-        monkeypatch,
-        ["--dataset_path", str(tmp_path / "prepared"), "--output_dir", str(tmp_path / "out")],
+        rl_entry, monkeypatch, ["--output_dir", str(tmp_path / "out")], str(tmp_path / "prepared")
     )
-    assert missing in message
+    assert missing in message and "python data/prepare.py" in message
 
 
-def test_bad_input_exits_non_zero_from_the_command_line(tmp_path):
-    cmd = [sys.executable, "train/rl.py", "--config", str(SMOKE), "--reward_funcs", "correctness", "bogus"]
+def test_reward_names_are_checked_once_per_launch(rl_entry, monkeypatch, smoke_data, tokenizer, tmp_path):
+    """Parsing the recipe checks them; validate_run and building the rewards rely on that check."""
+    from thinkbudget import rewards, rl
+    from thinkbudget.run_folders import parse_config
+
+    calls = []
+
+    def counting(names):
+        calls.append(list(names))
+        return real(names)
+
+    real = rewards.check_reward_names
+    monkeypatch.setattr(rewards, "check_reward_names", counting)
+    monkeypatch.setattr(rl, "check_reward_names", counting)
+    args = ["--config", str(SMOKE), "--dataset_path", smoke_data, "--output_dir", str(tmp_path)]
+    script_args, training_args, _ = parse_config(rl_entry.CONFIG_CLASSES, args)
+    rl.validate_run(script_args, training_args)
+    rewards.get_reward_funcs(script_args.reward_funcs, tokenizer, script_args.reward_params())
+    assert calls == [script_args.reward_funcs]
+
+
+def test_reward_help_lists_the_registry():
+    from trl import TrlParser
+
+    from thinkbudget.rewards import REWARDS
+    from thinkbudget.rl import RLScriptArguments
+
+    text = " ".join(TrlParser([RLScriptArguments]).format_help().split())
+    assert f"Reward names (thinkbudget.rewards.REWARDS): {', '.join(REWARDS)}." in text
+
+
+def test_bad_input_exits_non_zero_from_the_command_line(tmp_path, smoke_data):
+    cmd = [sys.executable, "train/rl.py", "--config", str(SMOKE), "--dataset_path", smoke_data]
+    cmd += ["--reward_funcs", "correctness", "bogus"]
     proc = subprocess.run(cmd, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=120)
     assert proc.returncode != 0
     assert "reward_funcs" in proc.stderr and "valid names" in proc.stderr
@@ -309,20 +343,22 @@ def test_budget_forced_rollouts_stop_thinking_at_the_budget(tiny_model_path, tok
 # Trainer runs (accelerate launch, CPU)
 # ------------------------------------------------------------------------------------------------
 @pytest.mark.slow
-def test_smoke_recipe_one_process(varied_model_path, tmp_path):
+def test_smoke_recipe_one_process(varied_model_path, smoke_data, tmp_path):
     out = tmp_path / "rl"
     _launch(
-        ["--config", str(SMOKE), "--model_name_or_path", varied_model_path, "--output_dir", str(out), *FAST]
+        ["--config", str(SMOKE), "--dataset_path", smoke_data, "--model_name_or_path", varied_model_path]
+        + ["--output_dir", str(out), *FAST]
     )
     summary = _assert_trained(varied_model_path, out)
     assert summary["num_processes"] == 1
 
 
 @pytest.mark.slow
-def test_smoke_recipe_two_processes_ddp_gloo(varied_model_path, tmp_path):
+def test_smoke_recipe_two_processes_ddp_gloo(varied_model_path, smoke_data, tmp_path):
     out = tmp_path / "rl"
     _launch(
-        ["--config", str(SMOKE), "--model_name_or_path", varied_model_path, "--output_dir", str(out), *FAST],
+        ["--config", str(SMOKE), "--dataset_path", smoke_data, "--model_name_or_path", varied_model_path]
+        + ["--output_dir", str(out), *FAST],
         processes=2,
     )
     summary = _assert_trained(varied_model_path, out)
@@ -330,9 +366,10 @@ def test_smoke_recipe_two_processes_ddp_gloo(varied_model_path, tmp_path):
 
 
 @pytest.mark.slow
-def test_kill_then_resume_continues_the_step_count(varied_model_path, tmp_path):
+def test_kill_then_resume_continues_the_step_count(varied_model_path, smoke_data, tmp_path):
     out = tmp_path / "rl"
-    base = ["--config", str(SMOKE), "--model_name_or_path", varied_model_path, "--output_dir", str(out)]
+    base = ["--config", str(SMOKE), "--dataset_path", smoke_data, "--model_name_or_path", varied_model_path]
+    base += ["--output_dir", str(out)]
     # A long run, killed (SIGKILL, whole process group) as soon as its first checkpoint is complete.
     proc = subprocess.Popen(
         [

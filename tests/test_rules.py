@@ -172,40 +172,56 @@ def test_one_run_summary_for_every_training_stage(tmp_path):
         assert "write_run_summary(" in text and '"run_summary.json"' not in text, script
 
 
-def test_a_prepared_dataset_is_the_mix_grpo_checks_its_budgets_not_the_recipes(tmp_path):
+def test_a_prepared_dataset_is_the_mix_grpo_checks_its_rows_budgets_once(tmp_path):
     from thinkbudget import rl
     from thinkbudget.run_folders import parse_config
 
     smoke = str(ROOT / "configs" / "rl" / "smoke.yaml")
-    too_long = ["--budgets", "16", "64", "--max_completion_length", "40"]
-    script, training, _ = parse_config(rl.CONFIG_CLASSES, ["--config", smoke, *too_long])
-    with pytest.raises(ValueError, match="budgets"):  # the recipe builds its own mix: its budgets count
-        rl.validate_run(script, training)
+    with pytest.raises(ValueError, match="budgets"):  # the mix is the data stage's: no budgets here
+        parse_config(
+            rl.CONFIG_CLASSES, ["--config", smoke, "--dataset_path", str(tmp_path), "--budgets", "16"]
+        )
     script, training, _ = parse_config(
-        rl.CONFIG_CLASSES, ["--config", smoke, *too_long, "--dataset_path", str(tmp_path)]
+        rl.CONFIG_CLASSES,
+        ["--config", smoke, "--dataset_path", str(tmp_path), "--max_completion_length", "40"],
     )
-    rl.validate_run(script, training)  # the prepared rows' budgets are checked when they load
+    rl.validate_run(script, training)  # the recipe holds no budget to check: the rows' budgets are
     with pytest.raises(ValueError, match="budgets up to 64 tokens"):
         rl.check_dataset_budgets({"budget": [16, None, 64]}, training.max_completion_length)
+    rl.check_dataset_budgets({"budget": [16, None, 24]}, training.max_completion_length)
+    sources = "".join((ROOT / f).read_text() for f in ("train/rl.py", "thinkbudget/rl.py"))
+    assert sources.count("leave room for </think>") == 1  # one budget check, one message
 
 
 @pytest.mark.parametrize("recipe", sorted(p.name for p in (ROOT / "configs" / "data").glob("*.yaml")))
 def test_every_data_recipe_parses_and_each_pipeline_profile_names_one(recipe):
+    import dataclasses
+
     from thinkbudget import data
     from thinkbudget.pipeline import available_profiles, load_profile
     from thinkbudget.run_folders import parse_config
 
     _, mix = parse_config(data.CONFIG_CLASSES, ["--config", str(ROOT / "configs" / "data" / recipe)])
-    assert mix.tasks and mix.dataset_path is None
+    assert mix.tasks and not hasattr(mix, "dataset_path")
+    mix_fields = {f.name for f in dataclasses.fields(data.DataMixArguments)}
     for name in available_profiles():  # the data stage owns the mix: a recipe, no mix overrides
         profile = load_profile(name)
         assert profile.data.recipe and not profile.data.overrides, name
+        assert not mix_fields & {*profile.sft.overrides, *profile.rl.overrides}, name
 
 
 @pytest.mark.parametrize(
-    ("stage", "data_recipe"), [("sft", "configs/data/sft.yaml"), ("rl", "configs/data/rl.yaml")]
+    ("stage", "name", "data_recipe"),
+    [
+        ("sft", "smollm2-135m", "configs/data/sft.yaml"),
+        ("rl", "smollm2-135m", "configs/data/rl.yaml"),
+        ("sft", "smoke", "configs/data/smoke.yaml"),
+        ("rl", "smoke", "configs/data/smoke.yaml"),
+    ],
 )
-def test_a_training_recipe_names_a_prepared_dataset_and_says_how_to_write_it(stage, data_recipe, monkeypatch):
+def test_a_training_recipe_names_a_prepared_dataset_and_says_how_to_write_it(
+    stage, name, data_recipe, monkeypatch
+):
     import dataclasses
 
     import yaml
@@ -213,8 +229,8 @@ def test_a_training_recipe_names_a_prepared_dataset_and_says_how_to_write_it(sta
     from thinkbudget import data, rl, sft
     from thinkbudget.run_folders import parse_config
 
-    recipe = yaml.safe_load((ROOT / "configs" / stage / "smollm2-135m.yaml").read_text())
-    mix_fields = {f.name for f in dataclasses.fields(data.DataMixArguments)} - {"dataset_path"}
+    recipe = yaml.safe_load((ROOT / "configs" / stage / f"{name}.yaml").read_text())
+    mix_fields = {f.name for f in dataclasses.fields(data.DataMixArguments)}
     assert not mix_fields & set(recipe), f"{stage} recipe repeats the mix: {mix_fields & set(recipe)}"
     written = yaml.safe_load((ROOT / data_recipe).read_text())["output_dir"]
     assert recipe["dataset_path"] == written
@@ -226,7 +242,7 @@ def test_a_training_recipe_names_a_prepared_dataset_and_says_how_to_write_it(sta
         ValueError,
         match=rf"not a folder; prepare it first:\n  python data/prepare.py --config {data_recipe}$",
     ):
-        parse_config(classes, ["--config", f"configs/{stage}/smollm2-135m.yaml"])
+        parse_config(classes, ["--config", f"configs/{stage}/{name}.yaml"])
     assert data.prepare_command("/elsewhere/mix") == (
         "python data/prepare.py --config configs/data/<mix>.yaml --output_dir /elsewhere/mix"
     )

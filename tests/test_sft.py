@@ -44,11 +44,12 @@ def _embedding(state: dict[str, torch.Tensor]) -> torch.Tensor:
 
 
 @pytest.fixture(scope="module")
-def smoke_out(tmp_path_factory) -> Path:
+def smoke_out(tmp_path_factory, smoke_data) -> Path:
     """One smoke run through `accelerate launch` on CPU (6 steps, checkpoints at 3 and 6), shared below."""
     out = tmp_path_factory.mktemp("sft") / "smoke"
     accelerate = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "1", "--cpu"]
-    proc = _run(["--config", str(SMOKE), "--output_dir", str(out)], launcher=accelerate)
+    args = ["--config", str(SMOKE), "--dataset_path", smoke_data, "--output_dir", str(out)]
+    proc = _run(args, launcher=accelerate)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
     return out
 
@@ -173,22 +174,27 @@ def test_every_sft_recipe_parses(path, tmp_path):
     assert model.model_name_or_path in MODEL_ALIASES or Path(model.model_name_or_path).exists()
 
 
+SMOKE_DATA = ["--config", str(SMOKE), "--dataset_path", "{data}"]
 BAD_INPUTS = {
-    "unknown_yaml_key": (["--config", "{bad_yaml}"], "learning_rat"),
-    "unknown_task": (["--config", str(SMOKE), "--tasks", "chain", "no_such_task"], "tasks"),
-    "negative_budget": (["--config", str(SMOKE), "--budgets", "-5", "32"], "budgets"),
-    "ratio_above_one": (["--config", str(SMOKE), "--flag_ratio", "1.5"], "flag_ratio"),
-    "occupied_output_dir": (["--config", str(SMOKE), "--output_dir", "{smoke_out}"], "overwrite_output_dir"),
+    "unknown_yaml_key": (["--config", "{bad_yaml}", "--dataset_path", "{data}"], "learning_rat"),
+    # The mix is the data stage's: a trainer refuses its fields.
+    "mix_field": ([*SMOKE_DATA, "--budgets", "32", "64"], "budgets"),
+    "missing_dataset": (
+        ["--config", str(SMOKE), "--dataset_path", "{tmp}/nodata"],
+        "not a folder; prepare it first:\n  python data/prepare.py --config configs/data/<mix>.yaml",
+    ),
+    "no_dataset_path": (["--config", str(SMOKE), "--dataset_path", ""], "dataset_path: required"),
+    "occupied_output_dir": ([*SMOKE_DATA, "--output_dir", "{smoke_out}"], "overwrite_output_dir"),
 }
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("case", list(BAD_INPUTS))
-def test_bad_input_fails_before_a_model_loads(case, smoke_out, tmp_path, capfd):
+def test_bad_input_fails_before_a_model_loads(case, smoke_out, smoke_data, tmp_path, capfd):
     bad_yaml = tmp_path / "bad.yaml"
     bad_yaml.write_text(SMOKE.read_text() + "learning_rat: 1.0e-4\n")
     args, field = BAD_INPUTS[case]
-    args = [a.format(bad_yaml=bad_yaml, smoke_out=smoke_out) for a in args]
+    args = [a.format(bad_yaml=bad_yaml, smoke_out=smoke_out, data=smoke_data, tmp=tmp_path) for a in args]
     with pytest.raises(SystemExit) as exc:
         _entry().cli(args)
     assert exc.value.code not in (0, None)
@@ -197,18 +203,19 @@ def test_bad_input_fails_before_a_model_loads(case, smoke_out, tmp_path, capfd):
 
 
 @pytest.mark.slow
-def test_bad_input_exit_code_on_the_command_line():
-    proc = _run(["--config", str(SMOKE), "--budgets", "-5", "32"])
+def test_bad_input_exit_code_on_the_command_line(tmp_path):
+    proc = _run(["--config", str(SMOKE), "--dataset_path", str(tmp_path / "nodata")])
     assert proc.returncode != 0
-    assert "budgets" in proc.stderr and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert "python data/prepare.py" in proc.stderr and "Traceback" not in proc.stderr, proc.stderr[-2000:]
 
 
 @pytest.mark.slow
-def test_resume_continues_past_the_checkpoint(smoke_out, tmp_path):
+def test_resume_continues_past_the_checkpoint(smoke_out, smoke_data, tmp_path):
     # A run killed after step 3 leaves exactly this on disk: its checkpoint-3 in the output folder.
     out = tmp_path / "resumed"
     shutil.copytree(smoke_out / "checkpoint-3", out / "checkpoint-3")
-    proc = _run(["--config", str(SMOKE), "--output_dir", str(out), "--resume_from_checkpoint", "true"])
+    args = ["--config", str(SMOKE), "--dataset_path", smoke_data, "--output_dir", str(out)]
+    proc = _run([*args, "--resume_from_checkpoint", "true"])
     assert proc.returncode == 0, proc.stderr[-5000:]
     summary = json.loads((out / "run_summary.json").read_text())
     assert summary["resumed_from"].endswith("checkpoint-3")
@@ -227,14 +234,15 @@ def test_resume_continues_past_the_checkpoint(smoke_out, tmp_path):
 
 
 @pytest.mark.slow
-def test_lora_trains_think_tokens_and_saves_merged_model(tmp_path, tiny_model_path, tokenizer):
+def test_lora_trains_think_tokens_and_saves_merged_model(tmp_path, tiny_model_path, tokenizer, smoke_data):
     from transformers import AutoModelForCausalLM
 
     from thinkbudget.run_folders import parse_config
 
     entry = _entry()
     out = tmp_path / "lora"
-    args = ["--config", str(SMOKE), "--output_dir", str(out), "--use_peft", "true", "--lora_r", "4"]
+    args = ["--config", str(SMOKE), "--dataset_path", smoke_data, "--output_dir", str(out)]
+    args += ["--use_peft", "true", "--lora_r", "4"]
     args += ["--max_steps", "2", "--save_steps", "100", "--learning_rate", "1e-2"]
     summary = entry.main(*parse_config(entry.CONFIG_CLASSES, args))
     assert summary["peft"] is True and summary["global_step"] == 2

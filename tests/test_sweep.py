@@ -48,7 +48,10 @@ def write_sweep(tmp_path: Path, **changes) -> Path:
         "output_root": str(tmp_path / "runs"),
         "accelerate_args": ["--num_processes", "1", "--cpu"],
         "overrides": {"max_steps": 1},
-        "grid": {"learning_rate": [1.0e-3, 3.0e-4], "budgets": [[32, 64], [16]]},
+        "grid": {
+            "learning_rate": [1.0e-3, 3.0e-4],
+            "lora_target_modules": [["q_proj", "v_proj"], ["q_proj"]],
+        },
         "eval": {"tasks": "chain", "budgets": "off,32", "limit": 2},
     }
     spec.update(changes)
@@ -200,7 +203,7 @@ def test_unknown_grid_key_fails_before_any_run_naming_the_key(tmp_path):
     with pytest.raises(SystemExit, match="did you mean learning_rate"):
         plan_runs(spec)
     # inside a group, and in the fixed overrides
-    spec = load_sweep(write_sweep(tmp_path, grid={"mix": [{"name": "a", "budgets": [16], "nope": 1}]}))
+    spec = load_sweep(write_sweep(tmp_path, grid={"mix": [{"name": "a", "max_length": 256, "nope": 1}]}))
     with pytest.raises(SystemExit, match="'nope'"):
         plan_runs(spec)
     spec = load_sweep(write_sweep(tmp_path, overrides={"max_stpes": 1}))
@@ -219,11 +222,11 @@ def test_plan_runs_resolves_recipe_overrides_and_grid(tmp_path):
         assert SAFE_NAME.match(run.name)
         assert run.config["max_steps"] == 1  # the sweep's override beats the recipe's 6
         assert run.config["learning_rate"] == run.values["learning_rate"]
-        assert run.config["budgets"] == run.values["budgets"]
+        assert run.config["lora_target_modules"] == run.values["lora_target_modules"]
         assert run.config["model_name_or_path"] == "tiny-llama"
         assert run.config["output_dir"] == str(run.dir / "model")
         assert run.config["per_device_train_batch_size"] == recipe["per_device_train_batch_size"]
-    assert runs[0].name.startswith("lr=0.001_budgets=32+64-")
+    assert runs[0].name.startswith("lr=0.001_lora_target_modules=q_proj+v_proj-")
 
 
 def test_a_folder_from_another_grid_is_not_reused(tmp_path):
@@ -404,9 +407,13 @@ def test_shipped_sweeps_validate(name):
 
 
 @pytest.mark.slow
-def test_smoke_sweep_end_to_end(tmp_path):
+def test_smoke_sweep_end_to_end(tmp_path, smoke_data):
     """The 2-point smoke grid: GRPO on the tiny model, evaluation, Pareto figure and table (CPU)."""
-    cmd = [sys.executable, "scripts/sweep.py", "configs/sweeps/smoke.yaml", "--output-root", str(tmp_path)]
+    spec = yaml.safe_load((ROOT / "configs/sweeps/smoke.yaml").read_text())
+    spec["overrides"]["dataset_path"] = smoke_data  # the smoke mix, prepared for this session
+    sweep_file = tmp_path / "smoke-sweep.yaml"
+    sweep_file.write_text(yaml.safe_dump(spec, sort_keys=False))
+    cmd = [sys.executable, "scripts/sweep.py", str(sweep_file), "--output-root", str(tmp_path)]
     done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=1200)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     runs = sorted(p for p in tmp_path.iterdir() if (p / "config.yaml").is_file())

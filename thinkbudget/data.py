@@ -28,7 +28,8 @@ import json
 import logging
 import math
 import random
-from dataclasses import dataclass, field, fields
+import re
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -60,7 +61,8 @@ RATIO_TOLERANCE = 1e-6
 
 @dataclass
 class DataMixArguments:
-    """What goes into the SFT/RL datasets. Filled from the ``data`` part of a recipe YAML.
+    """What goes into the SFT/RL datasets: the configuration of ``data/prepare.py`` (a data recipe,
+    ``configs/data/*.yaml``). The trainers never see these fields; they read the prepared folder.
 
     The data seed is ``mix_seed`` (not ``seed``) because TRL's training configs already own ``--seed``
     and TrlParser refuses two dataclasses with the same field; ``args.seed`` still reads it."""
@@ -120,12 +122,6 @@ class DataMixArguments:
     system_prompt: str | None = field(
         default=None, metadata={"help": "System message text; None uses the chat template's default."}
     )
-    dataset_path: str | None = field(
-        default=None,
-        metadata={
-            "help": "Folder written by data/prepare.py to load instead of building (path); None builds."
-        },
-    )
 
     def __post_init__(self) -> None:
         self.validate()
@@ -181,11 +177,6 @@ class DataMixArguments:
             raise ValueError(
                 f"rows_per_problem: must be a whole number from 1 to {n_types} (the row types with a "
                 f"positive share: {', '.join(row_types(self))}), got {r!r}"
-            )
-        if self.dataset_path is not None and not Path(self.dataset_path).is_dir():
-            raise ValueError(
-                f"dataset_path: {self.dataset_path} is not a folder; prepare it first:\n  "
-                + prepare_command(self.dataset_path)
             )
 
 
@@ -453,51 +444,88 @@ def build_rl_dataset(args: DataMixArguments, tokenizer: Any, split: str = "train
     return Dataset.from_dict(rows, features=_features("rl"))
 
 
-def _warn_if_mix_differs(args: DataMixArguments, dataset_path: Path) -> None:
-    """A prepared dataset *is* the mix: say so loudly when the config's own mix fields disagree with the
-    mix it was written from (manifest.json), instead of ignoring them silently."""
-    manifest = dataset_path / "manifest.json"
-    if not manifest.is_file():
-        return
-    written = json.loads(manifest.read_text()).get("config", {}).get("data", {})
-    default = DataMixArguments()
-    # Only the fields this config sets (recipes that name a dataset_path leave the mix at its defaults).
-    ours = {
-        f.name: getattr(args, f.name)
-        for f in fields(DataMixArguments)
-        if f.name != "dataset_path" and getattr(args, f.name) != getattr(default, f.name)
-    }
-    differ = sorted(k for k, v in ours.items() if k in written and written[k] != v)
-    if differ:
-        logger.warning(
-            "dataset_path %s was prepared with a different mix; its rows are used and this config's %s "
-            "are ignored (prepared: %s)",
-            dataset_path,
-            ", ".join(differ),
-            ", ".join(f"{k}={written[k]}" for k in differ),
+# A Hugging Face dataset name: ``name`` or ``namespace/name``. A local path has a leading ``.``, ``/`` or
+# ``~``, or more than one ``/``; the two overlap only for a missing ``folder/name``, which is told both.
+_HUB_NAME = re.compile(r"[A-Za-z0-9][\w.-]*(/[\w.-]+)?")
+
+
+def is_hub_name(dataset_path: str) -> bool:
+    """Whether ``dataset_path`` is read as a Hugging Face dataset name rather than a local folder (it is
+    not an existing folder, and has the form ``name`` or ``namespace/name``)."""
+    return not Path(dataset_path).is_dir() and _HUB_NAME.fullmatch(dataset_path) is not None
+
+
+def check_dataset_path(dataset_path: str | None) -> None:
+    """Raise ``ValueError`` with the command that prepares the data when ``dataset_path`` is unset or a
+    missing folder (cheap: nothing loads; a hub name is only checked when it loads)."""
+    if not dataset_path:
+        raise ValueError(
+            "dataset_path: required: a folder written by data/prepare.py or a Hugging Face dataset name; "
+            "prepare one first:\n  python data/prepare.py --config configs/data/<mix>.yaml"
+        )
+    if not Path(dataset_path).is_dir() and not is_hub_name(dataset_path):
+        raise ValueError(
+            f"dataset_path: {dataset_path} is not a folder; prepare it first:\n  "
+            + prepare_command(dataset_path)
         )
 
 
-def load_or_build(args: DataMixArguments, tokenizer: Any, kind: str, split: str = "train"):
-    """``<dataset_path>/<kind>/<split>`` when ``args.dataset_path`` is set (written by data/prepare.py),
-    else a freshly built dataset. ``kind`` is "sft" or "rl"."""
+@dataclass
+class DatasetArguments:
+    """The prepared dataset a trainer reads. The mix (tasks, budgets, ratios, seed) is the data stage's
+    (:class:`DataMixArguments`, ``data/prepare.py``): a trainer config cannot change it."""
+
+    dataset_path: str | None = field(
+        default=None,
+        metadata={
+            "help": "Required: a folder written by data/prepare.py (path), or a Hugging Face dataset name "
+            "with configs sft/rl, splits train/test and the columns data/prepare.py writes."
+        },
+    )
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming ``dataset_path`` and the prepare command (nothing loads)."""
+        check_dataset_path(self.dataset_path)
+
+
+def load_prepared(dataset_path: str, kind: str, split: str = "train"):
+    """The ``kind`` ("sft" or "rl") rows of ``split``: ``<dataset_path>/<kind>/<split>`` of a folder
+    written by data/prepare.py, else config ``kind``, split ``split`` of the Hugging Face dataset of that
+    name. Raise ``ValueError`` (with the prepare command) when it is missing or lacks a protocol column."""
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
     if split not in ("train", "test"):
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
-    if args.dataset_path:
+    check_dataset_path(dataset_path)
+    if is_hub_name(dataset_path):
+        from datasets import load_dataset
+
+        where = f"{dataset_path} (hub dataset, config {kind}, split {split})"
+        try:
+            ds = load_dataset(dataset_path, kind, split=split)
+        except Exception as e:  # offline, unknown name, no such config: say what else it could have meant
+            raise ValueError(
+                f"dataset_path: {dataset_path} is neither a prepared folder nor a loadable Hugging Face "
+                f"dataset ({type(e).__name__}: {e}); prepare it:\n  " + prepare_command(dataset_path)
+            ) from None
+    else:
         from datasets import load_from_disk
 
-        path = Path(args.dataset_path) / kind / split
+        path = Path(dataset_path) / kind / split
+        where = str(path)
         if not path.is_dir():
-            raise FileNotFoundError(f"dataset_path: {path} does not exist (write it with data/prepare.py)")
+            raise ValueError(
+                f"dataset_path: {path} does not exist; prepare it:\n  " + prepare_command(dataset_path)
+            )
         ds = load_from_disk(str(path))
-        expected = SFT_COLUMNS if kind == "sft" else RL_COLUMNS
-        missing = [c for c in expected if c not in ds.column_names]
-        if missing:
-            raise ValueError(f"dataset_path: {path} lacks columns {missing}; rebuild it with data/prepare.py")
-        logger.info("loaded %d %s/%s rows from %s", len(ds), kind, split, path)
-        _warn_if_mix_differs(args, Path(args.dataset_path))
-        return ds
-    build = build_sft_dataset if kind == "sft" else build_rl_dataset
-    return build(args, tokenizer, split)
+    expected = SFT_COLUMNS if kind == "sft" else RL_COLUMNS
+    missing = [c for c in expected if c not in ds.column_names]
+    if missing:
+        raise ValueError(
+            f"dataset_path: {where} lacks columns {missing}; rebuild it:\n  " + prepare_command(dataset_path)
+        )
+    logger.info("loaded %d %s/%s rows from %s", len(ds), kind, split, where)
+    return ds

@@ -653,8 +653,13 @@ def check_reward_names(names: Sequence[str]) -> list[str]:
 def get_reward_funcs(
     names: Sequence[str], tokenizer: Any, params: RewardParams | None = None
 ) -> list[Reward]:
-    """Build the named rewards with ``params`` (validated) for ``tokenizer`` (the policy's tokenizer)."""
-    names = check_reward_names(names)
+    """Build the named rewards with ``params`` (validated) for ``tokenizer`` (the policy's tokenizer).
+
+    A GRPO recipe's names were checked once, when it was parsed (``RLScriptArguments``), so
+    :func:`check_reward_names` runs here only to explain a name the registry lacks."""
+    names = [names] if isinstance(names, str) else list(names)
+    if not names or any(n not in REWARDS for n in names):
+        check_reward_names(names)  # raises, listing the valid names
     params = params or RewardParams()
     params.validate()
     values = {f.name: getattr(params, f.name) for f in fields(RewardParams)}

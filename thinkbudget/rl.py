@@ -2,8 +2,8 @@
 
 Three dataclasses, filled by :func:`thinkbudget.run_folders.parse_config` from one recipe YAML:
 
-- :class:`RLScriptArguments`: the data mix (:class:`thinkbudget.data.DataMixArguments`), the reward
-  names and their parameters (:class:`thinkbudget.rewards.RewardParams`), and
+- :class:`RLScriptArguments`: the prepared dataset (``dataset_path``; the mix itself is the data
+  stage's), the reward names and their parameters (:class:`thinkbudget.rewards.RewardParams`), and
   ``budget_forcing_rollouts``.
 - :class:`ThinkGRPOConfig`: TRL's ``GRPOConfig`` with this project's defaults.
 - :class:`RLModelConfig`: TRL's ``ModelConfig`` (alias, hub id or path; LoRA with ``use_peft``).
@@ -39,10 +39,10 @@ from typing import Any
 from transformers import LogitsProcessorList, TrainerCallback
 from trl import GRPOConfig, GRPOTrainer, ModelConfig
 
-from thinkbudget.data import DataMixArguments
+from thinkbudget.data import DatasetArguments
 from thinkbudget.forcing import ThinkingBudgetProcessor
 from thinkbudget.hardware import OutputHeadArguments, uses_full_logits
-from thinkbudget.rewards import RewardParams, check_reward_names, completion_stats
+from thinkbudget.rewards import REWARDS, RewardParams, check_reward_names, completion_stats
 from thinkbudget.run_folders import RunFolderArguments
 
 logger = logging.getLogger(__name__)
@@ -51,14 +51,13 @@ DEFAULT_REWARDS = ["correctness", "format", "mode_compliance", "l1_max"]
 
 
 @dataclass
-class RLScriptArguments(DataMixArguments, RewardParams):
-    """The data mix, the rewards (names and parameters) and the rollout option of the GRPO stage."""
+class RLScriptArguments(DatasetArguments, RewardParams):
+    """The prepared dataset, the rewards (names and parameters) and the rollout option of the GRPO stage."""
 
     reward_funcs: list[str] = field(
         default_factory=lambda: list(DEFAULT_REWARDS),
         metadata={
-            "help": "Reward names (see thinkbudget.rewards.REWARDS): correctness, format, mode_compliance, "
-            "l1_exact, l1_max, budget_cutoff, soft_overlong, group_length, cosine, answer_length. "
+            "help": f"Reward names (thinkbudget.rewards.REWARDS): {', '.join(REWARDS)}. "
             "Weights go in reward_weights (one per name)."
         },
     )
@@ -71,8 +70,11 @@ class RLScriptArguments(DataMixArguments, RewardParams):
     )
 
     def validate(self) -> None:
-        """Raise ``ValueError`` naming the first bad field (data mix, reward names, reward parameters)."""
-        DataMixArguments.validate(self)
+        """Raise ``ValueError`` naming the first bad field (dataset path, reward names, reward parameters).
+
+        Runs when the config is parsed (``__post_init__``): the one check of the reward names per launch
+        (:func:`validate_run` and :func:`thinkbudget.rewards.get_reward_funcs` rely on it)."""
+        DatasetArguments.validate(self)
         check_reward_names(self.reward_funcs)
         RewardParams.validate(self)
 
@@ -128,8 +130,9 @@ CONFIG_CLASSES = (RLScriptArguments, ThinkGRPOConfig, RLModelConfig)
 
 
 def validate_run(script_args: RLScriptArguments, training_args: ThinkGRPOConfig) -> None:
-    """Cross-field checks of a recipe; raise ``ValueError`` naming the field."""
-    script_args.validate()
+    """Cross-field checks of a recipe; raise ``ValueError`` naming the field. The fields' own checks ran
+    when ``script_args`` was made (:meth:`RLScriptArguments.validate`); the rows' budgets are checked
+    once the dataset loads (:func:`check_dataset_budgets`)."""
     weights = training_args.reward_weights
     if weights is not None and len(weights) != len(script_args.reward_funcs):
         raise ValueError(
@@ -141,15 +144,6 @@ def validate_run(script_args: RLScriptArguments, training_args: ThinkGRPOConfig)
     max_len = training_args.max_completion_length
     if max_len is None or max_len <= 0:
         raise ValueError(f"max_completion_length: must be a positive number of tokens, got {max_len!r}")
-    # A prepared dataset (dataset_path) is the mix: its rows' budgets are checked when it loads
-    # (check_dataset_budgets), and the recipe's own mix fields are not used.
-    if script_args.dataset_path is None and script_args.think_budget_ratio > 0:
-        too_big = [b for b in script_args.budgets if b >= max_len]
-        if too_big:
-            raise ValueError(
-                f"budgets: {too_big} tokens do not fit max_completion_length={max_len} tokens (a budget must "
-                "leave room for </think> and the answer); lower them or raise max_completion_length"
-            )
     if script_args.answer_cap is not None and script_args.answer_cap >= max_len:
         raise ValueError(
             f"answer_cap: {script_args.answer_cap} tokens must be below max_completion_length={max_len}"
@@ -181,13 +175,15 @@ def check_forcing_backend(budget_forcing_rollouts: bool, use_vllm: bool, paged: 
 
 
 def check_dataset_budgets(dataset: Any, max_completion_length: int) -> None:
-    """Raise ``ValueError`` when a row's budget does not fit ``max_completion_length`` (prepared datasets
-    may carry budgets from another recipe)."""
+    """Raise ``ValueError`` when a row's budget is not below ``max_completion_length``: the completion
+    must leave room for ``</think>`` and the answer. The one budget check of a GRPO run, on the rows it
+    trains on (the budgets are the data stage's)."""
     budgets = [b for b in dataset["budget"] if b is not None]
     if budgets and max(budgets) >= max_completion_length:
         raise ValueError(
             f"budget: the dataset holds budgets up to {max(budgets)} tokens, which do not fit "
-            f"max_completion_length={max_completion_length} tokens"
+            f"max_completion_length={max_completion_length} tokens (a budget must leave room for </think> "
+            "and the answer); raise max_completion_length or prepare a mix with smaller budgets"
         )
 
 

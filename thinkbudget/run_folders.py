@@ -10,13 +10,14 @@ import platform
 import re
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 logger = logging.getLogger(__name__)
 REPO_ROOT = Path(__file__).resolve().parents[1]
+T = TypeVar("T")
 
 
 def setup_logging(level: int = logging.INFO) -> None:
@@ -48,6 +49,20 @@ def parse_config(dataclass_types: Sequence[type], args: Sequence[str] | None = N
     parsed = TrlParser(list(dataclass_types)).parse_args_and_config(args=args)
     check_choices(parsed)
     return parsed
+
+
+def run_entry_point(
+    main: Callable[..., T], config_classes: Sequence[type], argv: Sequence[str] | None = None
+) -> T:
+    """The start of every trainer's ``cli()``: parse ``argv`` (default: the command line) into
+    ``config_classes`` and return ``main(*configs)``. Bad input exits with a message, not a traceback."""
+    die_with_parent()  # a stage whose pipeline is gone must not train
+    setup_logging()
+    try:
+        configs = parse_config(config_classes, argv)
+    except ValueError as e:  # a field's own check (__post_init__) while parsing
+        raise SystemExit(f"invalid config: {e}") from None
+    return main(*configs)
 
 
 def check_choices(instances: Sequence[Any]) -> None:

@@ -2,7 +2,8 @@
 
 Three dataclasses, filled by :func:`thinkbudget.run_folders.parse_config` from one recipe YAML:
 
-- :class:`SFTScriptArguments`: the data mix (:class:`thinkbudget.data.DataMixArguments`).
+- :class:`SFTScriptArguments`: the prepared dataset to train on (``dataset_path``: a ``data/prepare.py``
+  folder or a Hugging Face dataset name; the mix itself is the data stage's).
 - :class:`ThinkSFTConfig`: TRL's ``SFTConfig`` with this project's defaults (tensorboard, loss on the
   completion only, checkpoints every N steps, the chat template's end-of-turn token as eos).
 - :class:`SFTModelConfig`: TRL's ``ModelConfig``; ``model_name_or_path`` takes an alias
@@ -30,7 +31,7 @@ import torch.nn.functional as F
 from transformers.trainer_pt_utils import LengthGroupedSampler
 from trl import ModelConfig, SFTConfig, SFTTrainer
 
-from thinkbudget.data import DataMixArguments
+from thinkbudget.data import DatasetArguments
 from thinkbudget.hardware import OutputHeadArguments, uses_full_logits
 from thinkbudget.protocol import THINK_CLOSE, THINK_OPEN, encode_prompt
 from thinkbudget.run_folders import RunFolderArguments
@@ -43,8 +44,8 @@ END_OF_TURN = "<|im_end|>"
 
 
 @dataclass
-class SFTScriptArguments(DataMixArguments):
-    """The data mix of the SFT stage (every field of :class:`thinkbudget.data.DataMixArguments`)."""
+class SFTScriptArguments(DatasetArguments):
+    """The data of the SFT stage: a prepared dataset (:class:`thinkbudget.data.DatasetArguments`)."""
 
 
 @dataclass

@@ -1,12 +1,15 @@
 """GRPO with length rewards: teach the SFT model to keep its thinking within the budget in the prompt.
 
-Each RL row is a prompt rendered with its own controls (thinking on/off, a budget or none; see
+Each RL row of the prepared dataset (``dataset_path``: a ``data/prepare.py`` folder or a Hugging Face
+dataset name) is a prompt rendered with its own controls (thinking on/off, a budget or none; see
 thinkbudget.data) and a gold answer. TRL's GRPOTrainer samples ``num_generations`` completions per
 prompt and scores them with the rewards named in the recipe (thinkbudget.rewards: correctness, format,
 mode compliance and L1/ThinkPrune/DAPO/Kimi/cosine length terms, all on thinking *tokens* from the
 one parser). Optionally rollouts are budget-forced (Elastic Reasoning).
 
+    python data/prepare.py --config configs/data/rl.yaml       # the mix, once (data/prepared/rl)
     accelerate launch train/rl.py --config configs/rl/smollm2-135m.yaml
+    python data/prepare.py --config configs/data/smoke.yaml    # the smoke mix, once (data/prepared/smoke)
     accelerate launch --num_processes 1 --cpu train/rl.py --config configs/rl/smoke.yaml     # CPU, ~1 min
     accelerate launch train/rl.py --config configs/rl/smollm2-135m.yaml --resume_from_checkpoint true
     accelerate launch --config_file configs/accelerate/ddp.yaml train/rl.py --config configs/rl/smollm2-135m.yaml
@@ -44,10 +47,8 @@ from thinkbudget.run_folders import (
     check_output_dir,
     check_training_length,
     clear_output_dir,
-    die_with_parent,
-    parse_config,
     resolve_resume,
-    setup_logging,
+    run_entry_point,
     write_run_summary,
 )
 
@@ -65,7 +66,6 @@ def main(script_args: RLScriptArguments, training_args: ThinkGRPOConfig, model_a
     check_training_length(training_args.max_steps, training_args.num_train_epochs)
     from thinkbudget.models import (
         load_model_and_tokenizer,
-        load_tokenizer,
         resolve_model_path,
         save_final_model,
     )
@@ -79,17 +79,17 @@ def main(script_args: RLScriptArguments, training_args: ThinkGRPOConfig, model_a
         training_args.output_dir, overwrite=training_args.overwrite_output_dir, resuming=resume is not None
     )
 
-    # 2. Data: one pre-rendered prompt per row (its own mode and budget), checked before the model loads.
-    from thinkbudget.data import load_or_build
+    # 2. Data: the prepared rows, one pre-rendered prompt each (its own mode and budget), and their
+    #    budgets against max_completion_length, checked before the model loads.
+    from thinkbudget.data import load_prepared
 
-    tokenizer = load_tokenizer(model_path, trust_remote_code=training_args.trust_remote_code)
     try:
-        train_dataset = load_or_build(script_args, tokenizer, "rl", "train")
+        train_dataset = load_prepared(script_args.dataset_path, "rl", "train")
         check_dataset_budgets(train_dataset, training_args.max_completion_length)
-    except (ValueError, FileNotFoundError) as e:
+    except ValueError as e:
         raise SystemExit(f"invalid RL dataset: {e}") from None
     if len(train_dataset) == 0:
-        raise SystemExit("num_train_problems: the data mix produced no training rows")
+        raise SystemExit(f"dataset_path: {script_args.dataset_path} holds no RL training rows")
     modes = {m: train_dataset["mode"].count(m) for m in ("think", "no_think")}
     logger.info("RL rows: %d (%s)", len(train_dataset), modes)
 
@@ -179,13 +179,7 @@ def main(script_args: RLScriptArguments, training_args: ThinkGRPOConfig, model_a
 
 def cli(argv: list[str] | None = None) -> dict:
     """Parse ``argv`` (default: the command line) and run :func:`main`; bad input exits with a message."""
-    die_with_parent()
-    setup_logging()
-    try:
-        args = parse_config(CONFIG_CLASSES, argv)
-    except ValueError as e:  # a field's own check (e.g. DataMixArguments.validate) while parsing
-        raise SystemExit(f"invalid config: {e}") from None
-    return main(*args)
+    return run_entry_point(main, CONFIG_CLASSES, argv)
 
 
 if __name__ == "__main__":

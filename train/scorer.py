@@ -25,9 +25,8 @@ import time
 
 from thinkbudget.run_folders import (
     check_output_dir,
-    parse_config,
     resolve_resume,
-    setup_logging,
+    run_entry_point,
     write_json_atomic,
     write_run_summary,
 )
@@ -191,12 +190,7 @@ def main(
 
 def cli(argv: list[str] | None = None) -> dict:
     """Parse ``argv`` (default: the command line) and run :func:`main`; bad input exits with a message."""
-    setup_logging()
-    try:
-        args = parse_config(CONFIG_CLASSES, argv)
-    except ValueError as e:  # a field's own check (__post_init__) while parsing
-        raise SystemExit(f"invalid config: {e}") from None
-    return main(*args)
+    return run_entry_point(main, CONFIG_CLASSES, argv)
 
 
 if __name__ == "__main__":

@@ -1,11 +1,14 @@
 """Supervised fine-tuning: teach a small model to switch thinking on/off and to keep a token budget.
 
-The data mix (thinkbudget.data) renders each problem as a prompt with its controls (template kwargs
-``enable_thinking``/``thinking_budget`` or the ``/think``/``/no_think`` flags) and a target in the
+It reads a prepared dataset (``dataset_path``: a ``data/prepare.py`` folder or a Hugging Face dataset
+name): the data mix (thinkbudget.data) renders each problem as a prompt with its controls (template
+kwargs ``enable_thinking``/``thinking_budget`` or the ``/think``/``/no_think`` flags) and a target in the
 protocol's format (``<think>`` trace ``</think>`` answer; thinking off keeps an empty think block, as in
 Qwen3's thinking-mode fusion). TRL's SFTTrainer trains on the target's tokens only.
 
+    python data/prepare.py --config configs/data/sft.yaml      # the mix, once (data/prepared/sft)
     accelerate launch train/sft.py --config configs/sft/smollm2-135m.yaml
+    python data/prepare.py --config configs/data/smoke.yaml    # the smoke mix, once (data/prepared/smoke)
     accelerate launch --num_processes 1 --cpu train/sft.py --config configs/sft/smoke.yaml   # CPU, ~1 min
     accelerate launch train/sft.py --config configs/sft/smollm2-135m.yaml --resume_from_checkpoint true
 
@@ -32,10 +35,8 @@ from thinkbudget.run_folders import (
     check_output_dir,
     check_training_length,
     clear_output_dir,
-    die_with_parent,
-    parse_config,
     resolve_resume,
-    setup_logging,
+    run_entry_point,
     write_run_summary,
 )
 from thinkbudget.sft import (
@@ -57,11 +58,7 @@ logger = logging.getLogger("train.sft")
 def main(script_args: SFTScriptArguments, training_args: ThinkSFTConfig, model_args: SFTModelConfig) -> dict:
     """Train, save the final model in ``training_args.output_dir`` and return the run summary."""
     # 1. Everything that can be wrong with the request fails here, before a tokenizer or model loads;
-    #    nothing is written until every check has passed.
-    try:
-        script_args.validate()
-    except ValueError as e:
-        raise SystemExit(f"invalid data mix: {e}") from None
+    #    nothing is written until every check has passed (the config's own fields were checked when parsed).
     check_training_length(training_args.max_steps, training_args.num_train_epochs)
     from thinkbudget.models import (
         load_model_and_tokenizer,
@@ -79,28 +76,26 @@ def main(script_args: SFTScriptArguments, training_args: ThinkSFTConfig, model_a
         training_args.output_dir, overwrite=training_args.overwrite_output_dir, resuming=resume is not None
     )
 
-    # 2. Data: the rows are built with the tokenizer alone (token counts fit the budgets), then tokenized
+    # 2. Data: the prepared rows (data/prepare.py wrote them; the mix is the data stage's), tokenized
     #    prompt and completion separately, as inference sees them (see thinkbudget/sft.py).
-    from thinkbudget.data import load_or_build
+    from thinkbudget.data import load_prepared
 
     tokenizer = load_tokenizer(model_path, trust_remote_code=training_args.trust_remote_code)
     eos = training_args.eos_token or tokenizer.eos_token
     if tokenizer.convert_tokens_to_ids(eos) in (None, tokenizer.unk_token_id):
         raise SystemExit(f"eos_token: {eos!r} is not a token of {model_path}'s tokenizer")
     try:
-        train_rows = load_or_build(script_args, tokenizer, "sft", "train")
-    except (ValueError, FileNotFoundError) as e:  # a malformed task file: its message, not a traceback
+        train_rows = load_prepared(script_args.dataset_path, "sft", "train")
+    except ValueError as e:  # missing or malformed: its message and the prepare command, not a traceback
         raise SystemExit(f"invalid SFT data: {e}") from None
     if len(train_rows) == 0:
-        raise SystemExit(
-            "the data mix produced no training rows (num_train_problems = 0, or an empty task file?)"
-        )
+        raise SystemExit(f"dataset_path: {script_args.dataset_path} holds no SFT training rows")
     train_dataset = tokenize_dataset(train_rows, tokenizer, eos, num_proc=training_args.dataset_num_proc)
     eval_dataset = None
     if training_args.eval_strategy != "no":
         try:
-            eval_rows = load_or_build(script_args, tokenizer, "sft", "test")
-        except (ValueError, FileNotFoundError) as e:
+            eval_rows = load_prepared(script_args.dataset_path, "sft", "test")
+        except ValueError as e:
             raise SystemExit(f"invalid SFT data: {e}") from None
         eval_dataset = tokenize_dataset(eval_rows, tokenizer, eos, num_proc=training_args.dataset_num_proc)
     lengths = sequence_lengths(train_dataset, training_args.max_length)
@@ -187,13 +182,7 @@ def main(script_args: SFTScriptArguments, training_args: ThinkSFTConfig, model_a
 
 def cli(argv: list[str] | None = None) -> dict:
     """Parse ``argv`` (default: the command line) and run :func:`main`; bad input exits with a message."""
-    die_with_parent()
-    setup_logging()
-    try:
-        args = parse_config(CONFIG_CLASSES, argv)
-    except ValueError as e:  # a field's own check (e.g. DataMixArguments.validate) while parsing
-        raise SystemExit(f"invalid config: {e}") from None
-    return main(*args)
+    return run_entry_point(main, CONFIG_CLASSES, argv)
 
 
 if __name__ == "__main__":
