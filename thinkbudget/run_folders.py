@@ -442,3 +442,21 @@ def write_run_summary(
     if trainer.accelerator.is_main_process:
         write_json_atomic(Path(out) / "run_summary.json", summary)
     return summary
+
+
+def start_training_run(model_name_or_path: str, training_args: Any) -> tuple[str, str | None, Path]:
+    """The checks every trainer makes before anything loads, in one place: the training length, the
+    model (an alias, a local folder, or a hub id that is reachable), the checkpoint to resume from and
+    the output folder. Returns ``(model_path, resume, output_dir)``; a bad value exits naming it."""
+    from thinkbudget.models import resolve_model_path
+
+    check_training_length(training_args.max_steps, training_args.num_train_epochs)
+    try:
+        model_path = resolve_model_path(model_name_or_path)
+    except (FileNotFoundError, ValueError) as e:
+        raise SystemExit(f"model_name_or_path: {e}") from None
+    resume = resolve_resume(training_args.resume_from_checkpoint, training_args.output_dir)
+    out = check_output_dir(
+        training_args.output_dir, overwrite=training_args.overwrite_output_dir, resuming=resume is not None
+    )
+    return model_path, resume, out

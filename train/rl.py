@@ -44,11 +44,9 @@ from thinkbudget.rl import (
     validate_run,
 )
 from thinkbudget.run_folders import (
-    check_output_dir,
-    check_training_length,
     clear_output_dir,
-    resolve_resume,
     run_entry_point,
+    start_training_run,
     write_run_summary,
 )
 
@@ -63,25 +61,12 @@ def main(script_args: RLScriptArguments, training_args: ThinkGRPOConfig, model_a
         validate_run(script_args, training_args)
     except ValueError as e:
         raise SystemExit(f"invalid RL config: {e}") from None
-    check_training_length(training_args.max_steps, training_args.num_train_epochs)
-    from thinkbudget.models import (
-        load_model_and_tokenizer,
-        resolve_model_path,
-        save_final_model,
-    )
-
-    try:
-        model_path = resolve_model_path(model_args.model_name_or_path)
-    except (FileNotFoundError, ValueError) as e:
-        raise SystemExit(f"model_name_or_path: {e}") from None
-    resume = resolve_resume(training_args.resume_from_checkpoint, training_args.output_dir)
-    out = check_output_dir(
-        training_args.output_dir, overwrite=training_args.overwrite_output_dir, resuming=resume is not None
-    )
+    model_path, resume, out = start_training_run(model_args.model_name_or_path, training_args)
 
     # 2. Data: the prepared rows, one pre-rendered prompt each (its own mode and budget), and their
     #    budgets against max_completion_length, checked before the model loads.
     from thinkbudget.data import load_prepared
+    from thinkbudget.models import load_model_and_tokenizer, save_final_model
 
     try:
         train_dataset = load_prepared(script_args.dataset_path, "rl", "train")

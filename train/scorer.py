@@ -24,9 +24,8 @@ import logging
 import time
 
 from thinkbudget.run_folders import (
-    check_output_dir,
-    resolve_resume,
     run_entry_point,
+    start_training_run,
     write_json_atomic,
     write_run_summary,
 )
@@ -59,10 +58,6 @@ def main(
         records, provenance = load_scorer_data(script_args.data_dirs)
     except ValueError as e:
         raise SystemExit(f"data_dirs: {e}") from None
-    resume = resolve_resume(training_args.resume_from_checkpoint, training_args.output_dir)
-    out = check_output_dir(
-        training_args.output_dir, overwrite=training_args.overwrite_output_dir, resuming=resume is not None
-    )
     start_from = model_args.model_name_or_path
     if start_from is None:  # the policy that wrote the answers judges them
         sources = {p["model_path"] for p in provenance}
@@ -71,17 +66,9 @@ def main(
                 f"model_name_or_path: the data comes from {sorted(sources)}; name one to start from"
             )
         start_from = sources.pop()
-    from thinkbudget.models import (
-        load_tokenizer,
-        prepare_tokenizer_and_model,
-        resolve_model_path,
-        save_final_model,
-    )
+    model_path, resume, out = start_training_run(start_from, training_args)
 
-    try:
-        model_path = resolve_model_path(start_from)
-    except (FileNotFoundError, ValueError) as e:
-        raise SystemExit(f"model_name_or_path: {e}") from None
+    from thinkbudget.models import load_tokenizer, prepare_tokenizer_and_model, save_final_model
 
     # 2. Pairs: (correct, wrong) answers to one problem; a share of problems is kept out to measure
     #    pairwise accuracy. Only token ids of question + completion go into the datasets.

@@ -32,11 +32,9 @@ if __name__ == "__main__":  # `python train/sft.py` / `accelerate launch train/s
 
 from thinkbudget.hardware import training_callbacks
 from thinkbudget.run_folders import (
-    check_output_dir,
-    check_training_length,
     clear_output_dir,
-    resolve_resume,
     run_entry_point,
+    start_training_run,
     write_run_summary,
 )
 from thinkbudget.sft import (
@@ -59,26 +57,12 @@ def main(script_args: SFTScriptArguments, training_args: ThinkSFTConfig, model_a
     """Train, save the final model in ``training_args.output_dir`` and return the run summary."""
     # 1. Everything that can be wrong with the request fails here, before a tokenizer or model loads;
     #    nothing is written until every check has passed (the config's own fields were checked when parsed).
-    check_training_length(training_args.max_steps, training_args.num_train_epochs)
-    from thinkbudget.models import (
-        load_model_and_tokenizer,
-        load_tokenizer,
-        resolve_model_path,
-        save_final_model,
-    )
-
-    try:
-        model_path = resolve_model_path(model_args.model_name_or_path)
-    except (FileNotFoundError, ValueError) as e:
-        raise SystemExit(f"model_name_or_path: {e}") from None
-    resume = resolve_resume(training_args.resume_from_checkpoint, training_args.output_dir)
-    out = check_output_dir(
-        training_args.output_dir, overwrite=training_args.overwrite_output_dir, resuming=resume is not None
-    )
+    model_path, resume, out = start_training_run(model_args.model_name_or_path, training_args)
 
     # 2. Data: the prepared rows (data/prepare.py wrote them; the mix is the data stage's), tokenized
     #    prompt and completion separately, as inference sees them (see thinkbudget/sft.py).
     from thinkbudget.data import load_prepared
+    from thinkbudget.models import load_model_and_tokenizer, load_tokenizer, save_final_model
 
     tokenizer = load_tokenizer(model_path, trust_remote_code=training_args.trust_remote_code)
     eos = training_args.eos_token or tokenizer.eos_token
