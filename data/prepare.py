@@ -50,7 +50,7 @@ def check_targets(ds) -> dict:
     boxed answer is the trace's last number. A failure is a bug in a task's trace generator: the stage
     stops rather than teach it."""
     from thinkbudget.data import trace_is_sound
-    from thinkbudget.scoring import extract_final_answer
+    from thinkbudget.grading import extract_final_answer
     from thinkbudget.traces import check_lines, is_number, same_number, thinking_between_tags
 
     rows = lines = correct = follows = numeric = 0

@@ -345,7 +345,7 @@ def eval_generation(
     out = {"tokens_per_s": tokens / seconds, "seconds": seconds, "tokens": tokens, "rows": len(reqs)}
     if greedy:
         from thinkbudget.parsing import parse_completion
-        from thinkbudget.scoring import extract_boxed
+        from thinkbudget.grading import extract_boxed
 
         out["answers"] = [extract_boxed(parse_completion(r.token_ids, tokenizer).answer) for r in results]
         out["token_ids"] = [r.token_ids for r in results]

@@ -346,7 +346,7 @@ def test_unsafe_reasoning_gym_families_are_refused_and_never_scored(tmp_path, to
     from thinkbudget import tasks
     from thinkbudget.data import DataMixArguments
     from thinkbudget.rewards import RewardParams, get_reward_funcs
-    from thinkbudget.scoring import UNSAFE_RG_FAMILIES, is_correct
+    from thinkbudget.grading import UNSAFE_RG_FAMILIES, is_correct
 
     target = tmp_path / "pwned"
     payload = f"__import__('pathlib').Path({str(target)!r}).write_text('ran')"
@@ -386,7 +386,7 @@ def test_every_reasoning_gym_scorer_that_evaluates_text_is_refused():
     pytest.importorskip("reasoning_gym")
     from reasoning_gym.factory import DATASETS
 
-    from thinkbudget.scoring import UNSAFE_RG_FAMILIES
+    from thinkbudget.grading import UNSAFE_RG_FAMILIES
 
     pattern = re.compile(r"(?<![\w.])(eval|exec)\(|parse_expr\(|sympify\(")
     evaluating = set()

@@ -11,7 +11,7 @@ import random
 import pytest
 
 from thinkbudget import tasks
-from thinkbudget.scoring import is_correct
+from thinkbudget.grading import is_correct
 from thinkbudget.tasks import JsonlTaskSpec, Problem, load_problems, parse_gsm8k_solution
 
 _BINOPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul}

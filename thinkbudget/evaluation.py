@@ -18,7 +18,7 @@ integer number of tokens (``budget_prompt``, ``budget_forcing``).
 
 Every sample is parsed by :func:`thinkbudget.parsing.parse_completion` on its token ids (pre-filled
 tokens included, so the pre-filled empty block reads as "no thinking") and scored by
-:func:`thinkbudget.scoring.is_correct` on the answer section: the numbers the RL rewards optimise.
+:func:`thinkbudget.grading.is_correct` on the answer section: the numbers the RL rewards optimise.
 
 Reward-hacking checks (per sample, reported as rates per condition):
 
@@ -76,7 +76,7 @@ from thinkbudget.protocol import (
     render_prompt,
     validate_budget,
 )
-from thinkbudget.scoring import extract_final_answer, is_correct
+from thinkbudget.grading import extract_final_answer, is_correct
 from thinkbudget.selection import available_selectors, best_of_n, majority_vote, selector_at_n
 from thinkbudget.traces import check_lines, same_number, trace_thinking_tokens
 

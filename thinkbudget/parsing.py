@@ -32,7 +32,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from thinkbudget.protocol import THINK_CLOSE, THINK_OPEN
-from thinkbudget.scoring import extract_boxed
+from thinkbudget.grading import extract_boxed
 
 logger = logging.getLogger(__name__)
 

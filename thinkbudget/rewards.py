@@ -10,7 +10,7 @@ Shared rules, so that the number a reward optimises is the number evaluation rep
 - Every length is a token count from :func:`thinkbudget.parsing.parse_completion`, on the exact
   completion token ids (the parser stops at end-of-sequence/padding). ``n`` = thinking tokens,
   ``B`` = the row's budget (``budget`` column, tokens). Correctness is only
-  :func:`thinkbudget.scoring.is_correct` on the answer section.
+  :func:`thinkbudget.grading.is_correct` on the answer section.
 - The answer section has its own cap, ``answer_cap`` tokens. Reasoning moved after ``</think>``
   must not escape the budget, so every length reward measures the *effective* thinking length
   ``n_eff = n + max(0, answer_tokens - answer_cap)``: answer tokens beyond the cap are charged as
@@ -47,7 +47,7 @@ from thinkbudget.protocol import (
     THINK_FLAG,
     THINK_OPEN,
 )
-from thinkbudget.scoring import extract_boxed, is_correct
+from thinkbudget.grading import extract_boxed, is_correct
 
 logger = logging.getLogger(__name__)
 
@@ -362,7 +362,7 @@ def think_closed(parsed: ParsedCompletion, prompt: Any = None) -> bool:
 # Correctness, format, mode
 # --------------------------------------------------------------------------------------------------
 class CorrectnessReward(Reward):
-    """``correctness``: 1 if ``scoring.is_correct(answer section, gold)`` else 0; None without gold.
+    """``correctness``: 1 if ``grading.is_correct(answer section, gold)`` else 0; None without gold.
 
     An unclosed think block has an empty answer section, hence 0.
     """

@@ -13,7 +13,7 @@ Every source yields :class:`Problem` objects through one entry point, :func:`loa
   The worked solution (calculator annotations ``<<48/2=24>>`` removed) is the full trace; the
   annotated equations alone are the condensed trace; gold is the number after ``####``.
 - ``rg/<name>``: any reasoning-gym dataset (offline generators). No traces; ``meta`` is the entry's
-  metadata, which :func:`thinkbudget.scoring.is_correct` hands to reasoning-gym's scorer.
+  metadata, which :func:`thinkbudget.grading.is_correct` hands to reasoning-gym's scorer.
 - ``jsonl:<path>[?question=q&answer=a&reasoning=r&test=<test path>]``: a user JSONL file. Field names
   default to ``question``, ``answer``, ``reasoning`` (reasoning is optional unless named explicitly).
   With ``test=`` the first file is the train split and the second the test split; otherwise the
@@ -84,7 +84,7 @@ def rg_dataset_names() -> list[str]:
 def list_tasks() -> list[str]:
     """Every valid task name (``jsonl:<path>`` specs are accepted too but not listed; reasoning-gym
     families whose scorer evaluates answers as code are left out)."""
-    from thinkbudget.scoring import unsafe_rg_family
+    from thinkbudget.grading import unsafe_rg_family
 
     rg = [RG_PREFIX + n for n in rg_dataset_names() if not unsafe_rg_family(n)]
     return [*SYNTHETIC_TASKS, SYNTHETIC_MIX, GSM8K_TASK, *rg]
@@ -92,7 +92,7 @@ def list_tasks() -> list[str]:
 
 def describe_valid_tasks() -> str:
     """A one-paragraph list of valid task names for error messages."""
-    from thinkbudget.scoring import unsafe_rg_family
+    from thinkbudget.grading import unsafe_rg_family
 
     safe = [n for n in rg_dataset_names() if not unsafe_rg_family(n)]
     return (
@@ -108,7 +108,7 @@ def validate_task_name(task: str) -> str:
     if task in SYNTHETIC_TASKS or task in (SYNTHETIC_MIX, GSM8K_TASK):
         return task
     if task.startswith(RG_PREFIX) and task[len(RG_PREFIX) :] in rg_dataset_names():
-        from thinkbudget.scoring import UNSAFE_RG_FAMILIES, unsafe_rg_family
+        from thinkbudget.grading import UNSAFE_RG_FAMILIES, unsafe_rg_family
 
         if unsafe_rg_family(task[len(RG_PREFIX) :]):
             raise ValueError(

@@ -1,4 +1,4 @@
-"""The one scorer: a table of literal answers, reasoning-gym scoring, and fuzzing."""
+"""The one grader (thinkbudget/grading.py): a table of literal answers, reasoning-gym scoring, and fuzzing."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from thinkbudget.scoring import extract_boxed, extract_final_answer, is_correct
+from thinkbudget.grading import extract_boxed, extract_final_answer, is_correct
 
 BOXED = [
     ("\\boxed{5}", "5"),

@@ -1,4 +1,6 @@
-"""The one scorer: is an answer correct? Rewards and evaluation both call :func:`is_correct`.
+"""The one grader: is an answer correct? Rewards and evaluation both call :func:`is_correct`.
+
+(Not to be confused with :mod:`thinkbudget.scorer`, the trained best-of-N scorer.)
 
 Only the *answer section* (after ``</think>``) is ever scored, never the thinking. The final answer
 is the last ``\\boxed{...}``; without one, math-verify's own extraction runs on the answer section
