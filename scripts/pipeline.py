@@ -39,16 +39,26 @@ EVAL_MODELS = ("base", "sft", "rl", "forcing")
 EVAL_LABELS = {"base": "base", "sft": "SFT", "rl": "SFT+GRPO", "forcing": "SFT + budget forcing"}
 
 
+def recipe(spec) -> list[str]:
+    """``--config FILE`` when a profile section names its recipe."""
+    return ["--config", spec.recipe] if spec.recipe else []
+
+
 def build_stages(profile: Profile, run_dir: Path) -> list[Stage]:
-    """The job's stages in order, with the commands that the profile resolves to."""
+    """The job's stages in order, with the commands that the profile resolves to: training, the
+    evaluations, then the reports."""
+    return [
+        *training_stages(profile, run_dir),
+        *eval_stages(profile, run_dir),
+        *report_stages(profile, run_dir),
+    ]
+
+
+def training_stages(profile: Profile, run_dir: Path) -> list[Stage]:
+    """The demo before training, the data, SFT and GRPO."""
     acc, acc_args = profile.accelerate_config, profile.accelerate_args
     data_dir, sft_dir, rl_dir = run_dir / "data", run_dir / "sft", run_dir / "rl"
-    models = {"base": profile.model, "sft": str(sft_dir), "rl": str(rl_dir), "forcing": str(sft_dir)}
-
-    def recipe(spec) -> list[str]:
-        return ["--config", spec.recipe] if spec.recipe else []
-
-    stages = [
+    return [
         Stage(
             "demo_before",
             f"demo question on {profile.model}",
@@ -113,6 +123,13 @@ def build_stages(profile: Profile, run_dir: Path) -> list[Stage]:
             ],
         ),
     ]
+
+
+def eval_stages(profile: Profile, run_dir: Path) -> list[Stage]:
+    """eval/evaluate.py for the base model, SFT, SFT+GRPO and SFT with budget forcing."""
+    sft_dir, rl_dir = run_dir / "sft", run_dir / "rl"
+    models = {"base": profile.model, "sft": str(sft_dir), "rl": str(rl_dir), "forcing": str(sft_dir)}
+    stages = []
     for key in EVAL_MODELS:
         out = run_dir / "eval" / key
         flags = profile.eval.model_overrides(key)
@@ -136,8 +153,13 @@ def build_stages(profile: Profile, run_dir: Path) -> list[Stage]:
                 ],
             )
         )
-    report = run_dir / "report"
-    stages += [
+    return stages
+
+
+def report_stages(profile: Profile, run_dir: Path) -> list[Stage]:
+    """The overlay figure and table, the compute frontier, the targets, and the demo after training."""
+    report, rl_dir = run_dir / "report", run_dir / "rl"
+    return [
         Stage(
             "report",
             "overlay figure and table",
@@ -197,7 +219,6 @@ def build_stages(profile: Profile, run_dir: Path) -> list[Stage]:
             ),
         ),
     ]
-    return stages
 
 
 def write_readme(profile: Profile, run_dir: Path, timings: dict[str, dict]) -> Path:

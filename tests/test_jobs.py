@@ -48,20 +48,14 @@ JOBS = {"main": _main_job, "frontier": _frontier_run, "sweep": _sweep}
 
 
 @pytest.mark.parametrize("job", JOBS)
-def test_no_job_runs_in_the_repository(job, monkeypatch):
+@pytest.mark.parametrize(
+    "run_dir, refusal", [(".", "is the repository"), ("eval", "holds files tracked by git")]
+)
+def test_no_job_runs_in_the_repository_or_a_tracked_folder(job, run_dir, refusal, monkeypatch):
     monkeypatch.chdir(ROOT)
     before = _snapshot()
-    with pytest.raises(SystemExit, match="is the repository"):
-        JOBS[job](".")
-    assert _snapshot() == before
-
-
-@pytest.mark.parametrize("job", JOBS)
-def test_no_job_runs_in_a_tracked_folder(job, monkeypatch):
-    monkeypatch.chdir(ROOT)
-    before = _snapshot()
-    with pytest.raises(SystemExit, match="holds files tracked by git"):
-        JOBS[job]("eval")
+    with pytest.raises(SystemExit, match=refusal):
+        JOBS[job](run_dir)
     assert _snapshot() == before
 
 
