@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -93,11 +94,20 @@ def diff_text(d: dict[str, Any]) -> str:
     return f"{100 * d['difference']:+.1f} pts ({100 * lo:+.1f} to {100 * hi:+.1f}), n = {d['n']}"
 
 
+def samples_to_clear(bar: float, z: float = 1.96) -> int:
+    """The fewest samples whose Wilson interval clears ``bar`` even with none missed: with a perfect
+    score the lower end is n / (n + z^2), so n >= bar z^2 / (1 - bar) (381 for 99 %)."""
+    return math.ceil(bar * z * z / (1 - bar)) if bar < 1 else math.inf
+
+
 def rate_target(t: Targets, task: str, name: str, flags: list[bool], bar: float) -> None:
     k, n = sum(flags), len(flags)
     lo, hi = wilson_interval(k, n)
     p = k / n if n else None
-    t.add(task, name, f"{pct(p)} ({interval(lo, hi)}), n = {n}", lo, bar, point=p, rate=p, ci=[lo, hi], n=n)
+    value = f"{pct(p)} ({interval(lo, hi)}), n = {n}"
+    if n and n < samples_to_clear(bar):
+        value += f" (at n = {n} no score clears {pct(bar)}: that takes n >= {samples_to_clear(bar)})"
+    t.add(task, name, value, lo, bar, point=p, rate=p, ci=[lo, hi], n=n)
 
 
 def samples_of(records, task: str, method: str, label: str) -> list[dict[str, Any]]:

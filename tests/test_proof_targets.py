@@ -153,3 +153,12 @@ def test_by_difficulty_literal():
         ("32", "> 128"): (1, 1.0, 0.0),
         ("free", "65-128"): (1, 1.0, 0.0),
     }
+
+
+def test_samples_to_clear_matches_the_wilson_interval():
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import proof_targets
+
+    for bar, n in ((0.99, 381), (0.95, 73), (0.9, 35)):
+        assert proof_targets.samples_to_clear(bar) == n
+        assert ev.wilson_interval(n, n)[0] >= bar > ev.wilson_interval(n - 1, n - 1)[0]
