@@ -344,8 +344,8 @@ def eval_generation(
     tokens = sum(len(r.token_ids) for r in results)
     out = {"tokens_per_s": tokens / seconds, "seconds": seconds, "tokens": tokens, "rows": len(reqs)}
     if greedy:
-        from thinkbudget.parsing import parse_completion
         from thinkbudget.grading import extract_boxed
+        from thinkbudget.parsing import parse_completion
 
         out["answers"] = [extract_boxed(parse_completion(r.token_ids, tokenizer).answer) for r in results]
         out["token_ids"] = [r.token_ids for r in results]

@@ -26,9 +26,9 @@ from thinkbudget.data import (
     load_prepared,
     trace_is_sound,
 )
+from thinkbudget.grading import is_correct
 from thinkbudget.parsing import get_parser, parse_completion
 from thinkbudget.protocol import EMPTY_THINK_BLOCK, NO_THINK_FLAG, THINK_FLAG, parse_budget_from_prompt
-from thinkbudget.grading import is_correct
 from thinkbudget.tasks import load_problems
 from thinkbudget.traces import check_lines, is_number, same_number, thinking_between_tags
 

@@ -345,8 +345,8 @@ def test_pipeline_resumes_killed_training_instead_of_starting_over(tmp_path, cap
 def test_unsafe_reasoning_gym_families_are_refused_and_never_scored(tmp_path, tokenizer):
     from thinkbudget import tasks
     from thinkbudget.data import DataMixArguments
-    from thinkbudget.rewards import RewardParams, get_reward_funcs
     from thinkbudget.grading import UNSAFE_RG_FAMILIES, is_correct
+    from thinkbudget.rewards import RewardParams, get_reward_funcs
 
     target = tmp_path / "pwned"
     payload = f"__import__('pathlib').Path({str(target)!r}).write_text('ran')"

@@ -45,9 +45,9 @@ def demo_answers(
     """
     import torch
 
+    from thinkbudget.grading import is_correct
     from thinkbudget.parsing import parse_completion
     from thinkbudget.protocol import build_messages, encode_prompt, render_prompt, validate_budget
-    from thinkbudget.grading import is_correct
 
     budget = validate_budget(budget, field="budget")
     messages = build_messages(question, system=system)

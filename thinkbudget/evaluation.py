@@ -66,6 +66,7 @@ from typing import Any
 
 import numpy as np
 
+from thinkbudget.grading import extract_final_answer, is_correct
 from thinkbudget.parsing import ParsedCompletion, parse_completion
 from thinkbudget.protocol import (
     ANSWER_CAP,
@@ -76,7 +77,6 @@ from thinkbudget.protocol import (
     render_prompt,
     validate_budget,
 )
-from thinkbudget.grading import extract_final_answer, is_correct
 from thinkbudget.selection import available_selectors, best_of_n, majority_vote, selector_at_n
 from thinkbudget.traces import check_lines, same_number, trace_thinking_tokens
 

@@ -31,8 +31,8 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from thinkbudget.protocol import THINK_CLOSE, THINK_OPEN
 from thinkbudget.grading import extract_boxed
+from thinkbudget.protocol import THINK_CLOSE, THINK_OPEN
 
 logger = logging.getLogger(__name__)
 

@@ -38,6 +38,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
 
+from thinkbudget.grading import extract_boxed, is_correct
 from thinkbudget.parsing import ParsedCompletion, parse_completion
 from thinkbudget.protocol import (
     ANSWER_CAP,
@@ -47,7 +48,6 @@ from thinkbudget.protocol import (
     THINK_FLAG,
     THINK_OPEN,
 )
-from thinkbudget.grading import extract_boxed, is_correct
 
 logger = logging.getLogger(__name__)
 
