@@ -102,10 +102,13 @@ def load_profile(name: str) -> Profile:
         )
     where = str(path)
     sections = {"data": StageSpec, "sft": StageSpec, "rl": StageSpec, "eval": EvalSpec, "demo": DemoSpec}
-    kwargs = load_job_file(path, Profile, required=("description", "smoke", "model"), sections=sections)
-    accelerate_config = kwargs.get("accelerate_config")
-    if accelerate_config and not (REPO_ROOT / accelerate_config).is_file():
-        raise SystemExit(f"{where}: accelerate_config {accelerate_config} does not exist")
+    kwargs = load_job_file(
+        path,
+        Profile,
+        required=("description", "smoke", "model"),
+        sections=sections,
+        files=("accelerate_config",),
+    )
     limit = kwargs.get("time_limit_min")
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit <= 0):
         raise SystemExit(f"{where}: time_limit_min must be a positive whole number of minutes, got {limit!r}")

@@ -340,12 +340,15 @@ def load_job_file(
     *,
     required: Sequence[str],
     sections: dict[str, type] | None = None,
+    files: Sequence[str] = (),
     loader_fields: Sequence[str] = ("name", "source"),
 ) -> dict[str, Any]:
     """The keyword arguments of ``cls`` read from the job file ``path``: unknown keys (at the top or in
-    a section), missing required keys and sections that are not mappings are errors naming the file
-    and the key. ``sections`` maps a key to the dataclass its mapping fills (with a ``recipe``, that
-    file must exist). ``loader_fields`` of ``cls`` are set by the caller, not by the file."""
+    a section), missing required keys, sections that are not mappings and named files that do not
+    exist are errors naming the file and the key. ``sections`` maps a key to the dataclass its mapping
+    fills (with a ``recipe``, that file must exist); ``files`` are top-level keys naming files (paths
+    relative to the repository root, or as given). ``loader_fields`` of ``cls`` are set by the caller,
+    not by the file."""
     where = str(path)
     raw = load_yaml_mapping(path)
     reject_unknown(raw, [f.name for f in dataclasses.fields(cls) if f.name not in loader_fields], where)
@@ -359,22 +362,33 @@ def load_job_file(
             raise SystemExit(f"{where}: {key!r} must be a mapping")
         spec = dataclass_from_mapping(section_cls, section, f"{where} [{key}]")
         recipe = getattr(spec, "recipe", None)
-        if recipe and not (REPO_ROOT / recipe).is_file() and not Path(recipe).is_file():
+        if recipe and not _file_exists(recipe):
             raise SystemExit(f"{where}: {key}.recipe {recipe} does not exist")
         if not isinstance(getattr(spec, "overrides", {}), dict):
             raise SystemExit(f"{where}: {key}.overrides must be a mapping of field: value")
         kwargs[key] = spec
+    for key in files:
+        named = kwargs.get(key)
+        if named and not _file_exists(named):
+            raise SystemExit(f"{where}: {key} {named} does not exist")
     return kwargs
+
+
+def _file_exists(path: str) -> bool:
+    return (REPO_ROOT / path).is_file() or Path(path).is_file()
 
 
 def check_stage_keys(
     script: str | os.PathLike, where: str, overrides: dict[str, Any], recipe: str | None = None
-) -> None:
+) -> dict[str, Any]:
     """A job file's keys and values for ``script`` (its overrides, and its recipe file when it names
-    one) checked against the entry point's config classes, before anything runs."""
+    one) checked against the entry point's config classes, before anything runs. Returns the recipe's
+    mapping (``{}`` without one), so that a caller that builds on it reads the file once."""
     check_config_keys(script, list(overrides), where)
     check_config_values(script, overrides, where)
-    if recipe:
-        values = load_yaml_mapping(recipe if Path(recipe).is_file() else REPO_ROOT / recipe)
-        check_config_keys(script, list(values), recipe)
-        check_config_values(script, values, recipe)
+    if not recipe:
+        return {}
+    values = load_yaml_mapping(recipe if Path(recipe).is_file() else REPO_ROOT / recipe)
+    check_config_keys(script, list(values), recipe)
+    check_config_values(script, values, recipe)
+    return values

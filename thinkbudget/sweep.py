@@ -39,10 +39,10 @@ from thinkbudget.jobs import accelerate_command
 from thinkbudget.recipes import (
     check_config_keys,
     check_config_values,
+    check_stage_keys,
     cli_flags,
     config_fields,
     load_job_file,
-    load_yaml_mapping,
 )
 from thinkbudget.run_folders import REPO_ROOT, read_json_object, stage_finished
 from thinkbudget.stages import Stage
@@ -122,6 +122,7 @@ def load_sweep(path: str | os.PathLike) -> SweepSpec:
         SweepSpec,
         required=("name", "recipe", "model_name_or_path", "grid"),
         sections={"slurm": SlurmSpec},
+        files=("recipe", "accelerate_config"),
         loader_fields=("source",),
     )
     if not isinstance(kwargs["grid"], dict) or not kwargs["grid"]:
@@ -135,10 +136,6 @@ def load_sweep(path: str | os.PathLike) -> SweepSpec:
     spec = SweepSpec(**kwargs, source=where)
     spec.overrides = spec.overrides or {}
     spec.eval = spec.eval or {}
-    for key in ("recipe", "accelerate_config"):
-        path = getattr(spec, key)
-        if path and not (REPO_ROOT / path).is_file() and not Path(path).is_file():
-            raise SystemExit(f"{where}: {key} {path} does not exist")
     return spec
 
 
@@ -249,16 +246,11 @@ def plan_runs(spec: SweepSpec) -> list[Run]:
             for choice in values:
                 group_keys += [k for k in choice if k != "name"]
     field_keys = [k for k in spec.grid if not is_group(k, spec.grid[k], fields)]
-    check_config_keys(spec.script, list(spec.overrides), f"{spec.source} [overrides]")
-    check_config_keys(EVAL_SCRIPT, [k for k in spec.eval if k != "config"], f"{spec.source} [eval]")
-    check_config_keys(spec.script, field_keys + group_keys, f"{spec.source} [grid]")
-    recipe = load_yaml_mapping(spec.recipe if Path(spec.recipe).is_file() else REPO_ROOT / spec.recipe)
-    check_config_keys(spec.script, list(recipe), spec.recipe)
-    check_config_values(spec.script, spec.overrides, f"{spec.source} [overrides]")
-    check_config_values(
-        EVAL_SCRIPT, {k: v for k, v in spec.eval.items() if k != "config"}, f"{spec.source} [eval]"
+    recipe = check_stage_keys(spec.script, f"{spec.source} [overrides]", spec.overrides, spec.recipe)
+    check_stage_keys(
+        EVAL_SCRIPT, f"{spec.source} [eval]", {k: v for k, v in spec.eval.items() if k != "config"}
     )
-    check_config_values(spec.script, recipe, spec.recipe)
+    check_config_keys(spec.script, field_keys + group_keys, f"{spec.source} [grid]")
 
     runs, seen = [], {}
     for labels, values in expand_grid(spec.grid, fields):
