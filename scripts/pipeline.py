@@ -206,6 +206,7 @@ def report_stages(profile: Profile, run_dir: Path) -> list[Stage]:
                 "--output",
                 str(report / "targets" / "targets"),
                 *(["--time_limit_min", str(profile.time_limit_min)] if profile.time_limit_min else []),
+                *(["--memory_limit_gib", str(profile.memory_limit_gib)] if profile.memory_limit_gib else []),
             ],
         ),
         Stage(

@@ -124,6 +124,15 @@ def stage_seconds(run: Path) -> dict[str, float]:
     return {k: v["seconds"] for k, v in stages.items() if v.get("seconds") is not None}
 
 
+def stage_peaks(run: Path) -> dict[str, float]:
+    """Each stage's peak resident memory (MiB) as the job runner recorded it in pipeline.json."""
+    path = run / "pipeline.json"
+    if not path.is_file():
+        return {}
+    stages = json.loads(path.read_text()).get("stages", {})
+    return {k: v["peak_rss_mb"] for k, v in stages.items() if v.get("peak_rss_mb") is not None}
+
+
 def accuracy_curve(records, task: str, budgets: list[int]) -> list[dict[str, Any]]:
     """Accuracy at off -> each budget -> free, and the paired difference of each step."""
     steps = [("no_think", "off", "off")] + [("budget_prompt", str(b), str(b)) for b in budgets]
@@ -206,6 +215,12 @@ def main(argv: list[str] | None = None) -> int:
         type=int,
         default=None,
         help="the stages' wall-time target (minutes); unset: not checked",
+    )
+    parser.add_argument(
+        "--memory_limit_gib",
+        type=float,
+        default=None,
+        help="every stage's peak resident memory target (GiB); unset: not checked",
     )
     args = parser.parse_args(argv)
     run = Path(args.run)
@@ -363,6 +378,17 @@ def main(argv: list[str] | None = None) -> int:
             f"{total / 60:.1f} min: {detail}",
             total <= 60 * args.time_limit_min,
             stage_seconds=seconds,
+        )
+    peaks = stage_peaks(run)
+    if peaks and args.memory_limit_gib:
+        top = max(peaks.values()) / 1024
+        detail = ", ".join(f"{k} {v / 1024:.1f}" for k, v in peaks.items())
+        t.note(
+            "all",
+            f"every stage's peak resident memory <= {args.memory_limit_gib:g} GiB (pipeline.json)",
+            f"{top:.1f} GiB at most: {detail} GiB",
+            top <= args.memory_limit_gib,
+            stage_peak_rss_mb=peaks,
         )
 
     path = Path(args.output)

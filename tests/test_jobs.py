@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from thinkbudget.jobs import RUN_MARKER, Job, check_run_dir, claim_run_dir, remove_owned, run_job
+from thinkbudget.jobs import RUN_MARKER, Job, check_run_dir, claim_run_dir, remove_owned, run_job, run_logged
 from thinkbudget.stages import Stage, StageChanged
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -168,6 +168,28 @@ def test_runner_runs_records_skips_and_continues(tmp_path):
     args = (run_dir / "model" / "args.txt").read_text().splitlines()
     assert args == ["--learning_rate 1e-5", "--learning_rate 1e-5 --resume_from_checkpoint true"]
     assert json.loads((run_dir / "run.json").read_text())["stages"]["train"]["status"] == "resumed"
+
+
+# A stage that, like `accelerate launch`, starts the process doing the work: that child touches 200 MiB,
+# frees them and lives on (the peak is a high-water mark, not the memory held at the end).
+_HOLDS_200_MIB = (
+    "import time; b = bytearray(200 * 1024 * 1024); b[::4096] = b'x' * len(b[::4096]); del b; time.sleep(1.5)"
+)
+_LAUNCHER = f"import subprocess, sys; subprocess.run([sys.executable, '-c', {_HOLDS_200_MIB!r}], check=True)"
+
+
+def test_a_stage_records_the_peak_memory_of_the_process_under_it(tmp_path):
+    small = run_logged(
+        [sys.executable, "-c", "import time; time.sleep(0.3)"], tmp_path / "small.log", label="small"
+    )
+    big = run_logged([sys.executable, "-c", _LAUNCHER], tmp_path / "big.log", label="big")
+    assert small.peak_rss_mb is not None and small.peak_rss_mb < 150
+    assert 200 <= big.peak_rss_mb < 300  # the grandchild's peak plus the launcher's own
+    run_dir = tmp_path / "run"
+    assert run_job(_job(run_dir)) == 0
+    stages = json.loads((run_dir / "run.json").read_text())["stages"]
+    assert stages["train"]["peak_rss_mb"] is None or stages["train"]["peak_rss_mb"] < 150
+    assert stages["report"]["peak_rss_mb"] > 0  # in-process: the job process's own peak
 
 
 def test_runner_refuses_to_continue_what_another_command_left(tmp_path):

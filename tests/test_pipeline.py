@@ -118,6 +118,15 @@ def test_profile_errors_name_the_file_and_key(tmp_path):
         load_profile(str(write_profile(tmp_path, rl={"recipe": "configs/rl/missing.yaml"})))
     with pytest.raises(SystemExit, match="accelerate_config configs/accelerate/x.yaml does not exist"):
         load_profile(str(write_profile(tmp_path, accelerate_config="configs/accelerate/x.yaml")))
+    for key, bad in [
+        ("time_limit_min", 0),
+        ("time_limit_min", 2.5),
+        ("memory_limit_gib", -1),
+        ("memory_limit_gib", "4"),
+    ]:
+        with pytest.raises(SystemExit, match=rf"profile.yaml: {key} must be a positive"):
+            load_profile(str(write_profile(tmp_path, **{key: bad})))
+    assert load_profile(str(write_profile(tmp_path, memory_limit_gib=3.5))).memory_limit_gib == 3.5
     raw = yaml.safe_load((ROOT / "configs/pipeline/smoke.yaml").read_text())
     del raw["model"]
     (tmp_path / "p2.yaml").write_text(yaml.safe_dump(raw))

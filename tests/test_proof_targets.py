@@ -78,7 +78,14 @@ def test_verdicts_from_result_files(tmp_path):
     forcing = [_rec("budget_forcing", 32, p, i < 4, 32, full=full[p]) for i, p in enumerate(ids)]
     _write_eval(run / "eval" / "forcing", forcing, [ev.Condition("chain", "budget_forcing", 32)])
     (run / "pipeline.json").write_text(
-        json.dumps({"stages": {"sft": {"seconds": 3000}, "rl": {"seconds": 600}}})
+        json.dumps(
+            {
+                "stages": {
+                    "sft": {"seconds": 3000, "peak_rss_mb": 3100.0},
+                    "rl": {"seconds": 600, "peak_rss_mb": 4700.0},
+                }
+            }
+        )
     )
 
     out = tmp_path / "targets"
@@ -91,6 +98,8 @@ def test_verdicts_from_result_files(tmp_path):
             str(out),
             "--time_limit_min",
             "120",
+            "--memory_limit_gib",
+            "4",
         ],
         capture_output=True,
         text=True,
@@ -113,6 +122,8 @@ def test_verdicts_from_result_files(tmp_path):
     assert (
         verdict["stages within 120 min (pipeline.json; a resumed stage counts its last attempt)"] == "reached"
     )
+    # 4,700 MiB = 4.6 GiB > 4 GiB.
+    assert verdict["every stage's peak resident memory <= 4 GiB (pipeline.json)"] == "NOT reached"
     curve = [(p["condition"], p["accuracy"]) for p in data["curve"]]
     assert curve == [("off", 0.05), ("32", 0.3), ("64", 0.6), ("128", 0.8), ("free", 0.9)]
     assert (tmp_path / "accuracy_vs_budget.png").stat().st_size > 0

@@ -18,6 +18,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from thinkbudget.sft import _first_supervised_position
+
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE = ROOT / "configs" / "sft" / "smoke.yaml"
 SCRIPT = ROOT / "train" / "sft.py"
@@ -326,6 +328,7 @@ def test_full_logits_loss_equals_trls_fused_loss_and_gradient(
         )
         batch = trainer.data_collator([trainer.train_dataset[i] for i in range(len(dataset))])
         assert (batch["attention_mask"] == 0).any()  # padding is part of the case
+        assert _first_supervised_position(batch["labels"]) > 0  # the head skips the shared prompt part
         trainer.model.train()
         loss = trainer.compute_loss(trainer.model, dict(batch), num_items_in_batch=num_items)
         loss.backward()
@@ -335,6 +338,19 @@ def test_full_logits_loss_equals_trls_fused_loss_and_gradient(
     assert l1 == pytest.approx(l2, rel=1e-5)
     assert torch.allclose(g1, g2, atol=1e-6, rtol=1e-4)
     assert a1 == pytest.approx(a2)
+
+
+@pytest.mark.parametrize(
+    ("labels", "first"),
+    [
+        ([[-100, -100, 5, 6]], 1),  # logits at 1 predict the token at 2
+        ([[-100, -100, -100, 6], [-100, 4, 5, -100]], 0),  # the earliest row decides
+        ([[-100, -100, -100, -100]], 0),  # nothing supervised
+        ([[1, 2, 3]], 0),
+    ],
+)
+def test_first_supervised_position(labels, first):
+    assert _first_supervised_position(torch.tensor(labels)) == first
 
 
 def test_lm_head_loss_choices_are_checked(tmp_path):

@@ -11,7 +11,8 @@ A job is a run folder and its stages (:class:`thinkbudget.stages.Stage`). :func:
 2. **plans each stage** with the one rule of :func:`thinkbudget.stages.plan_stage` (skip, continue or
    start) and clears a stage's output only through :func:`remove_owned`, strictly inside the folder;
 3. **runs each stage** as a logged subprocess (:func:`run_logged`) or in-process, checks its marker,
-   and records its status and wall time, with the job's provenance, in the job's summary file.
+   and records its status, wall time and peak resident memory, with the job's provenance, in the job's
+   summary file.
 
 The sweep's sbatch array runs the same rule and the same ownership check through
 ``python -m thinkbudget.stages --run-dir``.
@@ -81,6 +82,81 @@ class StageFailed(RuntimeError):
     """A stage's command exited non-zero; the message holds the end of its log."""
 
 
+@dataclass(frozen=True)
+class StageRun:
+    """What one stage's command cost: wall ``seconds`` and ``peak_rss_mb``, the largest resident memory
+    (MiB) that the command's process tree held at once (None where ``/proc`` is not there to read)."""
+
+    seconds: float
+    peak_rss_mb: float | None
+
+
+def _children(pid: int) -> list[int]:
+    kids: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*/children"):
+        try:
+            kids += [int(x) for x in task.read_text().split()]
+        except OSError:
+            pass
+    return kids
+
+
+def _high_water_kib(pid: int) -> int:
+    """``VmHWM`` of one process (KiB): the peak of its own resident set since it started its program,
+    so a sample taken late still sees an earlier peak (and the parent's pages a fork copied do not count,
+    unlike ``ru_maxrss``)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
+class PeakMemory:
+    """Samples the peak resident memory of a process and everything under it (``accelerate launch`` ->
+    the trainer) twice a second: the largest sum of the processes' ``VmHWM`` seen, an upper bound of
+    what the tree held at once. Linux only (``/proc``); :meth:`stop` returns None elsewhere, and for a
+    command that ended before the first sample."""
+
+    def __init__(self, pid: int, interval: float = 0.5) -> None:
+        import threading
+
+        self.pid, self.interval, self._kib = pid, interval, 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        if Path(f"/proc/{pid}/status").exists():
+            self._thread.start()
+
+    def sample(self) -> None:
+        tree, todo = [], [self.pid]
+        while todo:
+            pid = todo.pop()
+            tree.append(pid)
+            todo += _children(pid)
+        self._kib = max(self._kib, sum(_high_water_kib(p) for p in tree))
+
+    def _run(self) -> None:
+        self.sample()
+        while not self._stop.wait(self.interval):
+            self.sample()
+
+    def stop(self) -> float | None:
+        if self._thread.is_alive():
+            self._stop.set()
+            self._thread.join()
+        return round(self._kib / 1024, 1) if self._kib else None
+
+
+def own_peak_rss_mb() -> float | None:
+    """This process's peak resident memory so far (MiB): what an in-process stage can report."""
+    import resource
+
+    kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
+    return round(kib / (1024 * 1024 if sys.platform == "darwin" else 1024), 1) if kib > 0 else None
+
+
 def run_logged(
     cmd: Sequence[str],
     log_path: str | os.PathLike,
@@ -89,8 +165,9 @@ def run_logged(
     echo: bool = False,
     env: dict[str, str] | None = None,
     console: Any = None,
-) -> float:
-    """Run ``cmd`` from the repository root with its output in ``log_path``; return wall seconds.
+) -> StageRun:
+    """Run ``cmd`` from the repository root with its output in ``log_path``; return its wall seconds
+    and peak resident memory (:class:`StageRun`).
 
     A rich spinner shows the elapsed time and the command's latest output line (progress bars end
     lines with ``\\r``, so both ``\\r`` and ``\\n`` end a line). ``echo`` also copies the output to the
@@ -122,6 +199,7 @@ def run_logged(
             if sys.platform.startswith("linux")
             else None,
         )
+        memory = PeakMemory(proc.pid)
         with console.status(f"[bold]{label}[/bold]", spinner="dots") as status:
             buffer = b""
             while True:
@@ -139,11 +217,12 @@ def run_logged(
                 elapsed = time.time() - start
                 status.update(Text.assemble((label, "bold"), f"  {elapsed:5.0f}s  ", (last[-100:], "dim")))
         code = proc.wait()
+    peak = memory.stop()
     seconds = time.time() - start
     if code != 0:
         tail = log_path.read_text(errors="replace").splitlines()[-25:]
         raise StageFailed(f"{label} failed (exit code {code}); log: {log_path}\n" + "\n".join(tail))
-    return seconds
+    return StageRun(seconds, peak)
 
 
 # --------------------------------------------------------------------------------------------
@@ -349,9 +428,12 @@ def run_job(
         start = time.time()
         try:
             if plan.command:
-                run_logged(plan.command, log, label=stage.name, echo=verbose, console=console)
+                peak = run_logged(
+                    plan.command, log, label=stage.name, echo=verbose, console=console
+                ).peak_rss_mb
             else:
                 stage.run()
+                peak = own_peak_rss_mb()  # the job process's peak so far: an upper bound for this stage
             if not stage_finished(stage.marker):
                 raise StageFailed(f"{stage.name} exited without writing a finished {stage.marker}")
         except StageFailed as e:
@@ -367,11 +449,13 @@ def run_job(
         timings[stage.name] = {
             "status": "resumed" if plan.action == "continue" else "ran",
             "seconds": round(seconds, 1),
+            "peak_rss_mb": peak,
             "log": str(log) if plan.command else None,
             "command": plan.command,
         }
         write_json_atomic(summary, {**job.info, "stages": timings})
-        console.print(f"[green]  {stage.name} done in {seconds:.0f}s[/green]")
+        held = f", peak {peak / 1024:.1f} GiB resident" if peak else ""
+        console.print(f"[green]  {stage.name} done in {seconds:.0f}s{held}[/green]")
     if dry_run:
         return 0
     ran = [t["seconds"] for t in timings.values() if t.get("seconds") is not None]

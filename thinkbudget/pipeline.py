@@ -68,6 +68,7 @@ class Profile:
     eval: EvalSpec = field(default_factory=EvalSpec)
     demo: DemoSpec = field(default_factory=DemoSpec)
     time_limit_min: int | None = None  # the stages' wall-time target (minutes), checked by the targets stage
+    memory_limit_gib: float | None = None  # every stage's peak resident memory target (GiB), checked too
     source: str = ""
 
     @property
@@ -112,6 +113,11 @@ def load_profile(name: str) -> Profile:
     limit = kwargs.get("time_limit_min")
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit <= 0):
         raise SystemExit(f"{where}: time_limit_min must be a positive whole number of minutes, got {limit!r}")
+    memory = kwargs.get("memory_limit_gib")
+    if memory is not None and (
+        isinstance(memory, bool) or not isinstance(memory, (int, float)) or memory <= 0
+    ):
+        raise SystemExit(f"{where}: memory_limit_gib must be a positive number of GiB, got {memory!r}")
     demo = kwargs["demo"]
     for key in ("budget", "max_new_tokens"):
         try:

@@ -137,7 +137,8 @@ class ThinkBudgetSFTTrainer(SFTTrainer):
     and recomputes them in the backward pass. On a GPU that saves memory at little cost (a Triton kernel);
     on a CPU the chunks run in PyTorch, the head's matrix product (a fifth of SmolLM2-135M's compute)
     runs twice, and the trainer loses much of the model's raw speed. ``full_logits`` computes the same
-    loss (the mean negative log-likelihood of the completion tokens) from one ordinary forward pass, and
+    loss (the mean negative log-likelihood of the completion tokens) from one ordinary forward pass (its
+    head applied from the batch's first completion token on, ``logits_to_keep``), and
     logs the same ``mean_token_accuracy`` and ``num_tokens`` (not ``entropy``, which needs a second pass
     over the vocabulary). Any option this path does not implement (a custom loss, label smoothing, the
     dft loss, MoE auxiliary losses, ``return_outputs``) falls back to TRL's own ``compute_loss``."""
@@ -158,13 +159,30 @@ class ThinkBudgetSFTTrainer(SFTTrainer):
             and not self.aux_loss_enabled
         )
 
+    def _head_keeps_logits(self, model) -> bool:
+        """Whether the model's forward takes ``logits_to_keep`` (transformers' causal LMs do)."""
+        import inspect
+
+        forward = self.accelerator.unwrap_model(model).forward
+        return "logits_to_keep" in inspect.signature(forward).parameters
+
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         if not self._full_logits(return_outputs) or "attention_mask" not in inputs:  # padding-free: TRL
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
         mode = "train" if self.model.training else "eval"
         labels = inputs["labels"]
-        logits = model(**{k: v for k, v in inputs.items() if k != "labels"}, use_cache=False).logits
-        logits, target = logits[:, :-1], labels[:, 1:]
+        # The head only where a supervised token can be predicted: from the earliest first completion
+        # token of the batch on (length-grouped rows share their prompt lengths closely). On the CPU
+        # proof's rows the prompts are ~40 % of the tokens, so the head's product, the fp32 logits and
+        # their gradient shrink by as much; the loss is the same.
+        body = {k: v for k, v in inputs.items() if k != "labels"}
+        first = _first_supervised_position(labels)
+        if first > 0 and self._head_keeps_logits(model):
+            body["logits_to_keep"] = labels.shape[1] - first
+        else:
+            first = 0
+        logits = model(**body, use_cache=False).logits
+        logits, target = logits[:, :-1], labels[:, first + 1 :]
         mask = target != -100
         per_token = F.cross_entropy(
             logits.flatten(0, 1).float(), target.flatten(), ignore_index=-100, reduction="none"
@@ -184,6 +202,13 @@ class ThinkBudgetSFTTrainer(SFTTrainer):
                 self._total_train_tokens += seen // self._tp_size
             self._metrics[mode]["num_tokens"] = [self._total_train_tokens]
         return loss
+
+
+def _first_supervised_position(labels: torch.Tensor) -> int:
+    """The earliest position whose logits predict a supervised token (``labels[:, t + 1] != -100``), or 0
+    when no token is supervised."""
+    supervised = (labels[:, 1:] != -100).any(dim=0).nonzero()
+    return int(supervised[0]) if len(supervised) else 0
 
 
 @dataclass
