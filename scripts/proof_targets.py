@@ -270,7 +270,8 @@ def main(argv: list[str] | None = None) -> int:
         rising if len(points) == len(ordered) else None,
     )
     small, large = str(budgets[0]), str(budgets[-1])
-    for a_name, b_name in (("off", small), (small, large)):
+    # off -> the largest budget is make demo's own target (a small run shows that thinking pays at all).
+    for a_name, b_name in (("off", small), (small, large), ("off", large)):
         a_method, a_label = ("no_think", "off") if a_name == "off" else ("budget_prompt", a_name)
         d = paired_bootstrap(
             per_problem(rl, syn, "budget_prompt", b_name, correct),

@@ -111,6 +111,7 @@ def test_verdicts_from_result_files(tmp_path):
     assert verdict["thinking off at least 30 points below free thinking"] == "reached"
     assert verdict["accuracy rises with the budget: off < 32 < 64 < 128 (point estimates)"] == "reached"
     assert verdict["accuracy off → 32: paired interval above zero"] == "reached"
+    assert verdict["accuracy off → 128: paired interval above zero"] == "reached"
     # 100 % within budget of 40 samples: the interval (91-100 %) does not clear 95 %.
     assert verdict["within budget >= 95 % at 32"].startswith("NOT reached (the point estimate meets the bar")
     assert verdict["problems needing > 128 tokens: mean thinking at 128 >= 2x that at 32"] == "reached"  # 5x
