@@ -116,21 +116,14 @@ def samples_of(records, task: str, method: str, label: str) -> list[dict[str, An
     ]
 
 
-def stage_seconds(run: Path) -> dict[str, float]:
+def stage_record(run: Path, key: str) -> dict[str, float]:
+    """One figure of every stage as the job runner recorded it in pipeline.json (``seconds``: wall time,
+    ``peak_rss_mb``: peak resident memory in MiB); stages without it are left out."""
     path = run / "pipeline.json"
     if not path.is_file():
         return {}
     stages = json.loads(path.read_text()).get("stages", {})
-    return {k: v["seconds"] for k, v in stages.items() if v.get("seconds") is not None}
-
-
-def stage_peaks(run: Path) -> dict[str, float]:
-    """Each stage's peak resident memory (MiB) as the job runner recorded it in pipeline.json."""
-    path = run / "pipeline.json"
-    if not path.is_file():
-        return {}
-    stages = json.loads(path.read_text()).get("stages", {})
-    return {k: v["peak_rss_mb"] for k, v in stages.items() if v.get("peak_rss_mb") is not None}
+    return {k: v[key] for k, v in stages.items() if v.get(key) is not None}
 
 
 def accuracy_curve(records, task: str, budgets: list[int]) -> list[dict[str, Any]]:
@@ -369,7 +362,7 @@ def main(argv: list[str] | None = None) -> int:
                     )
 
     # Wall time.
-    seconds = stage_seconds(run)
+    seconds = stage_record(run, "seconds")
     if seconds and args.time_limit_min:
         total = sum(seconds.values())
         detail = ", ".join(f"{k} {v:.0f} s" for k, v in seconds.items())
@@ -380,7 +373,7 @@ def main(argv: list[str] | None = None) -> int:
             total <= 60 * args.time_limit_min,
             stage_seconds=seconds,
         )
-    peaks = stage_peaks(run)
+    peaks = stage_record(run, "peak_rss_mb")
     if peaks and args.memory_limit_gib:
         top = max(peaks.values()) / 1024
         detail = ", ".join(f"{k} {v / 1024:.1f}" for k, v in peaks.items())
