@@ -329,6 +329,7 @@ def test_full_logits_loss_equals_trls_fused_loss_and_gradient(
         batch = trainer.data_collator([trainer.train_dataset[i] for i in range(len(dataset))])
         assert (batch["attention_mask"] == 0).any()  # padding is part of the case
         assert _first_supervised_position(batch["labels"]) > 0  # the head skips the shared prompt part
+        assert trainer._head_keeps_logits  # ... through the model's own logits_to_keep
         trainer.model.train()
         loss = trainer.compute_loss(trainer.model, dict(batch), num_items_in_batch=num_items)
         loss.backward()

@@ -110,14 +110,14 @@ def load_profile(name: str) -> Profile:
         sections=sections,
         files=("accelerate_config",),
     )
-    limit = kwargs.get("time_limit_min")
-    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit <= 0):
-        raise SystemExit(f"{where}: time_limit_min must be a positive whole number of minutes, got {limit!r}")
-    memory = kwargs.get("memory_limit_gib")
-    if memory is not None and (
-        isinstance(memory, bool) or not isinstance(memory, (int, float)) or memory <= 0
+    # The targets stage's limits: unset, or a positive amount of their unit.
+    for key, kinds, what in (
+        ("time_limit_min", (int,), "whole number of minutes"),
+        ("memory_limit_gib", (int, float), "number of GiB"),
     ):
-        raise SystemExit(f"{where}: memory_limit_gib must be a positive number of GiB, got {memory!r}")
+        v = kwargs.get(key)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, kinds) or v <= 0):
+            raise SystemExit(f"{where}: {key} must be a positive {what}, got {v!r}")
     demo = kwargs["demo"]
     for key in ("budget", "max_new_tokens"):
         try:

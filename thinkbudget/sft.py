@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import torch
@@ -159,12 +160,13 @@ class ThinkBudgetSFTTrainer(SFTTrainer):
             and not self.aux_loss_enabled
         )
 
-    def _head_keeps_logits(self, model) -> bool:
-        """Whether the model's forward takes ``logits_to_keep`` (transformers' causal LMs do)."""
+    @cached_property
+    def _head_keeps_logits(self) -> bool:
+        """Whether the model's forward takes ``logits_to_keep`` (transformers' causal LMs do); read once,
+        not at every step."""
         import inspect
 
-        forward = self.accelerator.unwrap_model(model).forward
-        return "logits_to_keep" in inspect.signature(forward).parameters
+        return "logits_to_keep" in inspect.signature(self.model.forward).parameters
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         if not self._full_logits(return_outputs) or "attention_mask" not in inputs:  # padding-free: TRL
@@ -177,7 +179,7 @@ class ThinkBudgetSFTTrainer(SFTTrainer):
         # their gradient shrink by as much; the loss is the same.
         body = {k: v for k, v in inputs.items() if k != "labels"}
         first = _first_supervised_position(labels)
-        if first > 0 and self._head_keeps_logits(model):
+        if first > 0 and self._head_keeps_logits:
             body["logits_to_keep"] = labels.shape[1] - first
         else:
             first = 0
