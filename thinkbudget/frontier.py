@@ -363,6 +363,7 @@ class FrontierRecipe:
     description: str
     checkpoint: str
     accelerate_args: list[str] = field(default_factory=list)
+    time_limit_min: float | None = None  # minutes for the run's stages (a target in targets.md)
     scorer_data: Any = None
     scorer: Any = None
     eval: Any = None
