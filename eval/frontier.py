@@ -33,10 +33,15 @@ from thinkbudget import evaluation, run_folders  # noqa: E402
 from thinkbudget.frontier import (  # noqa: E402
     FrontierArguments,
     condition_label,
+    default_spend_levels,
     frontier_markdown,
     frontier_points,
+    gap_closed,
     mark_pareto,
     paired_differences,
+    point_name,
+    scorer_pairwise_accuracy,
+    spend_table,
 )
 from thinkbudget.selection import SELECTOR_LABELS  # noqa: E402
 
@@ -142,6 +147,29 @@ def write_outputs(evaluations: Sequence[dict[str, Any]], out: Path, args: Fronti
             "scorer_against_others": [
                 {"label": ev["label"], **d} for ev in evaluations for d in paired_differences(ev["points"])
             ],
+            "scorer_pairwise": [
+                {"label": ev["label"], **ev["pairwise"]} for ev in evaluations if ev.get("pairwise")
+            ],
+            "gap_closed": [
+                {"label": ev["label"], **g} for ev in evaluations for g in gap_closed(ev["points"])
+            ],
+            "spend_table": [
+                {
+                    "label": ev["label"],
+                    "task": row["task"],
+                    "spend": row["spend"],
+                    "single": point_name(row["single"]) if row["single"] else None,
+                    "single_accuracy": row["single"]["accuracy"] if row["single"] else None,
+                    "several": point_name(row["several"]) if row["several"] else None,
+                    "several_accuracy": row["several"]["accuracy"] if row["several"] else None,
+                    "difference": row["difference"],
+                    "winner": row["winner"],
+                }
+                for ev in evaluations
+                for row in spend_table(
+                    ev["points"], args.spend_levels or default_spend_levels(ev["points"]), seed=args.seed
+                )
+            ],
             "points": [{"label": ev["label"], **p} for ev in evaluations for p in ev["points"]],
         },
     )
@@ -180,7 +208,15 @@ def main(args: FrontierArguments) -> list[dict[str, Any]]:
             frontier_points(records, ns=args.samples_grid, ci_resamples=args.ci_resamples, seed=args.seed)
         )
         label = args.labels[k] if args.labels else Path(str(results["model"])).name or str(results["model"])
-        ev = {"label": label, "dir": str(d), "scorer": args.scorer, "results": results, "points": points}
+        pairwise = scorer_pairwise_accuracy(records, ci_resamples=args.ci_resamples, seed=args.seed)
+        ev = {
+            "label": label,
+            "dir": str(d),
+            "scorer": args.scorer,
+            "results": results,
+            "points": points,
+            "pairwise": pairwise,
+        }
         write_outputs([ev], Path(d), args)
         evaluations.append(ev)
         print(f"wrote {d}/frontier.png, frontier.md, frontier.json", file=sys.stderr)

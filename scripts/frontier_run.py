@@ -3,13 +3,14 @@
     python scripts/frontier_run.py --recipe configs/frontier/cpu.yaml --checkpoint runs/main-cpu-proof/rl
     python scripts/frontier_run.py --recipe configs/frontier/cpu.yaml --dry-run     # print the commands
 
-Four real command lines, run as logged subprocesses from the repository root (``--dry-run`` prints
+Five real command lines, run as logged subprocesses from the repository root (``--dry-run`` prints
 them, so each can be copied and run alone), into one run folder (default ``runs/frontier-<recipe>``):
 
 1. ``scorer_data``: ``eval/evaluate.py --split train``: N answers per training problem of the checkpoint;
 2. ``scorer``: ``accelerate launch train/scorer.py`` on those answers;
 3. ``eval``: ``eval/evaluate.py`` on held-out problems, N samples each (the frontier's largest n);
-4. ``frontier``: ``eval/frontier.py --scorer``: frontier.png / frontier.md / frontier.json in ``eval/``.
+4. ``frontier``: ``eval/frontier.py --scorer``: frontier.png / frontier.md / frontier.json in ``eval/``;
+5. ``targets``: ``scripts/frontier_targets.py``: every target reached or not, in ``targets/``.
 
 The job runner is the main job's (:mod:`thinkbudget.jobs`): the run folder must be new, empty or one
 that a frontier run created (never the repository or a folder of another job); a rerun skips finished
@@ -34,11 +35,11 @@ from thinkbudget.run_folders import REPO_ROOT
 from thinkbudget.stages import Stage
 
 console = Console(stderr=True)
-STAGES = ("scorer_data", "scorer", "eval", "frontier")
+STAGES = ("scorer_data", "scorer", "eval", "frontier", "targets")
 
 
 def build_stages(recipe: FrontierRecipe, checkpoint: str, run: Path) -> list[Stage]:
-    """The four stages in order, with the commands the recipe resolves to."""
+    """The five stages in order, with the commands the recipe resolves to."""
 
     def config(spec) -> list[str]:
         return ["--config", spec.recipe] if spec.recipe else []
@@ -94,6 +95,21 @@ def build_stages(recipe: FrontierRecipe, checkpoint: str, run: Path) -> list[Sta
             command=["python", "eval/frontier.py", *config(recipe.frontier), "--eval_dirs", str(held_out)]
             + ["--scorer", str(scorer), *cli_flags(recipe.frontier.overrides)],
         ),
+        Stage(
+            "targets",
+            "every target reached or not, computed from the frontier's JSON",
+            run / "targets",
+            run / "targets" / "targets.json",
+            needs=["frontier"],
+            command=[
+                "python",
+                "scripts/frontier_targets.py",
+                str(run),
+                "--output",
+                str(run / "targets" / "targets"),
+            ]
+            + (["--time_limit_min", str(recipe.time_limit_min)] if recipe.time_limit_min else []),
+        ),
     ]
 
 
@@ -124,8 +140,8 @@ def main(args: argparse.Namespace) -> int:
     if code or args.dry_run:
         return code
     console.rule("[bold]done[/bold]")
-    for f in ("frontier.png", "frontier.md", "frontier.json"):
-        console.print(f"  {run / 'eval' / f}")
+    for f in ("eval/frontier.png", "eval/frontier.md", "eval/frontier.json", "targets/targets.md"):
+        console.print(f"  {run / f}")
     return 0
 
 

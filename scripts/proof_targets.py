@@ -5,9 +5,10 @@
 
 The main job runs it as its ``targets`` stage (``report/targets/``) with the profile's ``time_limit_min``.
 
-Reads ``eval/rl`` (SFT+GRPO), and where present ``eval/forcing`` (SFT + budget forcing) and
-``eval/sft``: their ``results.json`` and every sample in ``samples.jsonl``; and ``pipeline.json`` for the
-wall time of each stage. Writes ``targets.md`` and ``targets.json``.
+Reads ``eval/rl`` (SFT+GRPO), and where present ``eval/forcing`` (SFT + budget forcing),
+``eval/sft`` and ``eval/control`` (SFT+GRPO's switches on more problems, which then carry the
+compliance targets of their task): their ``results.json`` and every sample in ``samples.jsonl``; and
+``pipeline.json`` for the wall time of each stage. Writes ``targets.md`` and ``targets.json``.
 
 Every verdict is computed here from those files, with an interval, never typed by hand: a target is
 **reached** only when its 95 % interval clears the bar (a point estimate that meets the bar while its
@@ -24,56 +25,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from thinkbudget.evaluation import (
-    load_records,
-    load_results,
-    paired_bootstrap,
-    ratio_ci,
-    wilson_interval,
-)
-
-
-def pct(x: float | None) -> str:
-    return "–" if x is None else f"{100 * x:.1f} %"
-
-
-def interval(lo: float | None, hi: float | None, scale: float = 100, unit: str = " %") -> str:
-    return "–" if lo is None else f"{scale * lo:.1f} to {scale * hi:.1f}{unit}"
-
-
-class Targets:
-    """Collects (task, target, value, interval, verdict) lines."""
-
-    def __init__(self) -> None:
-        self.rows: list[dict[str, Any]] = []
-
-    def add(self, task: str, target: str, value: str, lo: float | None, bar: float, *, point=None, **extra):
-        """Reached when the interval's lower end ``lo`` is at least ``bar``."""
-        if lo is None:
-            verdict = "no data"
-        elif lo >= bar:
-            verdict = "reached"
-        elif point is not None and point >= bar:
-            verdict = "NOT reached (the point estimate meets the bar, its interval does not clear it)"
-        else:
-            verdict = "NOT reached"
-        self.rows.append({"task": task, "target": target, "value": value, "verdict": verdict, **extra})
-
-    def diff(self, task: str, target: str, d: dict[str, Any] | None, bar: float) -> None:
-        """A paired difference (:func:`paired_bootstrap`): reached when its interval's lower end >= ``bar``."""
-        if d:
-            self.add(task, target, diff_text(d), d["ci"][0], bar, point=d["difference"], diff=d)
-
-    def note(self, task: str, target: str, value: str, ok: bool | None, **extra) -> None:
-        """A target without an interval (wall time): reached when ``ok``."""
-        verdict = "no data" if ok is None else ("reached" if ok else "NOT reached")
-        self.rows.append({"task": task, "target": target, "value": value, "verdict": verdict, **extra})
+from thinkbudget.evaluation import load_records, load_results, paired_bootstrap, ratio_ci, wilson_interval
+from thinkbudget.targets import Targets, diff_text, interval, pct, rate_target
 
 
 def per_problem(records, task: str, method: str, label: str, value) -> dict[str, float]:
@@ -87,27 +45,6 @@ def per_problem(records, task: str, method: str, label: str, value) -> dict[str,
 
 def correct(r) -> float:
     return float(bool(r["correct"]))
-
-
-def diff_text(d: dict[str, Any]) -> str:
-    lo, hi = d["ci"]
-    return f"{100 * d['difference']:+.1f} pts ({100 * lo:+.1f} to {100 * hi:+.1f}), n = {d['n']}"
-
-
-def samples_to_clear(bar: float, z: float = 1.96) -> int:
-    """The fewest samples whose Wilson interval clears ``bar`` even with none missed: with a perfect
-    score the lower end is n / (n + z^2), so n >= bar z^2 / (1 - bar) (381 for 99 %)."""
-    return math.ceil(bar * z * z / (1 - bar)) if bar < 1 else math.inf
-
-
-def rate_target(t: Targets, task: str, name: str, flags: list[bool], bar: float) -> None:
-    k, n = sum(flags), len(flags)
-    lo, hi = wilson_interval(k, n)
-    p = k / n if n else None
-    value = f"{pct(p)} ({interval(lo, hi)}), n = {n}"
-    if n and n < samples_to_clear(bar):
-        value += f" (at n = {n} no score clears {pct(bar)}: that takes n >= {samples_to_clear(bar)})"
-    t.add(task, name, value, lo, bar, point=p, rate=p, ci=[lo, hi], n=n)
 
 
 def samples_of(records, task: str, method: str, label: str) -> list[dict[str, Any]]:
@@ -223,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"proof_targets.py: error: {e}") from None
     records = {
         m: list(load_records(run / "eval" / m / "samples.jsonl").values())
-        for m in ("rl", "forcing", "sft")
+        for m in ("rl", "forcing", "sft", "control")
         if (run / "eval" / m / "samples.jsonl").is_file()
     }
     rl = records["rl"]
@@ -332,24 +269,29 @@ def main(argv: list[str] | None = None) -> int:
         )
         t.diff(syn, f"accuracy: stated budget (SFT+GRPO) >= forcing (SFT) + 5 points at {b0}", d, 0.05)
 
-    # Thinking off on both paths, and control on word problems.
+    # Thinking off on both paths, and control on word problems. The switches of a task come from the
+    # control evaluation (eval/control: the same SFT+GRPO model on more problems) where it ran them.
+    def switch_samples(task: str, method: str, label: str) -> tuple[list[dict[str, Any]], str]:
+        s = samples_of(records.get("control", []), task, method, label)
+        return (s, " (eval/control)") if s else (samples_of(rl, task, method, label), "")
+
     for task in sorted({r["task"] for r in rl}):
         for method, path in (("no_think", "template pre-fill"), ("no_think_flag", "/no_think flag")):
-            s = samples_of(rl, task, method, "off")
+            s, source = switch_samples(task, method, "off")
             if s:
                 rate_target(
                     t,
                     task,
-                    f"thinking-off compliance >= 99 % ({path})",
+                    f"thinking-off compliance >= 99 % ({path}){source}",
                     [not r["flags"]["thinking_in_no_think"] for r in s],
                     0.99,
                 )
-        s = samples_of(rl, task, "think_flag", "none")
+        s, source = switch_samples(task, "think_flag", "none")
         if s:
             rate_target(
                 t,
                 task,
-                "/think flag opens and closes a think block >= 99 %",
+                f"/think flag opens and closes a think block >= 99 %{source}",
                 [bool(r["think_closed"]) and r["thinking_tokens"] > 0 for r in s],
                 0.99,
             )

@@ -168,9 +168,35 @@ def test_by_difficulty_literal():
 
 
 def test_samples_to_clear_matches_the_wilson_interval():
-    sys.path.insert(0, str(ROOT / "scripts"))
-    import proof_targets
+    from thinkbudget.targets import samples_to_clear
 
     for bar, n in ((0.99, 381), (0.95, 73), (0.9, 35)):
-        assert proof_targets.samples_to_clear(bar) == n
+        assert samples_to_clear(bar) == n
         assert ev.wilson_interval(n, n)[0] >= bar > ev.wilson_interval(n - 1, n - 1)[0]
+
+
+def test_control_evaluation_carries_the_switches_of_its_task(tmp_path):
+    run = tmp_path / "run"
+    ids = [f"p{i}" for i in range(N)]
+    rl = [_rec("budget_prompt", 32, p, True, 20, full=60) for p in ids]
+    rl += [_rec("no_think_flag", None, p, False, 0, flags=i == 0) for i, p in enumerate(ids)]  # one breach
+    rl += [_rec("no_think", None, p, False, 0) for p in ids]
+    conds = [ev.Condition("chain", "budget_prompt", 32)]
+    conds += [ev.Condition("chain", m, None) for m in ("no_think_flag", "no_think")]
+    _write_eval(run / "eval" / "rl", rl, conds)
+    # The control evaluation: /no_think on 400 problems, none breached (Wilson lower end 99.05 %).
+    control = [_rec("no_think_flag", None, f"q{i}", False, 0) for i in range(400)]
+    _write_eval(run / "eval" / "control", control, [ev.Condition("chain", "no_think_flag", None)])
+    out = tmp_path / "targets"
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "scripts/proof_targets.py"), str(run), "--output", str(out)],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stderr
+    verdict = {t["target"]: t for t in json.loads(out.with_suffix(".json").read_text())["targets"]}
+    flag = verdict["thinking-off compliance >= 99 % (/no_think flag) (eval/control)"]
+    assert flag["verdict"] == "reached" and flag["n"] == 400
+    assert "thinking-off compliance >= 99 % (/no_think flag)" not in verdict  # rl's 40 are not counted
+    # The template path was not in the control evaluation: rl's samples carry it.
+    assert verdict["thinking-off compliance >= 99 % (template pre-fill)"]["n"] == N

@@ -248,9 +248,11 @@ def test_bad_scorer_config_fails_while_parsing():
             train.cli(["--config", str(SMOKE), "--bf16", "false", *flags])
 
 
-def test_frontier_run_prints_its_four_commands(tmp_path):
+def test_frontier_run_prints_its_five_commands(tmp_path):
     bad = tmp_path / "bad.yaml"
-    bad.write_text((ROOT / "configs/frontier/cpu.yaml").read_text().replace("max_steps: 50", "max_stepz: 50"))
+    recipe = (ROOT / "configs/frontier/cpu.yaml").read_text()
+    assert "    num_train_epochs: 1" in recipe
+    bad.write_text(recipe.replace("num_train_epochs: 1", "num_train_epochz: 1"))
     cmd = [
         sys.executable,
         str(ROOT / "scripts" / "frontier_run.py"),
@@ -264,8 +266,12 @@ def test_frontier_run_prints_its_four_commands(tmp_path):
     assert f"--split train --output {tmp_path}/r/scorer-data" in out and "train/scorer.py" in out
     assert f"--split test --output {tmp_path}/r/eval" in out and "--samples 16" in out
     assert f"eval/frontier.py --eval_dirs {tmp_path}/r/eval --scorer {tmp_path}/r/scorer" in out
+    assert (
+        f"scripts/frontier_targets.py {tmp_path}/r --output {tmp_path}/r/targets/targets --time_limit_min 60"
+        in out
+    )
     proc = subprocess.run([*cmd, "--recipe", str(bad)], cwd=ROOT, env=ENV, capture_output=True, text=True)
-    assert proc.returncode != 0 and "max_stepz" in proc.stderr and "max_steps" in proc.stderr
+    assert proc.returncode != 0 and "num_train_epochz" in proc.stderr and "num_train_epochs" in proc.stderr
 
 
 def test_scorer_data_recipe_answers_training_problems(tmp_path):

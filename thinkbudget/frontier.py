@@ -25,7 +25,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from thinkbudget.evaluation import METHODS, bootstrap_ci, fmt, pareto_front
+from thinkbudget.evaluation import METHODS, bootstrap_ci, fmt, paired_bootstrap, pareto_front, ratio_ci
 from thinkbudget.selection import (
     REFERENCE_SELECTORS,
     SELECTOR_LABELS,
@@ -153,6 +153,7 @@ def frontier_points(
                         "mean_scorer_tokens_per_problem": read,
                         "reference": selector in REFERENCE_SELECTORS,
                         "per_problem_accuracy": acc,  # in problem-id order: paired comparisons
+                        "problem_ids": [g[0]["problem_id"] for g in groups],
                     }
                 )
     return sorted(points, key=_point_order)
@@ -197,10 +198,23 @@ def _best(points: Iterable[dict[str, Any]]) -> dict[str, Any] | None:
     return min(points, key=lambda p: (-p["accuracy"], p["mean_tokens_per_problem"]), default=None)
 
 
-def spend_table(points: Sequence[dict[str, Any]], levels: Sequence[float]) -> list[dict[str, Any]]:
+def paired_difference(
+    a: dict[str, Any], b: dict[str, Any], *, ci_resamples: int = 1000, seed: int = 0
+) -> dict[str, Any] | None:
+    """Point ``a`` minus point ``b`` in accuracy on the problems both were measured on (their
+    ``problem_ids``), with the 95 % paired bootstrap interval over problems; None when they share none."""
+    mine = dict(zip(a["problem_ids"], a["per_problem_accuracy"]))
+    theirs = dict(zip(b["problem_ids"], b["per_problem_accuracy"]))
+    return paired_bootstrap(mine, theirs, ci_resamples=ci_resamples, seed=seed)
+
+
+def spend_table(
+    points: Sequence[dict[str, Any]], levels: Sequence[float], *, ci_resamples: int = 1000, seed: int = 0
+) -> list[dict[str, Any]]:
     """Per task and spend level L (tokens per problem): the best one-sample point and the best point with
-    several samples, each spending at most L; ``winner`` is ``budget`` (one sample, the budget bought the
-    accuracy), ``samples`` or ``tie`` (equal accuracy), or None when one side has no point within L."""
+    several samples, each spending at most L, and ``difference`` (several minus single, paired over
+    problems, 95 % interval). ``winner``: ``samples`` when that interval is above zero, ``budget`` when
+    below, ``neither`` when it holds zero (the data cannot tell), None when one side has no point within L."""
     rows = []
     for task in sorted({p["task"] for p in points}):
         mine = [p for p in points if p["task"] == task and not p["reference"]]
@@ -208,43 +222,52 @@ def spend_table(points: Sequence[dict[str, Any]], levels: Sequence[float]) -> li
             within = [p for p in mine if p["mean_tokens_per_problem"] <= level]
             single = _best(p for p in within if p["n"] == 1)
             several = _best(p for p in within if p["n"] > 1)
-            winner = None
+            winner, diff = None, None
             if single is not None and several is not None:
-                diff = several["accuracy"] - single["accuracy"]
-                winner = "samples" if diff > 0 else ("budget" if diff < 0 else "tie")
+                diff = paired_difference(several, single, ci_resamples=ci_resamples, seed=seed)
+                lo, hi = diff["ci"]
+                winner = "samples" if lo > 0 else ("budget" if hi < 0 else "neither")
             rows.append(
-                {"task": task, "spend": level, "single": single, "several": several, "winner": winner}
+                {
+                    "task": task,
+                    "spend": level,
+                    "single": single,
+                    "several": several,
+                    "difference": diff,
+                    "winner": winner,
+                }
             )
     return rows
+
+
+# The scorer's comparisons at equal samples: best-of-N by the scorer against majority vote and
+# log-probability, and the scorer-weighted vote against plain majority vote.
+SCORER_COMPARISONS = (("scorer", "majority"), ("scorer", "logprob"), ("scorer_majority", "majority"))
 
 
 def paired_differences(
     points: Sequence[dict[str, Any]],
     *,
-    of: str = "scorer",
-    against: Sequence[str] = ("majority", "logprob"),
+    comparisons: Sequence[tuple[str, str]] = SCORER_COMPARISONS,
     n: int = 8,
     ci_resamples: int = 1000,
     seed: int = 0,
 ) -> list[dict[str, Any]]:
-    """Per task and condition, selector ``of`` minus each of ``against`` on the same n samples of the
-    same problems (``n``, or the largest n below it that the points have): the mean difference in
-    accuracy and its 95 % paired bootstrap interval over problems."""
+    """Per task, condition and (``of``, ``against``) selector pair: ``of`` minus ``against`` on the same
+    n samples of the same problems (``n``, or the largest n below it that both have): the mean
+    difference in accuracy and its 95 % paired bootstrap interval over problems."""
     rows = []
     cells: dict[tuple[str, str, str], dict[tuple[int, str], dict[str, Any]]] = defaultdict(dict)
     for p in points:
         cells[(p["task"], p["method"], p["budget_label"])][(p["n"], p["selector"])] = p
     for (task, method, budget), cell in cells.items():
-        ns = sorted({k[0] for k in cell if k[0] <= n and (k[0], of) in cell})
-        if not ns:
-            continue
-        mine = cell[(ns[-1], of)]
-        for other in against:
-            theirs = cell.get((ns[-1], other))
-            if theirs is None:
+        for of, against in comparisons:
+            ns = sorted({k[0] for k in cell if k[0] <= n and (k[0], of) in cell and (k[0], against) in cell})
+            if not ns:
                 continue
-            diff = [a - b for a, b in zip(mine["per_problem_accuracy"], theirs["per_problem_accuracy"])]
-            lo, hi = bootstrap_ci(diff, resamples=ci_resamples, seed=seed)
+            d = paired_difference(
+                cell[(ns[-1], of)], cell[(ns[-1], against)], ci_resamples=ci_resamples, seed=seed
+            )
             rows.append(
                 {
                     "task": task,
@@ -252,13 +275,100 @@ def paired_differences(
                     "budget_label": budget,
                     "n": ns[-1],
                     "of": of,
-                    "against": other,
-                    "difference": sum(diff) / len(diff),
-                    "difference_ci": [lo, hi],
-                    "problems": len(diff),
+                    "against": against,
+                    "difference": d["difference"],
+                    "difference_ci": d["ci"],
+                    "problems": d["n"],
                 }
             )
     return rows
+
+
+def gap_closed(
+    points: Sequence[dict[str, Any]],
+    *,
+    selector: str = "scorer",
+    n: int = 8,
+    ci_resamples: int = 1000,
+    seed: int = 0,
+) -> list[dict[str, Any]]:
+    """Per task and condition, the share of the gap between one sample and pass@n (the oracle) that
+    ``selector`` at n samples closes: sum over problems of (selector - single) / sum of (oracle - single),
+    with its 95 % bootstrap interval over problems. Conditions where pass@n equals one sample are left out."""
+    cells: dict[tuple[str, str, str], dict[tuple[int, str], dict[str, Any]]] = defaultdict(dict)
+    for p in points:
+        cells[(p["task"], p["method"], p["budget_label"])][(p["n"], p["selector"])] = p
+    rows = []
+    for (task, method, budget), cell in cells.items():
+        picked, oracle, single = cell.get((n, selector)), cell.get((n, "oracle")), cell.get((1, SINGLE))
+        if picked is None or oracle is None or single is None:
+            continue
+        one = dict(zip(single["problem_ids"], single["per_problem_accuracy"]))
+        best = dict(zip(oracle["problem_ids"], oracle["per_problem_accuracy"]))
+        mine = dict(zip(picked["problem_ids"], picked["per_problem_accuracy"]))
+        shared = sorted(set(one) & set(best) & set(mine))
+        share, lo, hi = ratio_ci(
+            [mine[q] - one[q] for q in shared],
+            [best[q] - one[q] for q in shared],
+            resamples=ci_resamples,
+            seed=seed,
+        )
+        if share is None:
+            continue
+        rows.append(
+            {
+                "task": task,
+                "method": method,
+                "budget_label": budget,
+                "n": n,
+                "selector": selector,
+                "single": sum(one[q] for q in shared) / len(shared),
+                "selected": sum(mine[q] for q in shared) / len(shared),
+                "oracle": sum(best[q] for q in shared) / len(shared),
+                "share": share,
+                "share_ci": [lo, hi],
+                "problems": len(shared),
+            }
+        )
+    return rows
+
+
+def scorer_pairwise_accuracy(
+    records: Iterable[dict[str, Any]], *, ci_resamples: int = 1000, seed: int = 0
+) -> dict[str, Any] | None:
+    """The scorer's pairwise accuracy on held-out answers: within every (problem, condition), every pair
+    of a right and a wrong answer counts 1 when the right one scores higher, 1/2 on a tie. The rate is
+    all wins over all pairs; its 95 % interval resamples problems (the pairs of one problem share
+    answers, so they are not independent). None when no record has a score or no pair exists."""
+    groups: dict[tuple[str, ...], list[dict[str, Any]]] = defaultdict(list)
+    for r in records:
+        if r.get("reward_score") is not None:
+            groups[(r["task"], r["problem_id"], r["method"], str(r["budget_label"]))].append(r)
+    wins: dict[tuple[str, str], float] = defaultdict(float)
+    pairs: dict[tuple[str, str], int] = defaultdict(int)
+    by_condition: dict[str, list[float]] = defaultdict(lambda: [0.0, 0])
+    for (task, problem, method, budget), group in groups.items():
+        right = [r["reward_score"] for r in group if r["correct"]]
+        wrong = [r["reward_score"] for r in group if not r["correct"]]
+        won = sum(1.0 if a > b else (0.5 if a == b else 0.0) for a in right for b in wrong)
+        wins[(task, problem)] += won
+        pairs[(task, problem)] += len(right) * len(wrong)
+        cond = by_condition[condition_label(method, budget)]
+        cond[0] += won
+        cond[1] += len(right) * len(wrong)
+    keys = sorted(pairs)
+    rate, lo, hi = ratio_ci(
+        [wins[k] for k in keys], [pairs[k] for k in keys], resamples=ci_resamples, seed=seed
+    )
+    if rate is None:
+        return None
+    return {
+        "accuracy": rate,
+        "ci": [lo, hi],
+        "pairs": sum(pairs.values()),
+        "problems": sum(1 for k in keys if pairs[k]),
+        "by_condition": {c: {"accuracy": w / p, "pairs": p} for c, (w, p) in by_condition.items() if p},
+    }
 
 
 def _cell(p: dict[str, Any] | None) -> str:
@@ -299,28 +409,73 @@ def frontier_markdown(evaluations: Sequence[dict[str, Any]], levels: Sequence[fl
             "",
             f"## {ev['label']}: a larger budget or more samples?",
             "",
-            "| task | spend ≤ tokens/problem | best with one sample | best with several samples | winner |",
-            "|---|---|---|---|---|",
+            "At each spend, the most accurate point with one sample (the budget buys the accuracy) against the "
+            "most accurate with several; winner: `samples` or `budget` when the paired interval of their "
+            "difference excludes zero, `neither` when it holds zero.",
+            "",
+            "| task | spend ≤ tokens/problem | best with one sample | best with several samples | "
+            "several minus one (points, paired 95% CI) | winner |",
+            "|---|---|---|---|---|---|",
         ]
         for row in spend:
+            d = row["difference"]
+            diff = (
+                f"{100 * d['difference']:+.1f} ({100 * d['ci'][0]:+.1f} to {100 * d['ci'][1]:+.1f})"
+                if d
+                else "–"
+            )
             lines.append(
                 f"| {row['task']} | {row['spend']:.0f} | {_cell(row['single'])} | {_cell(row['several'])} | "
-                f"{row['winner'] or '–'} |"
+                f"{diff} | {row['winner'] or '–'} |"
             )
+        pairwise = ev.get("pairwise")
+        if pairwise:
+            lo, hi = pairwise["ci"]
+            per = ", ".join(
+                f"{c} {fmt(v['accuracy'], 'pct')} of {v['pairs']}"
+                for c, v in pairwise["by_condition"].items()
+            )
+            lines += [
+                "",
+                f"## {ev['label']}: the trained scorer on held-out pairs",
+                "",
+                f"Pairwise accuracy (a right answer scored above a wrong one to the same problem under the same "
+                f"condition, ties 1/2): **{fmt(pairwise['accuracy'], 'pct')}** ({fmt(lo, 'pct')}–{fmt(hi, 'pct')}, "
+                f"bootstrap over problems) on {pairwise['pairs']} pairs of {pairwise['problems']} held-out "
+                f"problems; by condition: {per}.",
+            ]
         diffs = paired_differences(points)
         if diffs:
             lines += [
                 "",
                 f"## {ev['label']}: the trained scorer against the other selectors (same samples, paired)",
                 "",
-                "| task | condition | n | scorer minus | difference (points, 95% CI) | problems |",
-                "|---|---|---|---|---|---|",
+                "| task | condition | n | selector | minus | difference (points, 95% CI) | problems |",
+                "|---|---|---|---|---|---|---|",
             ]
             for d in diffs:
                 lo, hi = d["difference_ci"]
                 lines.append(
-                    f"| {d['task']} | {condition_label(d['method'], d['budget_label'])} | {d['n']} | {d['against']} | "
-                    f"{100 * d['difference']:+.1f} ({100 * lo:+.1f} to {100 * hi:+.1f}) | {d['problems']} |"
+                    f"| {d['task']} | {condition_label(d['method'], d['budget_label'])} | {d['n']} | {d['of']} | "
+                    f"{d['against']} | {100 * d['difference']:+.1f} ({100 * lo:+.1f} to {100 * hi:+.1f}) | "
+                    f"{d['problems']} |"
+                )
+        gaps = gap_closed(points)
+        if gaps:
+            lines += [
+                "",
+                f"## {ev['label']}: how much of the gap to pass@8 best-of-8 by the scorer closes",
+                "",
+                "| task | condition | one sample | scorer best-of-8 | pass@8 (oracle) | share of the gap closed (95% CI) "
+                "| problems |",
+                "|---|---|---|---|---|---|---|",
+            ]
+            for g in gaps:
+                lo, hi = g["share_ci"]
+                lines.append(
+                    f"| {g['task']} | {condition_label(g['method'], g['budget_label'])} | {fmt(g['single'], 'pct')} | "
+                    f"{fmt(g['selected'], 'pct')} | {fmt(g['oracle'], 'pct')} | {fmt(g['share'], 'pct')} "
+                    f"({fmt(lo, 'pct')}–{fmt(hi, 'pct')}) | {g['problems']} |"
                 )
         lines += [
             "",

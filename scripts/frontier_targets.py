@@ -1,0 +1,200 @@
+"""The targets of the trained scorer and the compute frontier, each reached or not, from a frontier run's files.
+
+    python scripts/frontier_targets.py runs/frontier-cpu --time_limit_min 60 \
+        --output results/frontier-cpu-smollm2-135m/targets
+
+The frontier run (``scripts/frontier_run.py``) runs it as its last stage (``targets/``) with the recipe's
+``time_limit_min``. Reads ``eval/frontier.json`` (every point, the scorer's comparisons, its held-out
+pairwise accuracy, the share of the gap to pass@8 it closes, the spend table), ``scorer/run_summary.json``
+(the pairs it trained on) and ``run.json`` (the wall time of each stage). Writes ``targets.md`` and
+``targets.json``.
+
+Every verdict is computed here, with its interval (thinkbudget/targets.py): a target is reached when its
+95 % interval clears the bar. Two targets carry the issue's own interval rule, stated in their names:
+"best-of-8 >= majority + 3 points, its paired interval above zero" and "scorer-weighted vote >= majority"
+(its paired interval's lower end at least zero).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from thinkbudget.frontier import condition_label
+from thinkbudget.targets import Targets, pct
+
+MIN_PAIRS = 200  # held-out pairs the pairwise accuracy is measured on
+PAIRWISE_BAR = 0.80
+SCORER_MARGIN = 0.03  # points above majority vote, as a share
+GAP_BAR = 1 / 3  # of the gap between one sample and pass@8
+N = 8
+
+
+def _points(d: dict[str, Any]) -> str:
+    lo, hi = d["difference_ci"]
+    return f"{100 * d['difference']:+.1f} pts ({100 * lo:+.1f} to {100 * hi:+.1f}), n = {d['problems']}"
+
+
+def _read(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise SystemExit(f"frontier_targets.py: error: {path} does not exist (run the frontier stage first)")
+    return json.loads(path.read_text())
+
+
+def stage_seconds(run: Path) -> dict[str, float]:
+    """Each stage's wall time as the job runner recorded it in run.json."""
+    path = run / "run.json"
+    if not path.is_file():
+        return {}
+    stages = json.loads(path.read_text()).get("stages", {})
+    return {k: v["seconds"] for k, v in stages.items() if v.get("seconds") is not None}
+
+
+def frontier_targets(
+    frontier: dict[str, Any], seconds: dict[str, float], time_limit_min: float | None
+) -> Targets:
+    """Every target of the frontier, computed from ``frontier.json`` and the stage times."""
+    t = Targets()
+    for pw in frontier.get("scorer_pairwise", []):
+        lo, hi = pw["ci"]
+        value = f"{pct(pw['accuracy'])} ({pct(lo)} to {pct(hi)}), {pw['pairs']} pairs of {pw['problems']} problems"
+        name = f"scorer pairwise accuracy >= {pct(PAIRWISE_BAR)} on >= {MIN_PAIRS} held-out pairs"
+        if pw["pairs"] < MIN_PAIRS:
+            t.note("all", name, value + f" (fewer than {MIN_PAIRS} pairs)", False, pairwise=pw)
+        else:
+            t.add("all", name, value, lo, PAIRWISE_BAR, point=pw["accuracy"], pairwise=pw)
+    if not frontier.get("scorer_pairwise"):
+        t.note("all", f"scorer pairwise accuracy >= {pct(PAIRWISE_BAR)}", "no scored answers", None)
+
+    diffs = frontier.get("scorer_against_others", [])
+    budgeted = [d for d in diffs if d["method"] == "budget_prompt"]
+    best = [d for d in diffs if (d["of"], d["against"]) == ("scorer", "majority")]
+    for d in best:
+        ok = d["difference"] >= SCORER_MARGIN and d["difference_ci"][0] > 0
+        t.note(
+            d["task"],
+            f"scorer best-of-{d['n']} >= majority@{d['n']} + 3 points, paired interval above zero, at "
+            f"{condition_label(d['method'], d['budget_label'])}",
+            _points(d),
+            ok,
+            comparison=d,
+        )
+    hits = [d for d in best if d["method"] == "budget_prompt"]
+    if hits:
+        won = [
+            condition_label(d["method"], d["budget_label"])
+            for d in hits
+            if d["difference"] >= SCORER_MARGIN and d["difference_ci"][0] > 0
+        ]
+        t.note(
+            "chain" if len({d["task"] for d in hits}) == 1 else "all",
+            "scorer best-of-8 >= majority@8 + 3 points (interval above zero) at one budget at least",
+            f"at {', '.join(won)}" if won else "at no budget",
+            bool(won),
+        )
+    votes = [d for d in budgeted if (d["of"], d["against"]) == ("scorer_majority", "majority")]
+    for d in [d for d in diffs if (d["of"], d["against"]) == ("scorer_majority", "majority")]:
+        t.add(
+            d["task"],
+            f"scorer-weighted vote >= majority vote at {condition_label(d['method'], d['budget_label'])} "
+            f"(n = {d['n']}; paired interval's lower end >= 0)",
+            _points(d),
+            d["difference_ci"][0],
+            0.0,
+            point=d["difference"],
+            comparison=d,
+        )
+    if votes:
+        short = [condition_label(d["method"], d["budget_label"]) for d in votes if d["difference_ci"][0] < 0]
+        t.note(
+            "chain" if len({d["task"] for d in votes}) == 1 else "all",
+            "scorer-weighted vote >= majority vote at every budget",
+            f"interval below zero at its lower end at {', '.join(short)}" if short else "at every budget",
+            not short,
+        )
+    gaps = frontier.get("gap_closed", [])
+    for g in gaps:
+        lo, hi = g["share_ci"]
+        t.add(
+            g["task"],
+            f"scorer best-of-{g['n']} closes >= 1/3 of the gap from one sample to pass@{g['n']} at "
+            f"{condition_label(g['method'], g['budget_label'])}",
+            f"{pct(g['share'])} ({pct(lo)} to {pct(hi)}): one sample {pct(g['single'])}, best-of-{g['n']} "
+            f"{pct(g['selected'])}, pass@{g['n']} {pct(g['oracle'])}, n = {g['problems']}",
+            lo,
+            GAP_BAR,
+            point=g["share"],
+            gap=g,
+        )
+    spend = frontier.get("spend_table", [])
+    decided = [r for r in spend if r["winner"] in ("samples", "budget")]
+    t.note(
+        "all",
+        "the frontier table says, from paired intervals, whether a larger budget or more samples buys more "
+        "accuracy at each spend level (>= 3 levels)",
+        "; ".join(f"{r['spend']:.0f} tokens: {r['winner'] or 'one side has no point'}" for r in spend)
+        + f" ({len(decided)} of {len(spend)} levels decided by the interval)",
+        len([r for r in spend if r["winner"]]) >= 3,
+        levels=spend,
+    )
+    if time_limit_min is not None:
+        total = sum(seconds.values())
+        detail = ", ".join(f"{k} {v:.0f} s" for k, v in seconds.items())
+        t.note(
+            "all",
+            f"frontier run within {time_limit_min:g} min (run.json)",
+            f"{total / 60:.1f} min: {detail}",
+            total / 60 <= time_limit_min if seconds else None,
+            stage_seconds=seconds,
+        )
+    return t
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("run", help="a frontier run folder (scripts/frontier_run.py)")
+    parser.add_argument(
+        "--output", help="path without suffix for .md and .json (default RUN/targets/targets)"
+    )
+    parser.add_argument("--time_limit_min", type=float, help="the run's time limit (minutes of stages)")
+    args = parser.parse_args(argv)
+    run = Path(args.run)
+    frontier = _read(run / "eval" / "frontier.json")
+    scorer = run / "scorer" / "run_summary.json"
+    trained = json.loads(scorer.read_text()).get("data", {}) if scorer.is_file() else {}
+    seconds = stage_seconds(run)
+    seconds.pop("targets", None)  # this stage, still running
+    t = frontier_targets(frontier, seconds, args.time_limit_min)
+
+    path = Path(args.output) if args.output else run / "targets" / "targets"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.with_suffix(".json").write_text(
+        json.dumps({"targets": t.rows, "scorer_data": trained}, indent=2) + "\n"
+    )
+    train = trained.get("train", {})
+    lines = [
+        "# Trained scorer and compute frontier: targets",
+        "",
+        f"Run folder `{run}`. Generated by `scripts/frontier_targets.py` from `eval/frontier.json`, "
+        "`scorer/run_summary.json` and `run.json`: a target is reached when its 95 % interval clears the bar "
+        "(paired bootstrap over problems for differences, bootstrap over problems for the pairwise accuracy "
+        "and the share of the gap).",
+        "",
+        f"The scorer trained on {train.get('pairs', '–')} pairs (right and wrong answers to one training "
+        f"problem under one condition) from {train.get('samples', '–')} answers to {train.get('problems', '–')} "
+        f"training problems ({train.get('mixed_groups', '–')} of {train.get('groups', '–')} groups hold both).",
+        "",
+        "| task | target | value | verdict |",
+        "|---|---|---|---|",
+    ]
+    lines += [f"| {o['task']} | {o['target']} | {o['value']} | {o['verdict']} |" for o in t.rows]
+    path.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    print(f"wrote {path}.md and {path}.json", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
