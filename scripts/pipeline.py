@@ -36,7 +36,13 @@ from thinkbudget.stages import Stage
 
 console = Console(stderr=True)
 EVAL_MODELS = ("base", "sft", "rl", "forcing")
-EVAL_LABELS = {"base": "base", "sft": "SFT", "rl": "SFT+GRPO", "forcing": "SFT + budget forcing"}
+EVAL_LABELS = {
+    "base": "base",
+    "sft": "SFT",
+    "rl": "SFT+GRPO",
+    "forcing": "SFT + budget forcing",
+    "control": "SFT+GRPO's switches",  # eval.control: not in the overlays, read by the targets only
+}
 
 
 def recipe(spec) -> list[str]:
@@ -128,9 +134,15 @@ def training_stages(profile: Profile, run_dir: Path) -> list[Stage]:
 def eval_stages(profile: Profile, run_dir: Path) -> list[Stage]:
     """eval/evaluate.py for the base model, SFT, SFT+GRPO and SFT with budget forcing."""
     sft_dir, rl_dir = run_dir / "sft", run_dir / "rl"
-    models = {"base": profile.model, "sft": str(sft_dir), "rl": str(rl_dir), "forcing": str(sft_dir)}
+    models = {
+        "base": profile.model,
+        "sft": str(sft_dir),
+        "rl": str(rl_dir),
+        "forcing": str(sft_dir),
+        "control": str(rl_dir),
+    }
     stages = []
-    for key in EVAL_MODELS:
+    for key in (*EVAL_MODELS, *(["control"] if profile.eval.control else [])):
         out = run_dir / "eval" / key
         flags = profile.eval.model_overrides(key)
         stages.append(
@@ -139,7 +151,7 @@ def eval_stages(profile: Profile, run_dir: Path) -> list[Stage]:
                 f"evaluate {EVAL_LABELS[key]}",
                 out,
                 out / "results.json",
-                needs=[] if key == "base" else ["rl" if key == "rl" else "sft"],
+                needs=[] if key == "base" else ["rl" if key in ("rl", "control") else "sft"],
                 resumes="samples",
                 command=[
                     "python",
@@ -198,7 +210,7 @@ def report_stages(profile: Profile, run_dir: Path) -> list[Stage]:
             "accuracy against the budget, and every target reached or not",
             report / "targets",
             report / "targets" / "targets.json",
-            needs=[f"eval_{k}" for k in EVAL_MODELS],
+            needs=[f"eval_{k}" for k in EVAL_MODELS] + (["eval_control"] if profile.eval.control else []),
             command=[
                 "python",
                 "scripts/proof_targets.py",

@@ -195,6 +195,19 @@ def test_dry_run_of_the_cpu_profile_prints_every_stage(tmp_path, capsys):
     assert not run_dir.exists()  # a dry run writes nothing
 
 
+def test_control_evaluation_runs_only_where_the_profile_sets_it(tmp_path, capsys):
+    run_dir = tmp_path / "proof"
+    out = dry_run(capsys, "--profile", "cpu-proof", "--run-dir", str(run_dir))
+    control = next(line for line in out.splitlines() if line.startswith("- eval_control: "))
+    assert f"--model {run_dir}/rl --output {run_dir}/eval/control --tasks gsm8k --task_limits 400" in control
+    assert "--methods no_think no_think_flag think_flag" in control
+    stages = {s.name: s for s in pipeline_script.build_stages(load_profile("cpu-proof"), run_dir)}
+    assert stages["eval_control"].needs == ["rl"] and "eval_control" in stages["targets"].needs
+    assert not any("eval/control" in c for c in stages["report"].command)
+    assert "eval_control" not in stages["report"].needs
+    assert "- eval_control: " not in dry_run(capsys, "--profile", "cpu", "--run-dir", str(tmp_path / "demo"))
+
+
 def test_dry_run_of_the_gpu_profile_uses_the_accelerate_config(tmp_path, capsys):
     out = dry_run(capsys, "--profile", "gpu", "--run-dir", str(tmp_path / "run"))
     assert "accelerate launch --config_file configs/accelerate/single_gpu.yaml train/sft.py" in out

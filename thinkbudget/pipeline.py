@@ -34,20 +34,22 @@ class EvalSpec:
     ``overrides`` (``--key value`` flags); ``forcing`` holds what differs for the budget-forcing run
     (``methods: [budget_forcing]`` and integer ``budgets``); ``base`` and ``sft`` what differs for those
     models (the base model never closes a think block, so its answers run to the token limit; the
-    targets are SFT+GRPO's, so the others may run fewer conditions or problems)."""
+    targets are SFT+GRPO's, so the others may run fewer conditions or problems). ``control``, when
+    set, adds a second evaluation of SFT+GRPO (``eval/control``) with what differs for it: the switches
+    (thinking off on both paths, ``/think``) on enough problems of a task for a 99 % bar (n >= 381),
+    where the main evaluation runs that task on fewer problems."""
 
     recipe: str | None = None
     overrides: dict[str, Any] = field(default_factory=dict)
     forcing: dict[str, Any] = field(default_factory=dict)
     base: dict[str, Any] = field(default_factory=dict)
     sft: dict[str, Any] = field(default_factory=dict)
+    control: dict[str, Any] = field(default_factory=dict)
 
     def model_overrides(self, key: str) -> dict[str, Any]:
-        """The flags of the evaluation of one model (``base``, ``sft``, ``rl``, ``forcing``)."""
-        return {
-            **self.overrides,
-            **{"forcing": self.forcing, "base": self.base, "sft": self.sft}.get(key, {}),
-        }
+        """The flags of the evaluation of one model (``base``, ``sft``, ``rl``, ``forcing``, ``control``)."""
+        parts = {"forcing": self.forcing, "base": self.base, "sft": self.sft, "control": self.control}
+        return {**self.overrides, **parts.get(key, {})}
 
 
 @dataclass
@@ -145,7 +147,7 @@ def check_profile_keys(profile: Profile) -> None:
     for key, script in STAGE_SCRIPTS.items():
         spec = getattr(profile, key)
         check_stage_keys(script, f"{profile.source} [{key}]", spec.overrides, spec.recipe)
-        for part in ("forcing", "base", "sft") if key == "eval" else ():
+        for part in ("forcing", "base", "sft", "control") if key == "eval" else ():
             check_stage_keys(script, f"{profile.source} [eval.{part}]", getattr(spec, part))
 
 
