@@ -159,6 +159,7 @@ def test_runner_runs_records_skips_and_continues(tmp_path):
     summary = json.loads((run_dir / "run.json").read_text())
     assert summary["what"] == "test" and summary["commit"] and summary["command"]
     assert [summary["stages"][s]["status"] for s in ("train", "report")] == ["ran", "ran"]
+    assert all(summary["stages"][s]["commit"] == summary["commit"] for s in ("train", "report"))
     assert (run_dir / "logs" / "train.log").is_file() and (run_dir / "logs" / "train.command.json").is_file()
     # Finished: skipped. Killed with a checkpoint: continued with the resume flags.
     assert run_job(job) == 0

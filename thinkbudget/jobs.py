@@ -452,6 +452,8 @@ def run_job(
             "peak_rss_mb": peak,
             "log": str(log) if plan.command else None,
             "command": plan.command,
+            # A run resumed after a code change holds stages of several commits: each says its own.
+            "commit": git_commit(),
         }
         write_json_atomic(summary, {**job.info, "stages": timings})
         held = f", peak {peak / 1024:.1f} GiB resident" if peak else ""
