@@ -141,15 +141,7 @@ def frontier_targets(
         levels=spend,
     )
     if time_limit_min is not None:
-        total = sum(seconds.values())
-        detail = ", ".join(f"{k} {v:.0f} s" for k, v in seconds.items())
-        t.note(
-            "all",
-            f"frontier run within {time_limit_min:g} min (run.json)",
-            f"{total / 60:.1f} min: {detail}",
-            total / 60 <= time_limit_min if seconds else None,
-            stage_seconds=seconds,
-        )
+        t.wall_time(f"frontier run within {time_limit_min:g} min (run.json)", seconds, time_limit_min)
     return t
 
 
@@ -187,10 +179,8 @@ def main(argv: list[str] | None = None) -> int:
         f"problem under one condition) from {train.get('samples', '–')} answers to {train.get('problems', '–')} "
         f"training problems ({train.get('mixed_groups', '–')} of {train.get('groups', '–')} groups hold both).",
         "",
-        "| task | target | value | verdict |",
-        "|---|---|---|---|",
+        *t.table(),
     ]
-    lines += [f"| {o['task']} | {o['target']} | {o['value']} | {o['verdict']} |" for o in t.rows]
     path.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print(f"wrote {path}.md and {path}.json", file=sys.stderr)
     return 0

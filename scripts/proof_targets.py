@@ -306,14 +306,10 @@ def main(argv: list[str] | None = None) -> int:
     # Wall time.
     seconds = stage_record(run, "seconds")
     if seconds and args.time_limit_min:
-        total = sum(seconds.values())
-        detail = ", ".join(f"{k} {v:.0f} s" for k, v in seconds.items())
-        t.note(
-            "all",
+        t.wall_time(
             f"stages within {args.time_limit_min} min (pipeline.json; a resumed stage counts its last attempt)",
-            f"{total / 60:.1f} min: {detail}",
-            total <= 60 * args.time_limit_min,
-            stage_seconds=seconds,
+            seconds,
+            args.time_limit_min,
         )
     peaks = stage_record(run, "peak_rss_mb")
     if peaks and args.memory_limit_gib:
@@ -400,8 +396,7 @@ def main(argv: list[str] | None = None) -> int:
             )
             + " |"
         )
-    lines += ["", "## Targets", "", "| task | target | value | verdict |", "|---|---|---|---|"]
-    lines += [f"| {o['task']} | {o['target']} | {o['value']} | {o['verdict']} |" for o in t.rows]
+    lines += ["", "## Targets", "", *t.table()]
     path.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print(f"wrote {path}.md and {path}.json", file=sys.stderr)
     return 0

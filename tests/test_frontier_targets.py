@@ -45,6 +45,17 @@ def _gap(budget, share, lo, hi):
     }
 
 
+def _pairwise(accuracy, lo, hi, pairs, problems):
+    return {
+        "label": "rl",
+        "accuracy": accuracy,
+        "ci": [lo, hi],
+        "pairs": pairs,
+        "problems": problems,
+        "by_condition": {},
+    }
+
+
 def _level(spend, winner):
     return {"label": "rl", "task": "chain", "spend": spend, "winner": winner, "difference": None}
 
@@ -60,14 +71,13 @@ def _run(tmp_path: Path, frontier: dict, seconds: dict[str, float]) -> Path:
     return run
 
 
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    script = str(ROOT / "scripts" / "frontier_targets.py")
+    return subprocess.run([sys.executable, script, *args], cwd=ROOT, env=ENV, capture_output=True, text=True)
+
+
 def _targets(run: Path, *flags: str) -> dict[str, str]:
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "frontier_targets.py"), str(run), *flags],
-        cwd=ROOT,
-        env=ENV,
-        capture_output=True,
-        text=True,
-    )
+    proc = _cli(str(run), *flags)
     assert proc.returncode == 0, proc.stderr
     rows = json.loads((run / "targets" / "targets.json").read_text())["targets"]
     assert (run / "targets" / "targets.md").read_text().count("\n| ") == len(rows) + 1  # + the header
@@ -76,16 +86,7 @@ def _targets(run: Path, *flags: str) -> dict[str, str]:
 
 def test_verdicts_from_frontier_json(tmp_path):
     frontier = {
-        "scorer_pairwise": [
-            {
-                "label": "rl",
-                "accuracy": 0.84,
-                "ci": [0.81, 0.87],
-                "pairs": 900,
-                "problems": 150,
-                "by_condition": {},
-            }
-        ],
+        "scorer_pairwise": [_pairwise(0.84, 0.81, 0.87, 900, 150)],
         "scorer_against_others": [
             _diff("scorer", "majority", "off", 0.05, 0.01, 0.09, method="no_think"),  # not a budget
             _diff("scorer", "majority", "32", 0.04, 0.005, 0.08),  # >= 3 points, interval above zero
@@ -127,16 +128,7 @@ def test_verdicts_from_frontier_json(tmp_path):
 
 def test_too_few_pairs_slow_run_and_no_win(tmp_path):
     frontier = {
-        "scorer_pairwise": [
-            {
-                "label": "rl",
-                "accuracy": 0.95,
-                "ci": [0.9, 0.99],
-                "pairs": 150,
-                "problems": 40,
-                "by_condition": {},
-            }
-        ],
+        "scorer_pairwise": [_pairwise(0.95, 0.9, 0.99, 150, 40)],
         "scorer_against_others": [_diff("scorer", "majority", "32", 0.01, -0.02, 0.04)],
         "gap_closed": [],
         "spend_table": [_level(32, None), _level(64, "neither")],
@@ -151,11 +143,5 @@ def test_too_few_pairs_slow_run_and_no_win(tmp_path):
 
 
 def test_missing_frontier_is_a_clear_error(tmp_path):
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "frontier_targets.py"), str(tmp_path)],
-        cwd=ROOT,
-        env=ENV,
-        capture_output=True,
-        text=True,
-    )
+    proc = _cli(str(tmp_path))
     assert proc.returncode != 0 and "frontier.json does not exist" in proc.stderr

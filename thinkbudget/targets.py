@@ -45,6 +45,18 @@ class Targets:
         if d:
             self.add(task, target, diff_text(d), d["ci"][0], bar, point=d["difference"], diff=d)
 
+    def table(self) -> list[str]:
+        """The targets as Markdown table lines (header included)."""
+        rows = [f"| {o['task']} | {o['target']} | {o['value']} | {o['verdict']} |" for o in self.rows]
+        return ["| task | target | value | verdict |", "|---|---|---|---|", *rows]
+
+    def wall_time(self, target: str, seconds: dict[str, float], limit_min: float) -> None:
+        """The stages' summed wall time (``seconds`` per stage) against ``limit_min`` minutes."""
+        total = sum(seconds.values())
+        detail = ", ".join(f"{k} {v:.0f} s" for k, v in seconds.items())
+        ok = total <= 60 * limit_min if seconds else None
+        self.note("all", target, f"{total / 60:.1f} min: {detail}", ok, stage_seconds=seconds)
+
     def note(self, task: str, target: str, value: str, ok: bool | None, **extra) -> None:
         """A target without an interval (wall time): reached when ``ok``."""
         verdict = "no data" if ok is None else ("reached" if ok else "NOT reached")
