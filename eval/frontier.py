@@ -39,8 +39,8 @@ from thinkbudget.frontier import (  # noqa: E402
     gap_closed,
     mark_pareto,
     paired_differences,
+    pairwise_accuracy,
     point_name,
-    scorer_pairwise_accuracy,
     spend_table,
 )
 from thinkbudget.selection import SELECTOR_LABELS  # noqa: E402
@@ -150,6 +150,11 @@ def write_outputs(evaluations: Sequence[dict[str, Any]], out: Path, args: Fronti
             "scorer_pairwise": [
                 {"label": ev["label"], **ev["pairwise"]} for ev in evaluations if ev.get("pairwise")
             ],
+            "logprob_pairwise": [
+                {"label": ev["label"], **ev["logprob_pairwise"]}
+                for ev in evaluations
+                if ev.get("logprob_pairwise")
+            ],
             "gap_closed": [
                 {"label": ev["label"], **g} for ev in evaluations for g in gap_closed(ev["points"])
             ],
@@ -208,7 +213,11 @@ def main(args: FrontierArguments) -> list[dict[str, Any]]:
             frontier_points(records, ns=args.samples_grid, ci_resamples=args.ci_resamples, seed=args.seed)
         )
         label = args.labels[k] if args.labels else Path(str(results["model"])).name or str(results["model"])
-        pairwise = scorer_pairwise_accuracy(records, ci_resamples=args.ci_resamples, seed=args.seed)
+        pairwise = pairwise_accuracy(records, ci_resamples=args.ci_resamples, seed=args.seed)
+        # The policy's own mean log-probability on the same pairs: what a trained scorer has to beat.
+        logprob = pairwise_accuracy(
+            records, score="mean_logprob", ci_resamples=args.ci_resamples, seed=args.seed
+        )
         ev = {
             "label": label,
             "dir": str(d),
@@ -216,6 +225,7 @@ def main(args: FrontierArguments) -> list[dict[str, Any]]:
             "results": results,
             "points": points,
             "pairwise": pairwise,
+            "logprob_pairwise": logprob,
         }
         write_outputs([ev], Path(d), args)
         evaluations.append(ev)

@@ -222,7 +222,7 @@ def test_gap_closed_literal():
     assert fr.gap_closed(flat) == []
 
 
-def test_scorer_pairwise_accuracy_literal():
+def test_pairwise_accuracy_literal():
     def r(problem, ok, score, budget="32", method="budget_prompt"):
         return {
             "task": "chain",
@@ -251,13 +251,19 @@ def test_scorer_pairwise_accuracy_literal():
         {**r("d", True, None)},
         r("d", False, 0.0),
     ]
-    pw = fr.scorer_pairwise_accuracy(records, ci_resamples=200)
+    pw = fr.pairwise_accuracy(records, ci_resamples=200)
     assert pw["pairs"] == 5 and pw["problems"] == 2
     assert pw["accuracy"] == pytest.approx((1 + 0.5 + 2) / 5)
     assert pw["by_condition"] == {"32": {"accuracy": 0.75, "pairs": 4}, "64": {"accuracy": 0.5, "pairs": 1}}
     lo, hi = pw["ci"]
     assert lo <= pw["accuracy"] <= hi
-    assert fr.scorer_pairwise_accuracy([r("a", True, None)]) is None
+    assert fr.pairwise_accuracy([r("a", True, None)]) is None
+    # Any per-answer score: the policy's log-probability ranks b's pairs the other way round.
+    by_logprob = [
+        {**x, "mean_logprob": -x["reward_score"] if x["reward_score"] is not None else None} for x in records
+    ]
+    lp = fr.pairwise_accuracy(by_logprob, score="mean_logprob", ci_resamples=200)
+    assert lp["score"] == "mean_logprob" and lp["accuracy"] == pytest.approx((1 + 0.5 + 0) / 5)
 
 
 def test_points_keep_per_problem_accuracy_in_problem_order():

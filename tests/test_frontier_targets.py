@@ -87,6 +87,7 @@ def _targets(run: Path, *flags: str) -> dict[str, str]:
 def test_verdicts_from_frontier_json(tmp_path):
     frontier = {
         "scorer_pairwise": [_pairwise(0.84, 0.81, 0.87, 900, 150)],
+        "logprob_pairwise": [_pairwise(0.9, 0.88, 0.92, 900, 150)],
         "scorer_against_others": [
             _diff("scorer", "majority", "off", 0.05, 0.01, 0.09, method="no_think"),  # not a budget
             _diff("scorer", "majority", "32", 0.04, 0.005, 0.08),  # >= 3 points, interval above zero
@@ -124,6 +125,8 @@ def test_verdicts_from_frontier_json(tmp_path):
     assert v[gap + "32"] == "reached" and v[gap + "64"].startswith("NOT reached (the point estimate")
     assert any(k.startswith("the frontier table says") and x == "reached" for k, x in v.items())
     assert v["frontier run within 60 min (run.json)"] == "reached"  # 3,200 s = 53.3 min
+    md = (tmp_path / "run" / "targets" / "targets.md").read_text()
+    assert "mean log-probability ranks the same held-out pairs at 90.0 % (88.0 % to 92.0 %)" in md
 
 
 def test_too_few_pairs_slow_run_and_no_win(tmp_path):

@@ -240,6 +240,9 @@ def spend_table(
     return rows
 
 
+# The per-answer scores whose pairwise accuracy frontier.md reports (evaluation key -> what it is).
+PAIRWISE_SCORES = (("trained scorer", "pairwise"), ("policy's mean log-probability", "logprob_pairwise"))
+
 # The scorer's comparisons at equal samples: best-of-N by the scorer against majority vote and
 # log-probability, and the scorer-weighted vote against plain majority vote.
 SCORER_COMPARISONS = (("scorer", "majority"), ("scorer", "logprob"), ("scorer_majority", "majority"))
@@ -333,23 +336,24 @@ def gap_closed(
     return rows
 
 
-def scorer_pairwise_accuracy(
-    records: Iterable[dict[str, Any]], *, ci_resamples: int = 1000, seed: int = 0
+def pairwise_accuracy(
+    records: Iterable[dict[str, Any]], *, score: str = "reward_score", ci_resamples: int = 1000, seed: int = 0
 ) -> dict[str, Any] | None:
-    """The scorer's pairwise accuracy on held-out answers: within every (problem, condition), every pair
-    of a right and a wrong answer counts 1 when the right one scores higher, 1/2 on a tie. The rate is
-    all wins over all pairs; its 95 % interval resamples problems (the pairs of one problem share
-    answers, so they are not independent). None when no record has a score or no pair exists."""
+    """How well a per-answer ``score`` (the trained scorer's ``reward_score``, or the policy's own
+    ``mean_logprob``) ranks held-out answers: within every (problem, condition), every pair of a right
+    and a wrong answer counts 1 when the right one scores higher, 1/2 on a tie. The rate is all wins
+    over all pairs; its 95 % interval resamples problems (the pairs of one problem share answers, so
+    they are not independent). None when no record has the score or no pair exists."""
     groups: dict[tuple[str, ...], list[dict[str, Any]]] = defaultdict(list)
     for r in records:
-        if r.get("reward_score") is not None:
+        if r.get(score) is not None:
             groups[(r["task"], r["problem_id"], r["method"], str(r["budget_label"]))].append(r)
     wins: dict[tuple[str, str], float] = defaultdict(float)
     pairs: dict[tuple[str, str], int] = defaultdict(int)
     by_condition: dict[str, list[float]] = defaultdict(lambda: [0.0, 0])
     for (task, problem, method, budget), group in groups.items():
-        right = [r["reward_score"] for r in group if r["correct"]]
-        wrong = [r["reward_score"] for r in group if not r["correct"]]
+        right = [r[score] for r in group if r["correct"]]
+        wrong = [r[score] for r in group if not r["correct"]]
         won = sum(1.0 if a > b else (0.5 if a == b else 0.0) for a in right for b in wrong)
         wins[(task, problem)] += won
         pairs[(task, problem)] += len(right) * len(wrong)
@@ -363,6 +367,7 @@ def scorer_pairwise_accuracy(
     if rate is None:
         return None
     return {
+        "score": score,
         "accuracy": rate,
         "ci": [lo, hi],
         "pairs": sum(pairs.values()),
@@ -428,22 +433,27 @@ def frontier_markdown(evaluations: Sequence[dict[str, Any]], levels: Sequence[fl
                 f"| {row['task']} | {row['spend']:.0f} | {_cell(row['single'])} | {_cell(row['several'])} | "
                 f"{diff} | {row['winner'] or '–'} |"
             )
-        pairwise = ev.get("pairwise")
-        if pairwise:
-            lo, hi = pairwise["ci"]
-            per = ", ".join(
-                f"{c} {fmt(v['accuracy'], 'pct')} of {v['pairs']}"
-                for c, v in pairwise["by_condition"].items()
-            )
+        ranked = [(name, ev.get(key)) for name, key in PAIRWISE_SCORES if ev.get(key)]
+        if ranked:
             lines += [
                 "",
-                f"## {ev['label']}: the trained scorer on held-out pairs",
+                f"## {ev['label']}: ranking held-out pairs",
                 "",
-                f"Pairwise accuracy (a right answer scored above a wrong one to the same problem under the same "
-                f"condition, ties 1/2): **{fmt(pairwise['accuracy'], 'pct')}** ({fmt(lo, 'pct')}–{fmt(hi, 'pct')}, "
-                f"bootstrap over problems) on {pairwise['pairs']} pairs of {pairwise['problems']} held-out "
-                f"problems; by condition: {per}.",
+                "Pairwise accuracy: a right answer scored above a wrong one to the same problem under the same "
+                "condition (ties 1/2), with its 95% bootstrap interval over problems.",
+                "",
+                "| score | pairwise accuracy (95% CI) | pairs | problems | by condition |",
+                "|---|---|---|---|---|",
             ]
+            for name, pw in ranked:
+                lo, hi = pw["ci"]
+                per = ", ".join(
+                    f"{c} {fmt(v['accuracy'], 'pct')} of {v['pairs']}" for c, v in pw["by_condition"].items()
+                )
+                lines.append(
+                    f"| {name} | {fmt(pw['accuracy'], 'pct')} ({fmt(lo, 'pct')}–{fmt(hi, 'pct')}) | {pw['pairs']} | "
+                    f"{pw['problems']} | {per} |"
+                )
         diffs = paired_differences(points)
         if diffs:
             lines += [
