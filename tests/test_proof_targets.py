@@ -200,3 +200,33 @@ def test_control_evaluation_carries_the_switches_of_its_task(tmp_path):
     assert "thinking-off compliance >= 99 % (/no_think flag)" not in verdict  # rl's 40 are not counted
     # The template path was not in the control evaluation: rl's samples carry it.
     assert verdict["thinking-off compliance >= 99 % (template pre-fill)"]["n"] == N
+
+
+def test_memory_target_needs_every_stage_measured(tmp_path):
+    run = tmp_path / "run"
+    ids = [f"p{i}" for i in range(N)]
+    _write_eval(
+        run / "eval" / "rl",
+        [_rec("budget_prompt", 32, p, True, 20, full=60) for p in ids],
+        [ev.Condition("chain", "budget_prompt", 32)],
+    )
+    name = "every stage's peak resident memory <= 8 GiB (pipeline.json)"
+
+    def verdict(stages: dict) -> dict:
+        (run / "pipeline.json").write_text(json.dumps({"stages": stages}))
+        out = tmp_path / "targets"
+        cmd = [sys.executable, str(ROOT / "scripts/proof_targets.py"), str(run), "--output", str(out)]
+        proc = subprocess.run([*cmd, "--memory_limit_gib", "8"], capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr
+        return {t["target"]: t for t in json.loads(out.with_suffix(".json").read_text())["targets"]}[name]
+
+    # The SFT stage ran before peaks were recorded: a small peak elsewhere proves nothing.
+    row = verdict({"sft": {"seconds": 3000}, "eval_control": {"seconds": 200, "peak_rss_mb": 2600.0}})
+    assert row["verdict"] == "no data" and "not measured: sft" in row["value"]
+    # One measured stage above the limit fails the target whatever the others did.
+    row = verdict({"sft": {"seconds": 3000}, "rl": {"seconds": 600, "peak_rss_mb": 9000.0}})
+    assert row["verdict"] == "NOT reached"
+    row = verdict(
+        {"sft": {"seconds": 3000, "peak_rss_mb": 7000.0}, "rl": {"seconds": 600, "peak_rss_mb": 3000.0}}
+    )
+    assert row["verdict"] == "reached"
