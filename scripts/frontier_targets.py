@@ -179,6 +179,7 @@ def main(argv: list[str] | None = None) -> int:
         f"problem under one condition) from {train.get('samples', '–')} answers to {train.get('problems', '–')} "
         f"training problems ({train.get('mixed_groups', '–')} of {train.get('groups', '–')} groups hold both).",
         *[
+            "\n"
             f"For reference, the policy's own mean log-probability ranks the same held-out pairs at "
             f"{pct(lp['accuracy'])} ({pct(lp['ci'][0])} to {pct(lp['ci'][1])}), {lp['pairs']} pairs."
             for lp in frontier.get("logprob_pairwise", [])
