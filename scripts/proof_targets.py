@@ -2,6 +2,7 @@
 
     python scripts/proof_targets.py runs/main-cpu-proof --output results/cpu-proof-smollm2-135m/targets
     python scripts/proof_targets.py runs/main-cpu --time_limit_min 30 --output results/demo-cpu-smollm2-135m/targets
+    python scripts/proof_targets.py runs/exp --baseline runs/main-cpu-proof --output runs/exp/targets
 
 The main job runs it as its ``targets`` stage (``report/targets/``) with the profile's ``time_limit_min``.
 
@@ -9,6 +10,9 @@ Reads ``eval/rl`` (SFT+GRPO), and where present ``eval/forcing`` (SFT + budget f
 ``eval/sft`` and ``eval/control`` (SFT+GRPO's switches on more problems, which then carry the
 compliance targets of their task): their ``results.json`` and every sample in ``samples.jsonl``; and
 ``pipeline.json`` for the wall time of each stage. Writes ``targets.md`` and ``targets.json``.
+
+``--baseline RUN`` adds this run minus another one evaluated on the same problems (an experiment against
+the proof), per condition, in accuracy and within-budget rate, each with its paired interval.
 
 Every verdict is computed here from those files, with an interval, never typed by hand: a target is
 **reached** only when its 95 % interval clears the bar (a point estimate that meets the bar while its
@@ -30,7 +34,14 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from thinkbudget.evaluation import load_records, load_results, paired_bootstrap, ratio_ci, wilson_interval
+from thinkbudget.evaluation import (
+    load_records,
+    load_results,
+    paired_bootstrap,
+    paired_difference,
+    ratio_ci,
+    wilson_interval,
+)
 from thinkbudget.targets import Targets, diff_text, interval, pct, rate_target
 
 
@@ -96,6 +107,20 @@ def accuracy_curve(records, task: str, budgets: list[int]) -> list[dict[str, Any
     return curve
 
 
+def against_baseline(records, baseline, task: str, budgets: list[int]) -> list[dict[str, Any]]:
+    """Per condition (off, each budget, free): this run minus a baseline run on the same problems, in
+    accuracy and (under a budget) within-budget rate, each with its paired bootstrap interval."""
+    rows = []
+    conditions = [("no_think", "off", "off")] + [("budget_prompt", str(b), str(b)) for b in budgets]
+    for method, label, name in [*conditions, ("think", "none", "free")]:
+        row = {"condition": name}
+        for metric in ("correct", "within_budget") if method == "budget_prompt" else ("correct",):
+            row[metric] = paired_difference(records, baseline, task, method, label, metric)
+        if row["correct"]:
+            rows.append(row)
+    return rows
+
+
 def by_difficulty(records, task: str, budgets: list[int]) -> list[dict[str, Any]]:
     """Accuracy, mean thinking and the share of result-only traces (one line or none) per thinking
     condition and per difficulty: the problem's full-trace length in tokens, cut at the budgets. It
@@ -151,6 +176,10 @@ def main(argv: list[str] | None = None) -> int:
         type=float,
         default=None,
         help="every stage's peak resident memory target (GiB); unset: not checked",
+    )
+    parser.add_argument(
+        "--baseline",
+        help="another run folder (with eval/rl) evaluated on the same problems: this run minus it, per condition",
     )
     args = parser.parse_args(argv)
     run = Path(args.run)
@@ -329,11 +358,24 @@ def main(argv: list[str] | None = None) -> int:
             stage_peak_rss_mb=peaks,
         )
 
+    baseline = []
+    if args.baseline:
+        base_samples = Path(args.baseline) / "eval" / "rl" / "samples.jsonl"
+        if not base_samples.is_file():
+            raise SystemExit(
+                f"proof_targets.py: error: --baseline {args.baseline}: {base_samples} does not exist"
+            )
+        baseline = against_baseline(rl, list(load_records(base_samples).values()), syn, budgets)
+
     path = Path(args.output)
     path.parent.mkdir(parents=True, exist_ok=True)
     difficulty = by_difficulty(rl, syn, budgets)
     path.with_suffix(".json").write_text(
-        json.dumps({"targets": t.rows, "curve": curve, "by_difficulty": difficulty}, indent=2) + "\n"
+        json.dumps(
+            {"targets": t.rows, "curve": curve, "by_difficulty": difficulty, "against_baseline": baseline},
+            indent=2,
+        )
+        + "\n"
     )
     # The figure: SFT+GRPO against the other evaluated models, same conditions.
     from thinkbudget.plots import plot_accuracy_vs_budget
@@ -402,6 +444,21 @@ def main(argv: list[str] | None = None) -> int:
             )
             + " |"
         )
+    if baseline:
+        lines += [
+            "",
+            f"## Against the baseline run `{args.baseline}` (same problems, paired)",
+            "",
+            "This run minus the baseline: accuracy and within-budget rate, points, 95 % paired bootstrap interval.",
+            "",
+            "| thinking | accuracy | within budget |",
+            "|---|---|---|",
+        ]
+        for row in baseline:
+            within = row.get("within_budget")
+            lines.append(
+                f"| {row['condition']} | {diff_text(row['correct'])} | {diff_text(within) if within else '–'} |"
+            )
     lines += ["", "## Targets", "", *t.table()]
     path.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print(f"wrote {path}.md and {path}.json", file=sys.stderr)

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from _records import sample_record
 
 from thinkbudget import evaluation as ev
@@ -230,3 +231,26 @@ def test_memory_target_needs_every_stage_measured(tmp_path):
         {"sft": {"seconds": 3000, "peak_rss_mb": 7000.0}, "rl": {"seconds": 600, "peak_rss_mb": 3000.0}}
     )
     assert row["verdict"] == "reached"
+
+
+def test_baseline_comparison_is_paired_over_problems(tmp_path):
+    ids = [f"p{i}" for i in range(N)]
+    conds = [ev.Condition("chain", "budget_prompt", 32), ev.Condition("chain", "think", None)]
+    runs = {}
+    for name, right, thinking in (("new", N, 20), ("old", N // 2, 40)):  # old: half right, over budget
+        run = tmp_path / name
+        recs = [_rec("budget_prompt", 32, p, i < right, thinking, full=60) for i, p in enumerate(ids)]
+        recs += [_rec("think", None, p, True, 60, full=60) for p in ids]
+        _write_eval(run / "eval" / "rl", recs, conds)
+        runs[name] = run
+    out = tmp_path / "targets"
+    cmd = [sys.executable, str(ROOT / "scripts/proof_targets.py"), str(runs["new"]), "--output", str(out)]
+    proc = subprocess.run([*cmd, "--baseline", str(runs["old"])], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    rows = {r["condition"]: r for r in json.loads(out.with_suffix(".json").read_text())["against_baseline"]}
+    assert rows["32"]["correct"]["difference"] == pytest.approx(0.5) and rows["32"]["correct"]["n"] == N
+    assert rows["32"]["within_budget"]["difference"] == pytest.approx(1.0)
+    assert rows["free"]["correct"]["difference"] == 0.0 and "within_budget" not in rows["free"]
+    assert "## Against the baseline run" in out.with_suffix(".md").read_text()
+    missing = subprocess.run([*cmd, "--baseline", str(tmp_path / "nope")], capture_output=True, text=True)
+    assert missing.returncode != 0 and "--baseline" in missing.stderr and "does not exist" in missing.stderr
