@@ -2,9 +2,12 @@
 # Experiment: the frontier run's scorer with all 30 layers trained (the recipe trains the top 6), same data,
 # same held-out answers; everything else as configs/frontier/cpu.yaml.
 set -e
-cd "$(dirname "$0")/../.."
+cd "$(dirname "$0")/../../.."   # the repository root
 source .venv/bin/activate
 R=runs/exp-scorer30
+# the frontier run's held-out answers (runs/frontier-v2: python scripts/frontier_run.py --recipe configs/frontier/cpu.yaml
+# --checkpoint runs/proof-v4/rl --run-dir runs/frontier-v2), copied so that its own frontier files stay as they are
+mkdir -p $R/eval && cp runs/frontier-v2/eval/results.json runs/frontier-v2/eval/samples.jsonl $R/eval/
 /usr/bin/time -f "scorer %e s" accelerate launch --num_processes 1 --cpu --mixed_precision no train/scorer.py --config configs/scorer/smollm2-135m.yaml \
   --data_dirs runs/frontier-v2/scorer-data --model_name_or_path runs/proof-v4/rl --output_dir $R/scorer \
   --max_length 256 --max_pairs_per_group 16 --train_top_layers 30 --num_train_epochs 1 \
