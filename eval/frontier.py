@@ -33,15 +33,12 @@ from thinkbudget import evaluation, run_folders  # noqa: E402
 from thinkbudget.frontier import (  # noqa: E402
     FrontierArguments,
     condition_label,
-    default_spend_levels,
+    frontier_analysis,
     frontier_markdown,
     frontier_points,
-    gap_closed,
     mark_pareto,
-    paired_differences,
     pairwise_accuracy,
     point_name,
-    spend_table,
 )
 from thinkbudget.selection import SELECTOR_LABELS  # noqa: E402
 
@@ -145,7 +142,7 @@ def write_outputs(evaluations: Sequence[dict[str, Any]], out: Path, args: Fronti
                 for ev in evaluations
             ],
             "scorer_against_others": [
-                {"label": ev["label"], **d} for ev in evaluations for d in paired_differences(ev["points"])
+                {"label": ev["label"], **d} for ev in evaluations for d in ev["analysis"]["comparisons"]
             ],
             "scorer_pairwise": [
                 {"label": ev["label"], **ev["pairwise"]} for ev in evaluations if ev.get("pairwise")
@@ -155,9 +152,7 @@ def write_outputs(evaluations: Sequence[dict[str, Any]], out: Path, args: Fronti
                 for ev in evaluations
                 if ev.get("logprob_pairwise")
             ],
-            "gap_closed": [
-                {"label": ev["label"], **g} for ev in evaluations for g in gap_closed(ev["points"])
-            ],
+            "gap_closed": [{"label": ev["label"], **g} for ev in evaluations for g in ev["analysis"]["gaps"]],
             "spend_table": [
                 {
                     "label": ev["label"],
@@ -171,14 +166,12 @@ def write_outputs(evaluations: Sequence[dict[str, Any]], out: Path, args: Fronti
                     "winner": row["winner"],
                 }
                 for ev in evaluations
-                for row in spend_table(
-                    ev["points"], args.spend_levels or default_spend_levels(ev["points"]), seed=args.seed
-                )
+                for row in ev["analysis"]["spend"]
             ],
             "points": [{"label": ev["label"], **p} for ev in evaluations for p in ev["points"]],
         },
     )
-    (out / "frontier.md").write_text(frontier_markdown(evaluations, args.spend_levels or None))
+    (out / "frontier.md").write_text(frontier_markdown(evaluations))
     plot_frontier(evaluations, out / "frontier.png")
 
 
@@ -224,6 +217,9 @@ def main(args: FrontierArguments) -> list[dict[str, Any]]:
             "scorer": args.scorer,
             "results": results,
             "points": points,
+            "analysis": frontier_analysis(
+                points, args.spend_levels, ci_resamples=args.ci_resamples, seed=args.seed
+            ),
             "pairwise": pairwise,
             "logprob_pairwise": logprob,
         }

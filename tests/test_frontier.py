@@ -141,8 +141,9 @@ def test_default_spend_levels_are_powers_of_two_within_range():
 def test_frontier_markdown_marks_the_front():
     points = fr.mark_pareto(fr.frontier_points(_two_problems(), ci_resamples=50))
     results = {"model": "m", "commit": "abc", "device": "cpu", "config": {"samples": 4, "split": "test"}}
+    analysis = fr.frontier_analysis(points, [16, 64], ci_resamples=50)
     md = fr.frontier_markdown(
-        [{"label": "rl", "results": results, "points": points, "scorer": "s"}], [16, 64]
+        [{"label": "rl", "results": results, "points": points, "scorer": "s", "analysis": analysis}]
     )
     assert "a larger budget or more samples?" in md and "★" in md and "| chain | 64 |" in md
     every = md.split("every point")[1]

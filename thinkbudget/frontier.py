@@ -198,14 +198,27 @@ def _best(points: Iterable[dict[str, Any]]) -> dict[str, Any] | None:
     return min(points, key=lambda p: (-p["accuracy"], p["mean_tokens_per_problem"]), default=None)
 
 
+def by_problem(p: dict[str, Any]) -> dict[str, float]:
+    """A point's accuracy per problem id (its ``problem_ids`` and ``per_problem_accuracy``)."""
+    return dict(zip(p["problem_ids"], p["per_problem_accuracy"]))
+
+
+def _cells(
+    points: Iterable[dict[str, Any]],
+) -> dict[tuple[str, str, str], dict[tuple[int, str], dict[str, Any]]]:
+    """Points by (task, method, budget label), then by (n, selector)."""
+    cells: dict[tuple[str, str, str], dict[tuple[int, str], dict[str, Any]]] = defaultdict(dict)
+    for p in points:
+        cells[(p["task"], p["method"], p["budget_label"])][(p["n"], p["selector"])] = p
+    return cells
+
+
 def paired_difference(
     a: dict[str, Any], b: dict[str, Any], *, ci_resamples: int = 1000, seed: int = 0
 ) -> dict[str, Any] | None:
     """Point ``a`` minus point ``b`` in accuracy on the problems both were measured on (their
     ``problem_ids``), with the 95 % paired bootstrap interval over problems; None when they share none."""
-    mine = dict(zip(a["problem_ids"], a["per_problem_accuracy"]))
-    theirs = dict(zip(b["problem_ids"], b["per_problem_accuracy"]))
-    return paired_bootstrap(mine, theirs, ci_resamples=ci_resamples, seed=seed)
+    return paired_bootstrap(by_problem(a), by_problem(b), ci_resamples=ci_resamples, seed=seed)
 
 
 def spend_table(
@@ -260,10 +273,7 @@ def paired_differences(
     n samples of the same problems (``n``, or the largest n below it that both have): the mean
     difference in accuracy and its 95 % paired bootstrap interval over problems."""
     rows = []
-    cells: dict[tuple[str, str, str], dict[tuple[int, str], dict[str, Any]]] = defaultdict(dict)
-    for p in points:
-        cells[(p["task"], p["method"], p["budget_label"])][(p["n"], p["selector"])] = p
-    for (task, method, budget), cell in cells.items():
+    for (task, method, budget), cell in _cells(points).items():
         for of, against in comparisons:
             ns = sorted({k[0] for k in cell if k[0] <= n and (k[0], of) in cell and (k[0], against) in cell})
             if not ns:
@@ -298,17 +308,12 @@ def gap_closed(
     """Per task and condition, the share of the gap between one sample and pass@n (the oracle) that
     ``selector`` at n samples closes: sum over problems of (selector - single) / sum of (oracle - single),
     with its 95 % bootstrap interval over problems. Conditions where pass@n equals one sample are left out."""
-    cells: dict[tuple[str, str, str], dict[tuple[int, str], dict[str, Any]]] = defaultdict(dict)
-    for p in points:
-        cells[(p["task"], p["method"], p["budget_label"])][(p["n"], p["selector"])] = p
     rows = []
-    for (task, method, budget), cell in cells.items():
+    for (task, method, budget), cell in _cells(points).items():
         picked, oracle, single = cell.get((n, selector)), cell.get((n, "oracle")), cell.get((1, SINGLE))
         if picked is None or oracle is None or single is None:
             continue
-        one = dict(zip(single["problem_ids"], single["per_problem_accuracy"]))
-        best = dict(zip(oracle["problem_ids"], oracle["per_problem_accuracy"]))
-        mine = dict(zip(picked["problem_ids"], picked["per_problem_accuracy"]))
+        one, best, mine = by_problem(single), by_problem(oracle), by_problem(picked)
         shared = sorted(set(one) & set(best) & set(mine))
         share, lo, hi = ratio_ci(
             [mine[q] - one[q] for q in shared],
@@ -376,6 +381,24 @@ def pairwise_accuracy(
     }
 
 
+def frontier_analysis(
+    points: Sequence[dict[str, Any]],
+    levels: Sequence[float] | None = None,
+    *,
+    ci_resamples: int = 1000,
+    seed: int = 0,
+) -> dict[str, list[dict[str, Any]]]:
+    """Everything frontier.md and frontier.json report beyond the points, computed once: the spend table
+    (at ``levels``, default :func:`default_spend_levels`), the scorer's paired comparisons and the share
+    of the gap to pass@8 it closes."""
+    kw = {"ci_resamples": ci_resamples, "seed": seed}
+    return {
+        "spend": spend_table(points, levels or default_spend_levels(points), **kw),
+        "comparisons": paired_differences(points, **kw),
+        "gaps": gap_closed(points, **kw),
+    }
+
+
 def _cell(p: dict[str, Any] | None) -> str:
     if p is None:
         return "–"
@@ -386,9 +409,10 @@ def _cell(p: dict[str, Any] | None) -> str:
     )
 
 
-def frontier_markdown(evaluations: Sequence[dict[str, Any]], levels: Sequence[float] | None = None) -> str:
-    """frontier.md: per evaluation (``label``, ``results`` provenance, ``points``), the spend comparison
-    and every point, the Pareto front marked."""
+def frontier_markdown(evaluations: Sequence[dict[str, Any]]) -> str:
+    """frontier.md: per evaluation (``label``, ``results`` provenance, ``points`` and their
+    :func:`frontier_analysis` as ``analysis``), the spend comparison, the scorer's comparisons and every
+    point, the Pareto front marked."""
     lines = [
         "# Compute frontier: accuracy against tokens spent per problem",
         "",
@@ -409,7 +433,8 @@ def frontier_markdown(evaluations: Sequence[dict[str, Any]], levels: Sequence[fl
         )
     for ev in evaluations:
         points = ev["points"]
-        spend = spend_table(points, levels if levels else default_spend_levels(points))
+        analysis = ev["analysis"]
+        spend = analysis["spend"]
         lines += [
             "",
             f"## {ev['label']}: a larger budget or more samples?",
@@ -454,7 +479,7 @@ def frontier_markdown(evaluations: Sequence[dict[str, Any]], levels: Sequence[fl
                     f"| {name} | {fmt(pw['accuracy'], 'pct')} ({fmt(lo, 'pct')}–{fmt(hi, 'pct')}) | {pw['pairs']} | "
                     f"{pw['problems']} | {per} |"
                 )
-        diffs = paired_differences(points)
+        diffs = analysis["comparisons"]
         if diffs:
             lines += [
                 "",
@@ -470,7 +495,7 @@ def frontier_markdown(evaluations: Sequence[dict[str, Any]], levels: Sequence[fl
                     f"{d['against']} | {100 * d['difference']:+.1f} ({100 * lo:+.1f} to {100 * hi:+.1f}) | "
                     f"{d['problems']} |"
                 )
-        gaps = gap_closed(points)
+        gaps = analysis["gaps"]
         if gaps:
             lines += [
                 "",
