@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from thinkbudget.frontier import condition_label
-from thinkbudget.targets import Targets, pct
+from thinkbudget.targets import Targets, pct, stage_record
 
 MIN_PAIRS = 200  # held-out pairs the pairwise accuracy is measured on
 PAIRWISE_BAR = 0.80
@@ -38,19 +38,21 @@ def _points(d: dict[str, Any]) -> str:
     return f"{100 * d['difference']:+.1f} pts ({100 * lo:+.1f} to {100 * hi:+.1f}), n = {d['problems']}"
 
 
+def _beats_majority(d: dict[str, Any]) -> bool:
+    """Best-of-N by the scorer at least SCORER_MARGIN above majority vote, its paired interval above zero."""
+    return d["difference"] >= SCORER_MARGIN and d["difference_ci"][0] > 0
+
+
+def _task_of(rows: list[dict[str, Any]]) -> str:
+    """The one task of ``rows``, or ``all`` when they span several."""
+    tasks = {d["task"] for d in rows}
+    return tasks.pop() if len(tasks) == 1 else "all"
+
+
 def _read(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise SystemExit(f"frontier_targets.py: error: {path} does not exist (run the frontier stage first)")
     return json.loads(path.read_text())
-
-
-def stage_seconds(run: Path) -> dict[str, float]:
-    """Each stage's wall time as the job runner recorded it in run.json."""
-    path = run / "run.json"
-    if not path.is_file():
-        return {}
-    stages = json.loads(path.read_text()).get("stages", {})
-    return {k: v["seconds"] for k, v in stages.items() if v.get("seconds") is not None}
 
 
 def frontier_targets(
@@ -73,24 +75,19 @@ def frontier_targets(
     budgeted = [d for d in diffs if d["method"] == "budget_prompt"]
     best = [d for d in diffs if (d["of"], d["against"]) == ("scorer", "majority")]
     for d in best:
-        ok = d["difference"] >= SCORER_MARGIN and d["difference_ci"][0] > 0
         t.note(
             d["task"],
             f"scorer best-of-{d['n']} >= majority@{d['n']} + 3 points, paired interval above zero, at "
             f"{condition_label(d['method'], d['budget_label'])}",
             _points(d),
-            ok,
+            _beats_majority(d),
             comparison=d,
         )
     hits = [d for d in best if d["method"] == "budget_prompt"]
     if hits:
-        won = [
-            condition_label(d["method"], d["budget_label"])
-            for d in hits
-            if d["difference"] >= SCORER_MARGIN and d["difference_ci"][0] > 0
-        ]
+        won = [condition_label(d["method"], d["budget_label"]) for d in hits if _beats_majority(d)]
         t.note(
-            "chain" if len({d["task"] for d in hits}) == 1 else "all",
+            _task_of(hits),
             "scorer best-of-8 >= majority@8 + 3 points (interval above zero) at one budget at least",
             f"at {', '.join(won)}" if won else "at no budget",
             bool(won),
@@ -110,7 +107,7 @@ def frontier_targets(
     if votes:
         short = [condition_label(d["method"], d["budget_label"]) for d in votes if d["difference_ci"][0] < 0]
         t.note(
-            "chain" if len({d["task"] for d in votes}) == 1 else "all",
+            _task_of(votes),
             "scorer-weighted vote >= majority vote at every budget",
             f"interval below zero at its lower end at {', '.join(short)}" if short else "at every budget",
             not short,
@@ -157,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     frontier = _read(run / "eval" / "frontier.json")
     scorer = run / "scorer" / "run_summary.json"
     trained = json.loads(scorer.read_text()).get("data", {}) if scorer.is_file() else {}
-    seconds = stage_seconds(run)
+    seconds = stage_record(run / "run.json", "seconds")
     seconds.pop("targets", None)  # this stage, still running
     t = frontier_targets(frontier, seconds, args.time_limit_min)
 

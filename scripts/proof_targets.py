@@ -42,7 +42,7 @@ from thinkbudget.evaluation import (
     ratio_ci,
     wilson_interval,
 )
-from thinkbudget.targets import Targets, diff_text, interval, pct, rate_target
+from thinkbudget.targets import Targets, diff_text, interval, pct, rate_target, stage_record
 
 
 def per_problem(records, task: str, method: str, label: str, value) -> dict[str, float]:
@@ -62,16 +62,6 @@ def samples_of(records, task: str, method: str, label: str) -> list[dict[str, An
     return [
         r for r in records if r["task"] == task and r["method"] == method and str(r["budget_label"]) == label
     ]
-
-
-def stage_record(run: Path, key: str) -> dict[str, float]:
-    """One figure of every stage as the job runner recorded it in pipeline.json (``seconds``: wall time,
-    ``peak_rss_mb``: peak resident memory in MiB); stages without it are left out."""
-    path = run / "pipeline.json"
-    if not path.is_file():
-        return {}
-    stages = json.loads(path.read_text()).get("stages", {})
-    return {k: v[key] for k, v in stages.items() if v.get(key) is not None}
 
 
 def accuracy_curve(records, task: str, budgets: list[int]) -> list[dict[str, Any]]:
@@ -183,6 +173,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     run = Path(args.run)
+    base_samples = Path(args.baseline) / "eval" / "rl" / "samples.jsonl" if args.baseline else None
+    if base_samples and not base_samples.is_file():  # a bad flag fails before any work
+        raise SystemExit(
+            f"proof_targets.py: error: --baseline {args.baseline}: {base_samples} does not exist"
+        )
     try:
         load_results(run / "eval" / "rl")
     except (FileNotFoundError, ValueError) as e:
@@ -333,14 +328,14 @@ def main(argv: list[str] | None = None) -> int:
                     )
 
     # Wall time.
-    seconds = stage_record(run, "seconds")
+    seconds = stage_record(run / "pipeline.json", "seconds")
     if seconds and args.time_limit_min:
         t.wall_time(
             f"stages within {args.time_limit_min} min (pipeline.json; a resumed stage counts its last attempt)",
             seconds,
             args.time_limit_min,
         )
-    peaks = stage_record(run, "peak_rss_mb")
+    peaks = stage_record(run / "pipeline.json", "peak_rss_mb")
     if peaks and args.memory_limit_gib:
         top = max(peaks.values()) / 1024
         detail = ", ".join(f"{k} {v / 1024:.1f}" for k, v in peaks.items())
@@ -358,14 +353,9 @@ def main(argv: list[str] | None = None) -> int:
             stage_peak_rss_mb=peaks,
         )
 
-    baseline = []
-    if args.baseline:
-        base_samples = Path(args.baseline) / "eval" / "rl" / "samples.jsonl"
-        if not base_samples.is_file():
-            raise SystemExit(
-                f"proof_targets.py: error: --baseline {args.baseline}: {base_samples} does not exist"
-            )
-        baseline = against_baseline(rl, list(load_records(base_samples).values()), syn, budgets)
+    baseline = (
+        against_baseline(rl, list(load_records(base_samples).values()), syn, budgets) if base_samples else []
+    )
 
     path = Path(args.output)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -8,7 +8,9 @@ read the same way and the rule is written once.
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 from typing import Any
 
 from thinkbudget.evaluation import wilson_interval
@@ -82,3 +84,13 @@ def rate_target(t: Targets, task: str, name: str, flags: list[bool], bar: float)
     if n and n < samples_to_clear(bar):
         value += f" (at n = {n} no score clears {pct(bar)}: that takes n >= {samples_to_clear(bar)})"
     t.add(task, name, value, lo, bar, point=p, rate=p, ci=[lo, hi], n=n)
+
+
+def stage_record(summary: Path, key: str) -> dict[str, float]:
+    """One figure of every stage as the job runner recorded it in a job's summary (``pipeline.json`` of the
+    main job, ``run.json`` of a frontier run): ``seconds`` (wall time) or ``peak_rss_mb`` (peak resident
+    memory, MiB). Stages without it are left out; no summary gives ``{}``."""
+    if not summary.is_file():
+        return {}
+    stages = json.loads(summary.read_text()).get("stages", {})
+    return {k: v[key] for k, v in stages.items() if v.get(key) is not None}
