@@ -146,6 +146,65 @@ def test_fit_trace_literal(tokenizer):
     assert fit_trace(wrong, None, tokenizer) == (RESULT, "= 56", 6)  # an unsound trace is never a target
 
 
+def test_plan_line_literal(tokenizer):
+    """Under ``plan_line`` a chain's every target opens with its size, counted in the budget, so the
+    granularity that fits shifts by the plan's tokens; a problem that does not know its size (GSM8K)
+    keeps its traces as they are."""
+    from thinkbudget.data import plan_text
+    from thinkbudget.tasks import Problem, chain_granularity, chain_lines
+
+    ops = [("+", 8), ("-", 6), ("+", 3), ("-", 2)] * 3
+    traces = {chain_granularity(g): "\n".join(chain_lines(47, ops, g)) for g in (1, 2, 3, 4, 6)}
+    p = Problem("c", "chain", "Compute ...", "56", traces, meta={"steps": 12})
+    assert plan_text(p) == "12 steps"
+    gran, trace, n = fit_trace(p, None, tokenizer, plan=True)
+    assert gran == "full" and trace == "12 steps\n" + traces["full"] and n == 99 + 4  # '1' '2' ' steps' '\n'
+    # thinking tokens with the plan, finest first: 103, 73, 63, 58, 53; the result "12 steps\n= 56": 10
+    grans = [fit_trace(p, b, tokenizer, plan=True)[0] for b in (200, 103, 102, 64, 63, 58, 53, 52, 10)]
+    assert (
+        grans
+        == ["full", "full", "2-per-line", "3-per-line", "3-per-line", "4-per-line", "6-per-line"]
+        + [RESULT] * 2
+    )
+    assert fit_trace(p, 10, tokenizer, plan=True)[1:] == ("12 steps\n= 56", 10)
+    assert fit_trace(p, 9, tokenizer, plan=True) == (None, None, 0)  # the plan is part of the smallest trace
+    for b in (None, 200, 64, 10):  # without the option, nothing changes
+        assert "steps" not in (fit_trace(p, b, tokenizer)[1] or "")
+    for trace in (fit_trace(p, b, tokenizer, plan=True)[1] for b in (None, 64, 10)):
+        assert trace_is_sound(trace, "56") and check_lines(trace).result == "56"
+    gsm = load_problems("gsm8k", "train", n=3)[0]
+    assert plan_text(gsm) is None
+    assert fit_trace(gsm, 64, tokenizer, plan=True) == fit_trace(gsm, 64, tokenizer)
+    for bad in (12.0, True, "12", None):  # only a whole number of steps makes a plan
+        assert plan_text(replace(p, meta={"steps": bad})) is None
+
+
+def test_plan_line_rows(tokenizer):
+    """Every chain think row of a ``plan_line`` mix opens with its problem's size, stays within its
+    budget and is sound; GSM8K rows carry no plan; a non-boolean value is refused by name."""
+    args = DataMixArguments(
+        tasks=["chain", "gsm8k"], num_train_problems=40, num_test_problems=10, plan_line=True
+    )
+    rows = build_sft_dataset(args, tokenizer, "train")
+    problems = {p.id: p for t in ("chain", "gsm8k") for p in load_problems(t, "train", n=40, seed=0)}
+    parser = get_parser(tokenizer)
+    think = [r for r in rows if r["mode"] == "think"]
+    assert {r["task"] for r in think} == {"chain", "gsm8k"}
+    for row in think:
+        thinking = thinking_between_tags(row["completion"]).strip()
+        problem = problems[row["id"]]
+        first = thinking.splitlines()[0]
+        if row["task"] == "chain":
+            assert first == f"{problem.meta['steps']} steps", row
+        else:
+            assert "steps" not in first, row
+        assert trace_is_sound(thinking, problem.answer), row
+        if row["budget"] is not None:
+            assert parser.thinking_token_count(f"\n{thinking}\n") == row["thinking_tokens"] <= row["budget"]
+    with pytest.raises(ValueError, match="plan_line: must be true or false"):
+        DataMixArguments(tasks=["chain"], plan_line="yes")
+
+
 def test_budgeted_rows_move_up_rather_than_go_empty(tokenizer):
     """A problem whose result alone does not fit the drawn budget takes the next budget that fits."""
     from thinkbudget.data import RowPlan, fit_budgeted_row

@@ -11,6 +11,8 @@ type) of one of three types, drawn per problem with a seeded RNG:
   answer is the trace's conclusion (:mod:`thinkbudget.traces`). A target is never over its budget and
   never an empty think block (:func:`fit_budgeted_row`).
 - **think without a budget** (``think_free_ratio``): the full trace.
+- With ``plan_line``, every think target of a problem that knows its size (the chain family) opens
+  with it (``12 steps``), counted in the budget (:func:`plan_text` says why).
 - **no think** (``no_think_ratio``): an empty think block and the answer.
 
 Each row is also controlled one of two ways (``flag_ratio``): the chat-template keyword arguments
@@ -122,6 +124,14 @@ class DataMixArguments:
     system_prompt: str | None = field(
         default=None, metadata={"help": "System message text; None uses the chat template's default."}
     )
+    plan_line: bool = field(
+        default=False,
+        metadata={
+            "help": "Think targets of problems that know their size (the chain family) open with it, "
+            "e.g. '12 steps' (3-4 tokens, counted in the budget): the model states the size it must "
+            "reason through, and the granularity that fits the budget follows from a number it wrote."
+        },
+    )
 
     def __post_init__(self) -> None:
         self.validate()
@@ -171,6 +181,8 @@ class DataMixArguments:
                 f"think_budget_ratio + think_free_ratio + no_think_ratio: must sum to 1, got {total:g} "
                 f"({self.think_budget_ratio} + {self.think_free_ratio} + {self.no_think_ratio})"
             )
+        if not isinstance(self.plan_line, bool):
+            raise ValueError(f"plan_line: must be true or false, got {self.plan_line!r}")
         n_types = len(row_types(self))
         r = self.rows_per_problem
         if isinstance(r, bool) or not isinstance(r, int) or not 1 <= r <= max(n_types, 1):
@@ -310,9 +322,25 @@ def trace_is_sound(trace: str, answer: str) -> bool:
     return not is_number(answer) or same_number(check.result, answer)
 
 
-def fit_trace(problem: Problem, budget: int | None, tokenizer: Any) -> tuple[str | None, str | None, int]:
+def plan_text(problem: Problem) -> str | None:
+    """The plan line that opens a problem's think targets under ``plan_line``: its number of steps
+    (``12 steps``), or None for a problem that does not know it (GSM8K, reasoning-gym).
+
+    Why: which granularity fits a budget is a function of the problem's size, a length a 135M model
+    senses poorly from the prompt (the fourth CPU proof wrote full traces over budget 32 for problems of
+    4-9 steps, and never the coarser granularities its targets showed). Written as the first token of
+    the trace, the size is supervised on every think row, and the choice of granularity becomes a
+    lookup of two numbers the model can read: the budget in the prompt and the size it wrote."""
+    steps = problem.meta.get("steps") if problem.meta else None
+    return f"{steps} steps" if isinstance(steps, int) and not isinstance(steps, bool) else None
+
+
+def fit_trace(
+    problem: Problem, budget: int | None, tokenizer: Any, *, plan: bool = False
+) -> tuple[str | None, str | None, int]:
     """``(granularity, trace, thinking tokens)`` of the finest sound trace that fits ``budget`` tokens
-    (``budget=None``: the finest), counted by the one parser.
+    (``budget=None``: the finest), counted by the one parser. With ``plan``, every trace (the result
+    alone too) opens with the problem's :func:`plan_text` and its tokens count against the budget.
 
     A problem's traces run from finest to coarsest (``full``, then fewer lines with bigger steps); when
     none fits, the coarsest complete solution is the result alone (``= 52``, granularity ``result``).
@@ -324,31 +352,34 @@ def fit_trace(problem: Problem, budget: int | None, tokenizer: Any) -> tuple[str
 
     if not problem.traces:
         return None, None, 0
+    head = plan_text(problem) if plan else None
     candidates = [(g, t) for g, t in problem.traces.items() if t and trace_is_sound(t, problem.answer)]
+    candidates.append((RESULT, result_trace(problem.answer)))
     for gran, trace in candidates:
+        trace = f"{head}\n{trace}" if head else trace
         n = trace_thinking_tokens(trace, tokenizer)
         if budget is None or n <= budget:
             return gran, trace, n
-    trace = result_trace(problem.answer)
-    n = trace_thinking_tokens(trace, tokenizer)
+    return None, None, 0
+
     return (RESULT, trace, n) if budget is None or n <= budget else (None, None, 0)
 
 
 def fit_budgeted_row(
-    problem: Problem, plan: RowPlan, budgets: list[int], tokenizer: Any
+    problem: Problem, plan: RowPlan, budgets: list[int], tokenizer: Any, *, plan_line: bool = False
 ) -> tuple[RowPlan, tuple[str | None, str | None, int]]:
     """The plan and trace of a think row. A budgeted row whose budget not even the result fits moves to
     the smallest configured budget that one fits, else to free thinking: a budgeted target is never an
-    empty think block."""
-    fit = fit_trace(problem, plan.budget, tokenizer)
+    empty think block. ``plan_line``: traces open with the problem's size (:func:`plan_text`)."""
+    fit = fit_trace(problem, plan.budget, tokenizer, plan=plan_line)
     if plan.budget is None or fit[0] is not None:
         return plan, fit
     for b in sorted(x for x in budgets if x > plan.budget):
-        fit = fit_trace(problem, b, tokenizer)
+        fit = fit_trace(problem, b, tokenizer, plan=plan_line)
         if fit[0] is not None:
             return RowPlan(plan.mode, plan.control, b), fit
     free = RowPlan(plan.mode, plan.control, None)
-    return free, fit_trace(problem, None, tokenizer)
+    return free, fit_trace(problem, None, tokenizer, plan=plan_line)
 
 
 def _problems(args: DataMixArguments, split: str) -> list[Problem]:
@@ -398,7 +429,9 @@ def build_sft_dataset(args: DataMixArguments, tokenizer: Any, split: str = "trai
         answer = answer_text(p.answer)
         gran, trace, n_think = None, None, 0
         if plan.mode == "think":
-            plan, (gran, trace, n_think) = fit_budgeted_row(p, plan, args.budgets, tokenizer)
+            plan, (gran, trace, n_think) = fit_budgeted_row(
+                p, plan, args.budgets, tokenizer, plan_line=args.plan_line
+            )
             completion = format_response(trace, answer)
         elif plan.control == "kwargs":
             completion = answer  # the template pre-filled the empty think block
