@@ -143,6 +143,63 @@ def by_difficulty(records, task: str, budgets: list[int]) -> list[dict[str, Any]
     return rows
 
 
+def granularity_table(run: Path, records, task: str, budgets: list[int]) -> list[dict[str, Any]]:
+    """Does the stated budget decide how coarse the trace is? Per budget, the SFT+GRPO samples against
+    the data stage's target for each problem (:func:`thinkbudget.data.fit_trace` with the run's own mix,
+    plan line included): the share at the target's granularity, coarser, finer (and over budget), and,
+    where the mix opens traces with the problem's size, the share that states it right. A sample's
+    granularity is the one of the problem's traces with as many arithmetic lines (each coarser one saves
+    lines), ``result`` with none. Empty when the run folder lacks its data manifest or checkpoint."""
+    import re
+
+    from thinkbudget.data import RESULT, fit_trace
+    from thinkbudget.models import load_tokenizer
+    from thinkbudget.tasks import load_problems
+
+    manifest, checkpoint = run / "data" / "manifest.json", run / "rl"
+    if not manifest.is_file() or not (checkpoint / "tokenizer_config.json").is_file():
+        return []
+    mix = json.loads(manifest.read_text())["config"]["data"]
+    plan = bool(mix.get("plan_line", False))
+    config = load_results(run / "eval" / "rl")["config"]
+    limit = dict(zip(config.get("tasks") or [], config.get("task_limits") or [])).get(task, config["limit"])
+    problems = {p.id: p for p in load_problems(task, config.get("split", "test"), limit, seed=config["seed"])}
+    tokenizer = load_tokenizer(str(checkpoint))
+    rows = []
+    for b in budgets:
+        counts: dict[str, int] = defaultdict(int)
+        for r in samples_of(records, task, "budget_prompt", str(b)):
+            p = problems.get(r["problem_id"])
+            if p is None or not p.traces:
+                continue
+            order = [*p.traces, RESULT]  # finest first
+            target = fit_trace(p, b, tokenizer, plan=plan)[0]
+            lines = {len(t.splitlines()): g for g, t in p.traces.items()} | {0: RESULT}
+            got = lines.get(r.get("trace_lines") or 0)
+            if got is None:
+                kind = "other"
+            elif got == target:
+                kind = "target"
+            else:
+                kind = "coarser" if order.index(got) > order.index(target) else "finer"
+            counts["n"] += 1
+            counts[kind] += 1
+            counts[f"{kind}_over"] += not r["within_budget"]
+            if plan and p.meta.get("steps"):
+                thinking = r["completion"].split("</think>")[0]
+                stated = re.search(r"(\d+) steps", thinking)
+                counts["size_right"] += bool(stated) and int(stated.group(1)) == p.meta["steps"]
+        if counts["n"]:
+            n = counts["n"]
+            row = {"budget": b, "n": n, "plan_line": plan}
+            for kind in ("target", "coarser", "finer", "other"):
+                row[kind] = counts[kind] / n
+                row[f"{kind}_over_budget"] = counts[f"{kind}_over"] / n
+            row["size_stated_right"] = counts["size_right"] / n if plan else None
+            rows.append(row)
+    return rows
+
+
 def thinking_of(curve: list[dict[str, Any]]) -> dict[str, float]:
     """Mean thinking tokens at each thinking condition of a curve (the figure's second panel)."""
     return {p["condition"]: p["mean_thinking_tokens"] for p in curve if p["condition"] != "off"}
@@ -360,9 +417,16 @@ def main(argv: list[str] | None = None) -> int:
     path = Path(args.output)
     path.parent.mkdir(parents=True, exist_ok=True)
     difficulty = by_difficulty(rl, syn, budgets)
+    granularity = granularity_table(run, rl, syn, budgets)
     path.with_suffix(".json").write_text(
         json.dumps(
-            {"targets": t.rows, "curve": curve, "by_difficulty": difficulty, "against_baseline": baseline},
+            {
+                "targets": t.rows,
+                "curve": curve,
+                "by_difficulty": difficulty,
+                "granularity": granularity,
+                "against_baseline": baseline,
+            },
             indent=2,
         )
         + "\n"
@@ -434,6 +498,27 @@ def main(argv: list[str] | None = None) -> int:
             )
             + " |"
         )
+    if granularity:
+        plan = granularity[0]["plan_line"]
+        lines += [
+            "",
+            f"## Does the budget decide the granularity? ({syn}, SFT+GRPO)",
+            "",
+            "Each sample's trace against the data stage's target for its problem at the stated budget (the "
+            "finest granularity that fits, else the result alone"
+            + (", traces opening with the problem's size" if plan else "")
+            + "): share at the target's granularity, coarser, finer, or another shape; in brackets, the "
+            "share of all samples that is both that and over budget.",
+            "",
+            "| budget | n | target | coarser | finer | other |" + (" size stated right |" if plan else ""),
+            "|---|---|---|---|---|---|" + ("---|" if plan else ""),
+        ]
+        for g in granularity:
+            cells = " | ".join(
+                f"{pct(g[k])} ({pct(g[k + '_over_budget'])})" for k in ("target", "coarser", "finer", "other")
+            )
+            size = f" {pct(g['size_stated_right'])} |" if plan else ""
+            lines.append(f"| {g['budget']} | {g['n']} | {cells} |{size}")
     if baseline:
         lines += [
             "",

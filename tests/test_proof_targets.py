@@ -4,6 +4,7 @@ clears the bar."""
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -254,3 +255,50 @@ def test_baseline_comparison_is_paired_over_problems(tmp_path):
     assert "## Against the baseline run" in out.with_suffix(".md").read_text()
     missing = subprocess.run([*cmd, "--baseline", str(tmp_path / "nope")], capture_output=True, text=True)
     assert missing.returncode != 0 and "--baseline" in missing.stderr and "does not exist" in missing.stderr
+
+
+def test_granularity_table_literal(tmp_path, tokenizer, tiny_model_path):
+    """Each sample's trace is placed against the data stage's target for its problem at its budget
+    (plan line included when the run's mix has one): at the target, coarser, finer, and whether it
+    states the problem's size; a run folder without its data manifest gives no table."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import proof_targets
+
+    from thinkbudget.data import RESULT, fit_trace
+    from thinkbudget.tasks import load_problems
+
+    run = tmp_path / "run"
+    (run / "data").mkdir(parents=True)
+    (run / "data" / "manifest.json").write_text(json.dumps({"config": {"data": {"plan_line": True}}}))
+    shutil.copytree(tiny_model_path, run / "rl")  # the run's checkpoint: its tokenizer counts the tokens
+    config = {"tasks": ["chain"], "task_limits": [12], "limit": 5, "seed": 0, "split": "test"}
+    _write_eval(run / "eval" / "rl", [], [])
+    results = json.loads((run / "eval" / "rl" / "results.json").read_text())
+    (run / "eval" / "rl" / "results.json").write_text(json.dumps(results | {"config": config}))
+    problems = load_problems("chain", "test", 12, seed=0)
+    # A problem whose target at 32 is a coarser trace, not the full one and not the result alone.
+    p = next(q for q in problems if fit_trace(q, 32, tokenizer, plan=True)[0] not in ("full", RESULT))
+    target = fit_trace(p, 32, tokenizer, plan=True)[0]
+    lines = {g: len(t.splitlines()) for g, t in p.traces.items()}
+    steps = p.meta["steps"]
+
+    def sample(trace_lines, within, stated):
+        r = _rec("budget_prompt", 32, p.id, True, 30)
+        r.update(
+            trace_lines=trace_lines, within_budget=within, completion=f"<think>\n{stated} steps\n</think>"
+        )
+        return r
+
+    records = [
+        sample(lines[target], True, steps),  # the target, its size stated right
+        sample(lines["full"], False, steps),  # finer than the target, and over budget
+        sample(0, True, steps + 1),  # the result alone: coarser; the size stated wrong
+        sample(99, True, steps),  # no granularity of this problem has 99 lines
+    ]
+    (row,) = proof_targets.granularity_table(run, records, "chain", [32])
+    assert (row["budget"], row["n"], row["plan_line"]) == (32, 4, True)
+    assert (row["target"], row["finer"], row["coarser"], row["other"]) == (0.25, 0.25, 0.25, 0.25)
+    assert (row["target_over_budget"], row["finer_over_budget"], row["coarser_over_budget"]) == (0, 0.25, 0)
+    assert row["size_stated_right"] == 0.75
+    (run / "data" / "manifest.json").unlink()
+    assert proof_targets.granularity_table(run, records, "chain", [32]) == []
