@@ -153,7 +153,8 @@ def main(argv: list[str] | None = None) -> int:
     run = Path(args.run)
     frontier = _read(run / "eval" / "frontier.json")
     scorer = run / "scorer" / "run_summary.json"
-    trained = json.loads(scorer.read_text()).get("data", {}) if scorer.is_file() else {}
+    summary = json.loads(scorer.read_text()) if scorer.is_file() else {}
+    trained, weight = summary.get("data", {}), summary.get("logprob_weight") or 0.0
     seconds = stage_record(run / "run.json", "seconds")
     seconds.pop("targets", None)  # this stage, still running
     t = frontier_targets(frontier, seconds, args.time_limit_min)
@@ -161,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     path = Path(args.output) if args.output else run / "targets" / "targets"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.with_suffix(".json").write_text(
-        json.dumps({"targets": t.rows, "scorer_data": trained}, indent=2) + "\n"
+        json.dumps({"targets": t.rows, "scorer_data": trained, "logprob_weight": weight}, indent=2) + "\n"
     )
     train = trained.get("train", {})
     lines = [
@@ -174,7 +175,13 @@ def main(argv: list[str] | None = None) -> int:
         "",
         f"The scorer trained on {train.get('pairs', '–')} pairs (right and wrong answers to one training "
         f"problem under one condition) from {train.get('samples', '–')} answers to {train.get('problems', '–')} "
-        f"training problems ({train.get('mixed_groups', '–')} of {train.get('groups', '–')} groups hold both).",
+        f"training problems ({train.get('mixed_groups', '–')} of {train.get('groups', '–')} groups hold both)"
+        + (
+            f"; its score is its head's output plus {weight:.2f} x the policy's mean log-probability of the "
+            "answer (the log-probability prior, its weight fit on the training pairs)."
+            if weight
+            else "."
+        ),
         *[
             "\n"
             f"For reference, the policy's own mean log-probability ranks the same held-out pairs at "

@@ -25,6 +25,15 @@ each problem is (which of two problems is likely solved), which selection never 
 pair, and they are exactly the problems no selector can change. The price is that scores have no
 fixed zero, so the weighted vote uses softmax weights within a problem
 (:func:`thinkbudget.selection.softmax_weights`), which only score differences affect.
+
+**The policy's log-probability as a prior** (``logprob_prior``). The policy's own mean log-probability of
+an answer already ranks right above wrong answers well (89 % of held-out pairs on the fourth CPU proof's
+checkpoint, where a head trained on 1,600 pairs reached 79 %). With the prior on, a scorer's score is
+``head(question, completion) + w * mean_logprob``: ``w`` is fit on the training pairs first
+(:func:`fit_logprob_weight`), and the head is trained on what the log-probability gets wrong, through
+TRL's ``margin`` column (the loss is ``-log sigmoid(score_chosen - score_rejected)`` of the whole score).
+The log-probability is the one recorded when the answer was generated (``mean_logprob`` in
+``samples.jsonl``): it costs no extra token, and it is the only other field the scorer reads.
 """
 
 from __future__ import annotations
@@ -171,17 +180,68 @@ def held_out_problem(record: dict[str, Any], fraction: float) -> bool:
     return int.from_bytes(h[:8], "big") % 10_000 < fraction * 10_000
 
 
-def pairs_dataset(pairs: Sequence[tuple[dict[str, Any], dict[str, Any]]], tokenizer: Any, max_length: int):
+def record_logprob(record: dict[str, Any]) -> float:
+    """The policy's mean log-probability of a record's answer (nats per token), which the log-probability
+    prior reads; a clear error for a record that has none (written by a backend that records none)."""
+    value = record.get("mean_logprob")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+        raise ValueError(
+            f"sample {record.get('key', '?')} has no mean_logprob (got {value!r}): the log-probability prior "
+            "needs answers whose generation recorded it (eval/evaluate.py, backend hf or vllm)"
+        )
+    return float(value)
+
+
+def fit_logprob_weight(pairs: Sequence[tuple[dict[str, Any], dict[str, Any]]], l2: float = 1.0) -> float:
+    """The weight ``w`` that makes ``w * mean_logprob`` the best Bradley-Terry scorer of ``pairs``: the
+    maximum of ``sum log sigmoid(w * (lp_chosen - lp_rejected)) - l2 * w**2 / 2`` (concave, Newton's
+    method). The small L2 term keeps ``w`` finite when the log-probability separates every pair."""
+    import math
+
+    diffs = [record_logprob(a) - record_logprob(b) for a, b in pairs]
+    w = 0.0
+    for _ in range(100):
+        grad, hess = -l2 * w, -l2
+        for d in diffs:
+            p = 1.0 / (1.0 + math.exp(-w * d)) if w * d > -700 else 0.0  # sigmoid(w d)
+            grad += d * (1.0 - p)
+            hess -= d * d * p * (1.0 - p)
+        step = grad / hess
+        w -= step
+        if abs(step) < 1e-9:
+            break
+    return w
+
+
+def pairs_dataset(
+    pairs: Sequence[tuple[dict[str, Any], dict[str, Any]]],
+    tokenizer: Any,
+    max_length: int,
+    logprob_weight: float = 0.0,
+):
     """A ``datasets.Dataset`` of ``chosen_ids``/``rejected_ids`` (TRL's tokenised preference format):
-    token ids of :func:`scorer_input_ids` and nothing else, so no gold or label column reaches TRL."""
+    token ids of :func:`scorer_input_ids` and nothing else, so no gold or label column reaches TRL. With
+    a ``logprob_weight`` ``w``, a ``margin`` column ``-w * (lp_chosen - lp_rejected)`` too: TRL's loss
+    ``-log sigmoid(head_c - head_r - margin)`` is then the loss of the whole score ``head + w * lp``."""
     from datasets import Dataset
 
     def ids(r: dict[str, Any]) -> list[int]:
         return scorer_input_ids(tokenizer, *record_input(r), max_length)
 
-    return Dataset.from_dict(
-        {"chosen_ids": [ids(a) for a, _ in pairs], "rejected_ids": [ids(b) for _, b in pairs]}
-    )
+    columns: dict[str, list[Any]] = {
+        "chosen_ids": [ids(a) for a, _ in pairs],
+        "rejected_ids": [ids(b) for _, b in pairs],
+    }
+    if logprob_weight:
+        columns["margin"] = [-logprob_weight * (record_logprob(a) - record_logprob(b)) for a, b in pairs]
+    return Dataset.from_dict(columns)
+
+
+def pairwise_accuracy(
+    pairs: Sequence[tuple[dict[str, Any], dict[str, Any]]], scores: dict[str, float]
+) -> float:
+    """The share of (correct, wrong) ``pairs`` whose correct answer scores higher (``scores`` by key)."""
+    return sum(scores[a["key"]] > scores[b["key"]] for a, b in pairs) / len(pairs) if pairs else float("nan")
 
 
 def data_summary(records: Sequence[dict[str, Any]], scope: str) -> dict[str, Any]:
@@ -230,6 +290,14 @@ class ScorerScriptArguments:
         },
     )
     pair_seed: int = field(default=0, metadata={"help": "Seed of the pair draw (integer)."})
+    logprob_prior: bool = field(
+        default=False,
+        metadata={
+            "help": "Score = head + w * the policy's mean log-probability of the answer (nats per token, as "
+            "recorded at generation), w fit on the training pairs; the head learns what the "
+            "log-probability gets wrong. Off: the head alone."
+        },
+    )
 
     def __post_init__(self) -> None:
         if isinstance(self.data_dirs, str):
@@ -391,11 +459,13 @@ class TrainedScorer:
         config_file = Path(path) / SCORER_CONFIG_FILE
         saved = json.loads(config_file.read_text()) if config_file.is_file() else {}
         self.max_length = max_length or saved.get("max_length") or DEFAULT_MAX_LENGTH
+        self.logprob_weight = float(saved.get("logprob_weight") or 0.0)  # the log-probability prior's w
         self.batch_size = batch_size
         self.identity = scorer_identity(path)
 
     def score(self, inputs: Sequence[tuple[str, str]]) -> list[tuple[float, int]]:
-        """(score, tokens read) for each (question, response), in order."""
+        """(head score, tokens read) for each (question, response), in order: the head alone (a scorer
+        with the log-probability prior adds it in :meth:`score_records`)."""
         import torch
 
         ids = [scorer_input_ids(self.tokenizer, q, r, self.max_length) for q, r in inputs]
@@ -416,7 +486,11 @@ class TrainedScorer:
         return [o for o in out if o is not None]
 
     def score_records(self, records: Sequence[dict[str, Any]]) -> list[tuple[float, int]]:
-        return self.score([record_input(r) for r in records])
+        """(score, tokens read) of each ``samples.jsonl`` record: the head's output, plus ``w`` times the
+        record's mean log-probability when the scorer was trained with the log-probability prior."""
+        prior = [self.logprob_weight * record_logprob(r) for r in records] if self.logprob_weight else None
+        scored = self.score([record_input(r) for r in records])
+        return [(s + prior[i], n) for i, (s, n) in enumerate(scored)] if prior else scored
 
 
 def attach_scores(

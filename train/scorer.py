@@ -36,12 +36,16 @@ from thinkbudget.scorer import (
     ScorerModelConfig,
     ScorerScriptArguments,
     ThinkRewardConfig,
+    TrainedScorer,
     build_pairs,
     data_summary,
+    fit_logprob_weight,
     freeze_below_top_layers,
     held_out_problem,
     load_scorer_data,
     pairs_dataset,
+    pairwise_accuracy,
+    record_logprob,
 )
 
 logger = logging.getLogger("train.scorer")
@@ -90,9 +94,19 @@ def main(
             f"no training pair: no problem has both a correct and a wrong answer ({counts['train']}); sample "
             "more answers per problem, more problems, or from a checkpoint that solves some of them"
         )
+    # The log-probability prior: w fit on the training pairs first, the head then learns the rest.
+    weight = 0.0
+    if script_args.logprob_prior:
+        try:
+            weight = fit_logprob_weight(train_pairs)
+        except ValueError as e:
+            raise SystemExit(f"logprob_prior: {e}") from None
+        logger.info("log-probability prior: w = %.3f (fit on %d training pairs)", weight, len(train_pairs))
     tokenizer = load_tokenizer(model_path, trust_remote_code=training_args.trust_remote_code)
-    train_dataset = pairs_dataset(train_pairs, tokenizer, training_args.max_length)
-    eval_dataset = pairs_dataset(eval_pairs, tokenizer, training_args.max_length) if eval_pairs else None
+    train_dataset = pairs_dataset(train_pairs, tokenizer, training_args.max_length, weight)
+    eval_dataset = (
+        pairs_dataset(eval_pairs, tokenizer, training_args.max_length, weight) if eval_pairs else None
+    )
 
     # 3. The model: the checkpoint's weights under a fresh one-logit head (think tokens kept single).
     import torch
@@ -138,12 +152,27 @@ def main(
         "max_length": training_args.max_length,
         "input": SCORER_PREFIX + "<pre-filled tokens + completion>",
         "pair_scope": scope,
+        "logprob_weight": weight,  # score = head + logprob_weight * mean_logprob (0: the head alone)
         "trained_on": [p["dir"] for p in provenance],
     }
 
-    # 6. The run summary a person (or the frontier) reads.
+    # 6. The run summary a person (or the frontier) reads. TRL's accuracy compares the head alone; with
+    #    the prior, the held-out pairs are scored again as the frontier scores them (head + w * lp).
+    held_out_accuracy = held_out.get("eval_accuracy")
+    prior_figures = {}
     if trainer.accelerator.is_main_process:
         write_json_atomic(out / SCORER_CONFIG_FILE, scorer_config)
+        if weight and eval_pairs:
+            held_records = list({r["key"]: r for pair in eval_pairs for r in pair}.values())
+            scored = TrainedScorer(str(out)).score_records(held_records)
+            scores = {r["key"]: s for r, (s, _) in zip(held_records, scored)}
+            held_out_accuracy = pairwise_accuracy(eval_pairs, scores)
+            prior_figures = {
+                "held_out_head_pairwise_accuracy": held_out.get("eval_accuracy"),
+                "held_out_logprob_pairwise_accuracy": pairwise_accuracy(
+                    eval_pairs, {r["key"]: record_logprob(r) for r in held_records}
+                ),
+            }
     summary = write_run_summary(
         trainer,
         out,
@@ -155,7 +184,9 @@ def main(
             "global_step": trainer.state.global_step,
             "data": counts,
             "data_provenance": provenance,
-            "held_out_pairwise_accuracy": held_out.get("eval_accuracy"),
+            "logprob_weight": weight,
+            "held_out_pairwise_accuracy": held_out_accuracy,
+            **prior_figures,
             "held_out_loss": held_out.get("eval_loss"),
             "train_runtime_s": round(result.metrics.get("train_runtime", wall), 3),
             "train_loss": result.metrics.get("train_loss"),
