@@ -88,6 +88,12 @@ def accuracy_curve(records, task: str, budgets: list[int]) -> list[dict[str, Any
             "within_budget": sum(within) / len(within) if within else None,
             "step_correctness": sum(r.get("trace_lines_correct", 0) for r in s) / lines if lines else None,
             "answer_follows_trace": sum(follows) / len(follows) if follows else None,
+            # Right *and* within the stated budget (what a hard budget delivers), and the share of traces
+            # that write no arithmetic line (the result alone: a guess when the problem has steps).
+            "correct_within_budget": sum(bool(r["correct"]) and bool(r["within_budget"]) for r in s) / len(s)
+            if within
+            else None,
+            "result_only": sum(not r.get("trace_lines") for r in s) / len(s) if name != "off" else None,
         }
         if previous is not None:
             point["step_from"] = previous[0]
@@ -188,7 +194,10 @@ def granularity_table(run: Path, records, task: str, budgets: list[int]) -> list
             if plan and p.meta.get("steps"):
                 thinking = r["completion"].split("</think>")[0]
                 stated = re.search(r"(\d+) steps", thinking)
-                counts["size_right"] += bool(stated) and int(stated.group(1)) == p.meta["steps"]
+                right = bool(stated) and int(stated.group(1)) == p.meta["steps"]
+                counts["size_right"] += right
+                counts["size_right_target"] += right and kind == "target"
+                counts["size_right_over"] += right and not r["within_budget"]
         if counts["n"]:
             n = counts["n"]
             row = {"budget": b, "n": n, "plan_line": plan}
@@ -196,6 +205,10 @@ def granularity_table(run: Path, records, task: str, budgets: list[int]) -> list
                 row[kind] = counts[kind] / n
                 row[f"{kind}_over_budget"] = counts[f"{kind}_over"] / n
             row["size_stated_right"] = counts["size_right"] / n if plan else None
+            # Of the samples that state the right size: the share at the target, and over budget.
+            k = counts["size_right"]
+            row["right_size_at_target"] = counts["size_right_target"] / k if plan and k else None
+            row["right_size_over_budget"] = counts["size_right_over"] / k if plan and k else None
             rows.append(row)
     return rows
 
@@ -465,14 +478,16 @@ def main(argv: list[str] | None = None) -> int:
         f"## Accuracy against the thinking budget ({syn}, held out)",
         "",
         "| thinking | accuracy (95 % CI) | step from the previous row (paired, 95 % CI) | mean thinking tokens | "
-        "within budget | arithmetic lines correct | answer = trace's last number |",
-        "|---|---|---|---|---|---|---|",
+        "within budget | right and within budget | result alone | arithmetic lines correct | "
+        "answer = trace's last number |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for p in curve:
         step = diff_text(p["step"]) if p.get("step") else "–"
         lines.append(
             f"| {p['condition']} | {pct(p['accuracy'])} ({interval(*p['ci'])}), n = {p['n']} | {step} | "
-            f"{p['mean_thinking_tokens']:.1f} | {pct(p['within_budget'])} | {pct(p['step_correctness'])} | "
+            f"{p['mean_thinking_tokens']:.1f} | {pct(p['within_budget'])} | {pct(p['correct_within_budget'])} | "
+            f"{pct(p['result_only'])} | {pct(p['step_correctness'])} | "
             f"{pct(p['answer_follows_trace'])} |"
         )
     lines += [
@@ -510,14 +525,20 @@ def main(argv: list[str] | None = None) -> int:
             + "): share at the target's granularity, coarser, finer, or another shape; in brackets, the "
             "share of all samples that is both that and over budget.",
             "",
-            "| budget | n | target | coarser | finer | other |" + (" size stated right |" if plan else ""),
-            "|---|---|---|---|---|---|" + ("---|" if plan else ""),
+            "| budget | n | target | coarser | finer | other |"
+            + (" size stated right | of those: at the target, over budget |" if plan else ""),
+            "|---|---|---|---|---|---|" + ("---|---|" if plan else ""),
         ]
         for g in granularity:
             cells = " | ".join(
                 f"{pct(g[k])} ({pct(g[k + '_over_budget'])})" for k in ("target", "coarser", "finer", "other")
             )
-            size = f" {pct(g['size_stated_right'])} |" if plan else ""
+            size = (
+                f" {pct(g['size_stated_right'])} | {pct(g['right_size_at_target'])}, "
+                f"{pct(g['right_size_over_budget'])} |"
+                if plan
+                else ""
+            )
             lines.append(f"| {g['budget']} | {g['n']} | {cells} |{size}")
     if baseline:
         lines += [

@@ -300,5 +300,9 @@ def test_granularity_table_literal(tmp_path, tokenizer, tiny_model_path):
     assert (row["target"], row["finer"], row["coarser"], row["other"]) == (0.25, 0.25, 0.25, 0.25)
     assert (row["target_over_budget"], row["finer_over_budget"], row["coarser_over_budget"]) == (0, 0.25, 0)
     assert row["size_stated_right"] == 0.75
+    # of the three that state the right size: one at the target, one (finer) over budget
+    assert row["right_size_at_target"] == pytest.approx(1 / 3) and row[
+        "right_size_over_budget"
+    ] == pytest.approx(1 / 3)
     (run / "data" / "manifest.json").unlink()
     assert proof_targets.granularity_table(run, records, "chain", [32]) == []
