@@ -295,6 +295,11 @@ def test_scorer_data_recipe_answers_training_problems(tmp_path):
 # ------------------------------------------------------------------------------------------------
 # Training (accelerate launch), loading, scoring, the frontier
 # ------------------------------------------------------------------------------------------------
+def _smoke_argv(data: Path, out: Path) -> list[str]:
+    """train/scorer.py's arguments for the smoke recipe on ``data``, writing ``out``."""
+    return ["--config", str(SMOKE), "--data_dirs", str(data), "--output_dir", str(out)]
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, tokenizer, tiny_model_path) -> tuple[Path, Path]:
     """(scorer data folder, trained scorer folder): the smoke recipe through accelerate launch on CPU."""
@@ -342,16 +347,7 @@ def test_smoke_scorer_trains_and_loads_in_plain_transformers(trained, tiny_model
 def test_train_top_layers_leaves_the_lower_layers_alone(trained, tmp_path, tiny_model_path):
     data, _ = trained
     out = tmp_path / "top"
-    cmd = [
-        sys.executable,
-        str(SCRIPT),
-        "--config",
-        str(SMOKE),
-        "--data_dirs",
-        str(data),
-        "--output_dir",
-        str(out),
-    ]
+    cmd = [sys.executable, str(SCRIPT), *_smoke_argv(data, out)]
     proc = subprocess.run(
         [*cmd, "--train_top_layers", "1", "--save_strategy", "no"],
         cwd=ROOT,
@@ -462,7 +458,7 @@ def test_scorer_with_the_logprob_prior(trained, tmp_path):
     held-out pairwise accuracy next to the head's and the log-probability's."""
     data, _ = trained
     out = tmp_path / "prior"
-    argv = ["--config", str(SMOKE), "--data_dirs", str(data), "--output_dir", str(out), "--save_strategy", "no"]
+    argv = [*_smoke_argv(data, out), "--save_strategy", "no"]
     proc = subprocess.run(
         [sys.executable, str(SCRIPT), *argv, "--logprob_prior", "true", "--scorer_eval_fraction", "0.5"],
         cwd=ROOT,
