@@ -447,8 +447,8 @@ def test_pairs_dataset_margin_is_the_prior_s_difference(tokenizer):
     assert ds.column_names == ["chosen_ids", "rejected_ids", "margin"]
     assert ds[0]["margin"] == pytest.approx(-2.0 * (-0.1 - -0.4))
     assert sc.pairs_dataset([(right, wrong)], tokenizer, 64).column_names == ["chosen_ids", "rejected_ids"]
-    assert sc.pairwise_accuracy([(right, wrong)], {right["key"]: 1.0, wrong["key"]: 0.5}) == 1.0
-    assert sc.pairwise_accuracy([(right, wrong)], {right["key"]: 0.5, wrong["key"]: 0.5}) == 0.0
+    assert sc.share_ranked_right([(right, wrong)], {right["key"]: 1.0, wrong["key"]: 0.5}) == 1.0
+    assert sc.share_ranked_right([(right, wrong)], {right["key"]: 0.5, wrong["key"]: 0.5}) == 0.0
 
 
 @pytest.mark.slow

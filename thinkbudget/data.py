@@ -362,8 +362,6 @@ def fit_trace(
             return gran, trace, n
     return None, None, 0
 
-    return (RESULT, trace, n) if budget is None or n <= budget else (None, None, 0)
-
 
 def fit_budgeted_row(
     problem: Problem, plan: RowPlan, budgets: list[int], tokenizer: Any, *, plan_line: bool = False

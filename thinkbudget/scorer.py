@@ -237,10 +237,13 @@ def pairs_dataset(
     return Dataset.from_dict(columns)
 
 
-def pairwise_accuracy(
+def share_ranked_right(
     pairs: Sequence[tuple[dict[str, Any], dict[str, Any]]], scores: dict[str, float]
 ) -> float:
-    """The share of (correct, wrong) ``pairs`` whose correct answer scores higher (``scores`` by key)."""
+    """The share of the drawn (correct, wrong) ``pairs`` whose correct answer scores strictly higher
+    (``scores`` by key): TRL's rule for the head's own accuracy, so the two figures of a run summary
+    compare. Held-out *evaluation* pairs (every pair, ties 1/2, an interval) are
+    :func:`thinkbudget.frontier.pairwise_accuracy`."""
     return sum(scores[a["key"]] > scores[b["key"]] for a, b in pairs) / len(pairs) if pairs else float("nan")
 
 

@@ -44,8 +44,8 @@ from thinkbudget.scorer import (
     held_out_problem,
     load_scorer_data,
     pairs_dataset,
-    pairwise_accuracy,
     record_logprob,
+    share_ranked_right,
 )
 
 logger = logging.getLogger("train.scorer")
@@ -166,10 +166,10 @@ def main(
             held_records = list({r["key"]: r for pair in eval_pairs for r in pair}.values())
             scored = TrainedScorer(str(out)).score_records(held_records)
             scores = {r["key"]: s for r, (s, _) in zip(held_records, scored)}
-            held_out_accuracy = pairwise_accuracy(eval_pairs, scores)
+            held_out_accuracy = share_ranked_right(eval_pairs, scores)
             prior_figures = {
                 "held_out_head_pairwise_accuracy": held_out.get("eval_accuracy"),
-                "held_out_logprob_pairwise_accuracy": pairwise_accuracy(
+                "held_out_logprob_pairwise_accuracy": share_ranked_right(
                     eval_pairs, {r["key"]: record_logprob(r) for r in held_records}
                 ),
             }
