@@ -11,6 +11,9 @@ Reads ``eval/rl`` (SFT+GRPO), and where present ``eval/forcing`` (SFT + budget f
 compliance targets of their task): their ``results.json`` and every sample in ``samples.jsonl``; and
 ``pipeline.json`` for the wall time of each stage. Writes ``targets.md`` and ``targets.json``.
 
+``--model sft`` makes the SFT model (``eval/sft``) the one the tables and targets are about, for
+experiments that stop after SFT.
+
 ``--baseline RUN`` adds this run minus another one evaluated on the same problems (an experiment against
 the proof), per condition, in accuracy and within-budget rate, each with its paired interval.
 
@@ -149,8 +152,14 @@ def by_difficulty(records, task: str, budgets: list[int]) -> list[dict[str, Any]
     return rows
 
 
-def granularity_table(run: Path, records, task: str, budgets: list[int]) -> list[dict[str, Any]]:
-    """Does the stated budget decide how coarse the trace is? Per budget, the SFT+GRPO samples against
+MODEL_NAMES = {"rl": "SFT+GRPO", "sft": "SFT", "base": "base model"}  # a run's evaluated models, by stage
+
+
+def granularity_table(
+    run: Path, records, task: str, budgets: list[int], stage: str = "rl"
+) -> list[dict[str, Any]]:
+    """Does the stated budget decide how coarse the trace is? Per budget, the samples of ``stage``'s
+    model (``rl``: SFT+GRPO, ``sft``: SFT; its evaluation ``eval/<stage>``, its checkpoint's tokenizer) against
     the data stage's target for each problem (:func:`thinkbudget.data.fit_trace` with the run's own mix,
     plan line included): the share at the target's granularity, coarser, finer (and over budget), and,
     where the mix opens traces with the problem's size, the share that states it right. A sample's
@@ -162,12 +171,12 @@ def granularity_table(run: Path, records, task: str, budgets: list[int]) -> list
     from thinkbudget.models import load_tokenizer
     from thinkbudget.tasks import load_problems
 
-    manifest, checkpoint = run / "data" / "manifest.json", run / "rl"
+    manifest, checkpoint = run / "data" / "manifest.json", run / stage
     if not manifest.is_file() or not (checkpoint / "tokenizer_config.json").is_file():
         return []
     mix = json.loads(manifest.read_text())["config"]["data"]
     plan = bool(mix.get("plan_line", False))
-    config = load_results(run / "eval" / "rl")["config"]
+    config = load_results(run / "eval" / stage)["config"]
     limit = dict(zip(config.get("tasks") or [], config.get("task_limits") or [])).get(task, config["limit"])
     problems = {p.id: p for p in load_problems(task, config.get("split", "test"), limit, seed=config["seed"])}
     tokenizer = load_tokenizer(str(checkpoint))
@@ -200,7 +209,7 @@ def granularity_table(run: Path, records, task: str, budgets: list[int]) -> list
                 counts["size_right_over"] += right and not r["within_budget"]
         if counts["n"]:
             n = counts["n"]
-            row = {"budget": b, "n": n, "plan_line": plan}
+            row = {"model": MODEL_NAMES[stage], "budget": b, "n": n, "plan_line": plan}
             for kind in ("target", "coarser", "finer", "other"):
                 row[kind] = counts[kind] / n
                 row[f"{kind}_over_budget"] = counts[f"{kind}_over"] / n
@@ -238,18 +247,26 @@ def main(argv: list[str] | None = None) -> int:
         help="every stage's peak resident memory target (GiB); unset: not checked",
     )
     parser.add_argument(
+        "--model",
+        choices=("rl", "sft"),
+        default="rl",
+        help="the evaluated model the tables and targets are about: rl (SFT+GRPO, eval/rl) or sft "
+        "(SFT, eval/sft: for SFT-only experiments)",
+    )
+    parser.add_argument(
         "--baseline",
-        help="another run folder (with eval/rl) evaluated on the same problems: this run minus it, per condition",
+        help="another run folder evaluated on the same problems (its eval/<model>): this run minus it, per condition",
     )
     args = parser.parse_args(argv)
     run = Path(args.run)
-    base_samples = Path(args.baseline) / "eval" / "rl" / "samples.jsonl" if args.baseline else None
+    model, model_name = args.model, MODEL_NAMES[args.model]
+    base_samples = Path(args.baseline) / "eval" / model / "samples.jsonl" if args.baseline else None
     if base_samples and not base_samples.is_file():  # a bad flag fails before any work
         raise SystemExit(
             f"proof_targets.py: error: --baseline {args.baseline}: {base_samples} does not exist"
         )
     try:
-        load_results(run / "eval" / "rl")
+        load_results(run / "eval" / model)
     except (FileNotFoundError, ValueError) as e:
         raise SystemExit(f"proof_targets.py: error: {e}") from None
     records = {
@@ -257,19 +274,19 @@ def main(argv: list[str] | None = None) -> int:
         for m in ("rl", "forcing", "sft", "control")
         if (run / "eval" / m / "samples.jsonl").is_file()
     }
-    rl = records["rl"]
+    recs = records[model]  # the model the tables and targets are about
     syn = args.synthetic
-    budgets = sorted({int(r["budget"]) for r in rl if r["method"] == "budget_prompt" and r["task"] == syn})
+    budgets = sorted({int(r["budget"]) for r in recs if r["method"] == "budget_prompt" and r["task"] == syn})
     if not budgets:
         raise SystemExit(
-            f"proof_targets.py: error: no budget_prompt samples of task {syn!r} in {run}/eval/rl"
+            f"proof_targets.py: error: no budget_prompt samples of task {syn!r} in {run}/eval/{model}"
         )
     t = Targets()
 
     # Accuracy: free thinking, thinking off, and the curve against the budget.
-    curve = accuracy_curve(rl, syn, budgets)
-    free = per_problem(rl, syn, "think", "none", correct)
-    off = per_problem(rl, syn, "no_think", "off", correct)
+    curve = accuracy_curve(recs, syn, budgets)
+    free = per_problem(recs, syn, "think", "none", correct)
+    off = per_problem(recs, syn, "no_think", "off", correct)
     if free:
         acc = sum(free.values()) / len(free)
         lo, hi = wilson_interval(round(sum(free.values())), len(free))
@@ -298,25 +315,25 @@ def main(argv: list[str] | None = None) -> int:
     for a_name, b_name in (("off", small), (small, large), ("off", large)):
         a_method, a_label = ("no_think", "off") if a_name == "off" else ("budget_prompt", a_name)
         d = paired_bootstrap(
-            per_problem(rl, syn, "budget_prompt", b_name, correct),
-            per_problem(rl, syn, a_method, a_label, correct),
+            per_problem(recs, syn, "budget_prompt", b_name, correct),
+            per_problem(recs, syn, a_method, a_label, correct),
         )
         t.diff(syn, f"accuracy {a_name} → {b_name}: paired interval above zero", d, 1e-12)
 
     # Control: within budget, the budget's effect, budget use on problems that need more.
     for b in budgets:
-        s = samples_of(rl, syn, "budget_prompt", str(b))
+        s = samples_of(recs, syn, "budget_prompt", str(b))
         rate_target(t, syn, f"within budget >= 95 % at {b}", [bool(r["within_budget"]) for r in s], 0.95)
     b0 = budgets[0]
-    stated = per_problem(rl, syn, "budget_prompt", str(b0), lambda r: bool(r["within_budget"]))
+    stated = per_problem(recs, syn, "budget_prompt", str(b0), lambda r: bool(r["within_budget"]))
     free_under = per_problem(
-        rl, syn, "think", "none", lambda r: bool(r["think_closed"]) and r["thinking_tokens"] <= b0
+        recs, syn, "think", "none", lambda r: bool(r["think_closed"]) and r["thinking_tokens"] <= b0
     )
     d = paired_bootstrap(stated, free_under)
     t.diff(syn, f"budget effect at {b0} >= 30 points (stated minus free thinking under {b0} tokens)", d, 0.30)
     big = budgets[-1]
-    need = {r["problem_id"] for r in rl if r["task"] == syn and (r.get("full_trace_tokens") or 0) > big}
-    hard = [r for r in rl if r["problem_id"] in need]
+    need = {r["problem_id"] for r in recs if r["task"] == syn and (r.get("full_trace_tokens") or 0) > big}
+    hard = [r for r in recs if r["problem_id"] in need]
     at_big, at_small = (
         per_problem(hard, syn, "budget_prompt", str(b), lambda r: r["thinking_tokens"]) for b in (big, b0)
     )
@@ -335,7 +352,7 @@ def main(argv: list[str] | None = None) -> int:
     # Is the reasoning right: step correctness and answer follows trace, at every budget and free.
     conditions = [("budget_prompt", str(b)) for b in budgets] + [("think", "none")]
     for method, label in conditions:
-        s = samples_of(rl, syn, method, label)
+        s = samples_of(recs, syn, method, label)
         name = "free" if method == "think" else label
         with_lines = [r for r in s if r.get("trace_lines")]
         if with_lines:
@@ -358,18 +375,18 @@ def main(argv: list[str] | None = None) -> int:
     # Stating the budget against forcing it (SFT + budget forcing), at the smallest budget.
     if "forcing" in records:
         d = paired_bootstrap(
-            per_problem(rl, syn, "budget_prompt", str(b0), correct),
+            per_problem(recs, syn, "budget_prompt", str(b0), correct),
             per_problem(records["forcing"], syn, "budget_forcing", str(b0), correct),
         )
-        t.diff(syn, f"accuracy: stated budget (SFT+GRPO) >= forcing (SFT) + 5 points at {b0}", d, 0.05)
+        t.diff(syn, f"accuracy: stated budget ({model_name}) >= forcing (SFT) + 5 points at {b0}", d, 0.05)
 
     # Thinking off on both paths, and control on word problems. The switches of a task come from the
     # control evaluation (eval/control: the same SFT+GRPO model on more problems) where it ran them.
     def switch_samples(task: str, method: str, label: str) -> tuple[list[dict[str, Any]], str]:
-        s = samples_of(records.get("control", []), task, method, label)
-        return (s, " (eval/control)") if s else (samples_of(rl, task, method, label), "")
+        s = samples_of(records.get("control", []) if model == "rl" else [], task, method, label)
+        return (s, " (eval/control)") if s else (samples_of(recs, task, method, label), "")
 
-    for task in sorted({r["task"] for r in rl}):
+    for task in sorted({r["task"] for r in recs}):
         for method, path in (("no_think", "template pre-fill"), ("no_think_flag", "/no_think flag")):
             s, source = switch_samples(task, method, "off")
             if s:
@@ -391,7 +408,7 @@ def main(argv: list[str] | None = None) -> int:
             )
         if task != syn:
             for b in budgets:
-                s = samples_of(rl, task, "budget_prompt", str(b))
+                s = samples_of(recs, task, "budget_prompt", str(b))
                 if s:
                     rate_target(
                         t, task, f"within budget >= 90 % at {b}", [bool(r["within_budget"]) for r in s], 0.9
@@ -424,13 +441,20 @@ def main(argv: list[str] | None = None) -> int:
         )
 
     baseline = (
-        against_baseline(rl, list(load_records(base_samples).values()), syn, budgets) if base_samples else []
+        against_baseline(recs, list(load_records(base_samples).values()), syn, budgets)
+        if base_samples
+        else []
     )
 
     path = Path(args.output)
     path.parent.mkdir(parents=True, exist_ok=True)
-    difficulty = by_difficulty(rl, syn, budgets)
-    granularity = granularity_table(run, rl, syn, budgets)
+    difficulty = by_difficulty(recs, syn, budgets)
+    # SFT+GRPO, then the SFT model where the run evaluated it: whether SFT taught the decision, or GRPO.
+    granularity = granularity_table(run, recs, syn, budgets, stage=model) + (
+        granularity_table(run, records["sft"], syn, budgets, stage="sft")
+        if model == "rl" and "sft" in records
+        else []
+    )
     path.with_suffix(".json").write_text(
         json.dumps(
             {
@@ -447,9 +471,8 @@ def main(argv: list[str] | None = None) -> int:
     # The figure: SFT+GRPO against the other evaluated models, same conditions.
     from thinkbudget.plots import plot_accuracy_vs_budget
 
-    labels = {"rl": "SFT+GRPO", "sft": "SFT", "base": "base model"}
     curves, thinking = {}, {}
-    for key, label in labels.items():
+    for key, label in MODEL_NAMES.items():
         recs = records.get(key) or (
             list(load_records(run / "eval" / key / "samples.jsonl").values())
             if (run / "eval" / key / "samples.jsonl").is_file()
@@ -471,7 +494,7 @@ def main(argv: list[str] | None = None) -> int:
     lines = [
         "# Thinking that pays: targets",
         "",
-        f"Run folder `{run}`; SFT+GRPO (`eval/rl`) unless a target names another model. Generated by "
+        f"Run folder `{run}`; {model_name} (`eval/{model}`) unless a target names another model. Generated by "
         "`scripts/proof_targets.py` from the result files: a target is reached when its 95 % interval clears "
         "the bar (Wilson intervals for rates, paired bootstrap over problems for differences and ratios).",
         "",
@@ -492,7 +515,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     lines += [
         "",
-        f"## By difficulty: the problem's full-trace length ({syn}, SFT+GRPO)",
+        f"## By difficulty: the problem's full-trace length ({syn}, {model_name})",
         "",
         "Each cell: accuracy / mean thinking tokens / share of traces that give the result alone (one line "
         "or none), n problems. A budget that decides the trace gives full traces wherever they fit it.",
@@ -517,17 +540,17 @@ def main(argv: list[str] | None = None) -> int:
         plan = granularity[0]["plan_line"]
         lines += [
             "",
-            f"## Does the budget decide the granularity? ({syn}, SFT+GRPO)",
+            f"## Does the budget decide the granularity? ({syn})",
             "",
             "Each sample's trace against the data stage's target for its problem at the stated budget (the "
             "finest granularity that fits, else the result alone"
             + (", traces opening with the problem's size" if plan else "")
             + "): share at the target's granularity, coarser, finer, or another shape; in brackets, the "
-            "share of all samples that is both that and over budget.",
+            "share of all samples that is both that and over budget. SFT: its own evaluation's problems.",
             "",
-            "| budget | n | target | coarser | finer | other |"
+            "| model | budget | n | target | coarser | finer | other |"
             + (" size stated right | of those: at the target, over budget |" if plan else ""),
-            "|---|---|---|---|---|---|" + ("---|---|" if plan else ""),
+            "|---|---|---|---|---|---|---|" + ("---|---|" if plan else ""),
         ]
         for g in granularity:
             cells = " | ".join(
@@ -539,7 +562,7 @@ def main(argv: list[str] | None = None) -> int:
                 if plan
                 else ""
             )
-            lines.append(f"| {g['budget']} | {g['n']} | {cells} |{size}")
+            lines.append(f"| {g['model']} | {g['budget']} | {g['n']} | {cells} |{size}")
     if baseline:
         lines += [
             "",

@@ -19,11 +19,13 @@ from thinkbudget.data import (
     RL_COLUMNS,
     SFT_COLUMNS,
     DataMixArguments,
+    RowPlan,
     answer_text,
     build_rl_dataset,
     build_sft_dataset,
     fit_trace,
     load_prepared,
+    target_lines_of,
     trace_is_sound,
 )
 from thinkbudget.grading import is_correct
@@ -144,6 +146,30 @@ def test_fit_trace_literal(tokenizer):
     assert fit_trace(p, 2, tokenizer) == (None, None, 0)  # not even "= 56" fits 2 tokens
     wrong = Problem("w", "chain", "Compute ...", "56", {"full": "47 + 8 = 54\n+ 2 = 56"})
     assert fit_trace(wrong, None, tokenizer) == (RESULT, "= 56", 6)  # an unsound trace is never a target
+
+
+def test_target_lines_literal(tokenizer):
+    """An RL row carries the shape of the trace SFT would train for it: the same 12-step chain has
+    12 arithmetic lines in full, 6 / 4 / 3 / 2 at 2 / 3 / 4 / 6 operations a line, none as the result
+    alone; thinking-off rows and budgets not even the result fits have no target."""
+    from thinkbudget.tasks import Problem, chain_granularity, chain_lines
+
+    ops = [("+", 8), ("-", 6), ("+", 3), ("-", 2)] * 3
+    traces = {chain_granularity(g): "\n".join(chain_lines(47, ops, g)) for g in (1, 2, 3, 4, 6)}
+    p = Problem("c", "chain", "Compute ...", "56", traces, meta={"steps": 12})
+    # thinking tokens, finest first: 99, 69, 59, 54, 49; the result: 6 (test_fit_trace_literal)
+    lines = [
+        target_lines_of(p, RowPlan("think", "kwargs", b), tokenizer)
+        for b in (None, 99, 80, 59, 54, 49, 48, 6)
+    ]
+    assert lines == [12, 12, 6, 4, 3, 2, 0, 0]
+    assert target_lines_of(p, RowPlan("think", "flag", 64), tokenizer) == 4  # the control does not matter
+    assert target_lines_of(p, RowPlan("think", "kwargs", 5), tokenizer) is None  # "= 56" needs 6 tokens
+    assert target_lines_of(p, RowPlan("no_think", "kwargs", None), tokenizer) is None
+    assert target_lines_of(p, RowPlan("no_think", "flag", None), tokenizer) is None
+    assert target_lines_of(replace(p, traces={}), RowPlan("think", "kwargs", None), tokenizer) is None
+    # With the plan line its 4 tokens count against the budget: 99 no longer holds the full trace.
+    assert target_lines_of(p, RowPlan("think", "kwargs", 99), tokenizer, plan_line=True) == 6
 
 
 def test_plan_line_literal(tokenizer):
@@ -289,6 +315,7 @@ def test_extreme_ratios(tokenizer):
 
 def test_rl_dataset(mix_args, tokenizer):
     ds = build_rl_dataset(mix_args, tokenizer, "test")
+    problems = {p.id: p for t in MIX_TASKS for p in load_problems(t, "test", n=20, seed=mix_args.mix_seed)}
     assert tuple(ds.column_names) == RL_COLUMNS and len(ds) == 20 * len(MIX_TASKS)
     for row in ds:
         meta = json.loads(row["meta"])
@@ -297,6 +324,14 @@ def test_rl_dataset(mix_args, tokenizer):
         assert is_correct(answer_text(row["answer"]), row["answer"], task=row["task"], meta=meta)
         if row["mode"] == "no_think" and row["control"] == "kwargs":
             assert row["prompt"].endswith(EMPTY_THINK_BLOCK)
+        # target_lines: the lines of the trace an SFT row of the same type trains (fit_trace's rule).
+        problem = problems[row["id"]]
+        if row["mode"] == "no_think" or not problem.traces:
+            assert row["target_lines"] is None, row
+        else:
+            _, trace, _ = fit_trace(problem, row["budget"], tokenizer)
+            assert row["target_lines"] == (check_lines(trace).lines if trace else None), row
+    assert None in ds["target_lines"] and any(ds["target_lines"])  # both kinds of rows were checked
     # In RL, problems without traces still get thinking rows (nothing needs a trace).
     rg_modes = {r["mode"] for r in ds if r["task"].startswith("rg/")}
     assert "think" in rg_modes

@@ -133,6 +133,21 @@ def test_verdicts_from_result_files(tmp_path):
     md = out.with_suffix(".md").read_text()
     assert "| free | 90.0 %" in md and "NOT reached" in md and "| 32 | 30.0 %" in md
 
+    # --model sft: the same tables and targets about the SFT model (eval/sft), for SFT-only experiments.
+    shutil.copytree(run / "eval" / "rl", run / "eval" / "sft")
+    shutil.rmtree(run / "eval" / "rl")
+    sft_out = tmp_path / "sft-targets"
+    cmd = [sys.executable, str(ROOT / "scripts/proof_targets.py"), str(run), "--output", str(sft_out)]
+    proc = subprocess.run([*cmd, "--model", "sft"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    sft = json.loads(sft_out.with_suffix(".json").read_text())
+    assert [(p["condition"], p["accuracy"]) for p in sft["curve"]] == curve
+    sft_verdict = {t["target"]: t["verdict"] for t in sft["targets"]}
+    assert sft_verdict["accuracy: stated budget (SFT) >= forcing (SFT) + 5 points at 32"] == "reached"
+    assert "SFT (`eval/sft`)" in sft_out.with_suffix(".md").read_text()
+    proc = subprocess.run(cmd, capture_output=True, text=True)  # --model rl: its evaluation is gone
+    assert proc.returncode != 0 and "eval/rl" in proc.stderr
+
 
 def test_missing_evaluation_is_a_clear_error(tmp_path):
     proc = subprocess.run(
@@ -296,7 +311,7 @@ def test_granularity_table_literal(tmp_path, tokenizer, tiny_model_path):
         sample(99, True, steps),  # no granularity of this problem has 99 lines
     ]
     (row,) = proof_targets.granularity_table(run, records, "chain", [32])
-    assert (row["budget"], row["n"], row["plan_line"]) == (32, 4, True)
+    assert (row["model"], row["budget"], row["n"], row["plan_line"]) == ("SFT+GRPO", 32, 4, True)
     assert (row["target"], row["finer"], row["coarser"], row["other"]) == (0.25, 0.25, 0.25, 0.25)
     assert (row["target_over_budget"], row["finer_over_budget"], row["coarser_over_budget"]) == (0, 0.25, 0)
     assert row["size_stated_right"] == 0.75
@@ -304,5 +319,11 @@ def test_granularity_table_literal(tmp_path, tokenizer, tiny_model_path):
     assert row["right_size_at_target"] == pytest.approx(1 / 3) and row[
         "right_size_over_budget"
     ] == pytest.approx(1 / 3)
+    # The SFT model's samples, read the same way with its own evaluation and checkpoint.
+    shutil.copytree(run / "eval" / "rl", run / "eval" / "sft")
+    assert proof_targets.granularity_table(run, records, "chain", [32], stage="sft") == []  # no checkpoint
+    shutil.copytree(tiny_model_path, run / "sft")
+    (sft,) = proof_targets.granularity_table(run, records[:2], "chain", [32], stage="sft")
+    assert (sft["model"], sft["n"], sft["target"], sft["finer_over_budget"]) == ("SFT", 2, 0.5, 0.5)
     (run / "data" / "manifest.json").unlink()
     assert proof_targets.granularity_table(run, records, "chain", [32]) == []

@@ -327,6 +327,40 @@ def test_unknown_names_and_bad_parameters():
             RewardParams(**{field: value}).validate()
 
 
+def think(trace: str, answer: str = "57") -> str:
+    return f"<think>\n{trace}\n</think>\n\n\\boxed{{{answer}}}"
+
+
+# (case, completion, target_lines, expected): the trace the data stage would train, by shape.
+GRANULARITY = [
+    ("full trace, its target", think("47 + 8 = 55\n+ 2 = 57"), 2, 1.0),
+    ("full trace, a coarser target", think("47 + 8 = 55\n+ 2 = 57"), 1, 0.0),
+    ("full trace, the result alone was the target", think("47 + 8 = 55\n+ 2 = 57"), 0, 0.0),
+    ("coarser trace, its target", think("47 + 8 + 2 = 57"), 1, 1.0),
+    ("a wrong line at the target's shape", think("47 + 8 = 54\n+ 2 = 56", "56"), 2, 0.0),
+    ("prose lines are not counted", think("Add the first two.\n47 + 8 = 55\nThen 2.\n+ 2 = 57"), 2, 1.0),
+    ("the result alone, its target", think("= 57"), 0, 1.0),
+    ("the result alone, a finer target", think("= 57"), 2, 0.0),
+    ("an empty think block is not the result", "<think>\n\n</think>\n\n\\boxed{57}", 0, 0.0),
+    ("unclosed at the target's shape", "<think>\n47 + 8 = 55\n+ 2 = 57", 2, 0.0),
+    ("a wrong answer does not matter here", think("47 + 8 = 55\n+ 2 = 57", "3"), 2, 1.0),
+    ("no target: thinking-off row or no traces", think("47 + 8 = 55\n+ 2 = 57"), None, None),
+    ("a NaN target (a column read by pandas)", think("= 57"), float("nan"), None),
+]
+
+
+@pytest.mark.parametrize("case,completion,target,expected", GRANULARITY, ids=[t[0] for t in GRANULARITY])
+def test_granularity_table(rewards, tokenizer, prompts, case, completion, target, expected):
+    for kind, budget in (("budget", B), ("free", None)):  # the budget is in the target, not in the rule
+        got = score(rewards, tokenizer, prompts, completion, kind=kind, budget=budget, target_lines=[target])
+        assert got["granularity"] == expected, (case, kind)
+    # Thinking-off rows have no granularity, whatever the column says.
+    got = score(
+        rewards, tokenizer, prompts, "57", kind="no_think", budget=None, mode="no_think", target_lines=[0]
+    )
+    assert got["granularity"] is None
+
+
 def test_completion_stats(tokenizer, prompts):
     texts = [thinking(6) + ANSWER, thinking(14) + ANSWER, ANSWER]
     stats = completion_stats(
@@ -341,6 +375,17 @@ def test_completion_stats(tokenizer, prompts):
     assert [s["within_budget"] for s in stats] == [True, False, None]
     assert [s["correct"] for s in stats] == [True, False, True]
     assert [s["no_think_compliant"] for s in stats] == [None, None, True]
+    assert [s["at_target"] for s in stats] == [None, None, None]  # no target_lines column
+    stats = completion_stats(
+        [ids_of(tokenizer, think("47 + 8 = 55\n+ 2 = 57")), ids_of(tokenizer, think("= 57"))],
+        tokenizer,
+        prompts=[prompts["budget"]] * 2,
+        answer=["57", "57"],
+        budget=[B, B],
+        mode=["think", "think"],
+        target_lines=[2, 2],
+    )
+    assert [s["at_target"] for s in stats] == [1.0, 0.0]
 
 
 def _bounds(f):
@@ -377,6 +422,7 @@ def test_fuzz_random_token_ids_and_strings(rewards, tokenizer, prompts):
         mode=[rng.choice(["think", "no_think", None, "bogus"]) for _ in range(n)],
         task=[rng.choice(["gsm8k", None, "rg/leg_counting"]) for _ in range(n)],
         meta=[rng.choice(["{}", None, "not json", {"a": 1}]) for _ in range(n)],
+        target_lines=[rng.choice([None, 0, 2, 7, -1, float("nan"), "3", "x"]) for _ in range(n)],
     )
     for name, f in rewards.items():
         values = f(**kw)

@@ -246,3 +246,18 @@ def test_a_training_recipe_names_a_prepared_dataset_and_says_how_to_write_it(
     assert data.prepare_command("/elsewhere/mix") == (
         "python data/prepare.py --config configs/data/<mix>.yaml --output_dir /elsewhere/mix"
     )
+
+
+def test_rollout_metrics_at_target_per_budget():
+    """The share of rollouts at their target's granularity is logged in the row's budget bucket (and the
+    no-budget one), only where the row has a target: the curve of what the granularity reward pays."""
+    base = {"answer_tokens": 5, "correct": True, "thinking_tokens": 20, "within_budget": True}
+    stats = [
+        base | {"mode": "think", "budget": 32, "at_target": 1.0},
+        base | {"mode": "think", "budget": None, "within_budget": None, "at_target": 0.0},
+        base | {"mode": "think", "budget": 64, "at_target": None},  # no target: nothing logged
+        base | {"mode": "no_think", "budget": None, "no_think_compliant": True, "at_target": None},
+    ]
+    shape = [(k, v) for k, v in rollout_metrics(stats) if k.endswith("/at_target")]
+    assert shape == [("thinkbudget/budget_32/at_target", 1.0), ("thinkbudget/no_budget/at_target", 0.0)]
+    assert not [k for k, _ in rollout_metrics([{**stats[0]} | {"at_target": None}]) if "at_target" in k]

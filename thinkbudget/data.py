@@ -22,6 +22,11 @@ block, so the target is just the answer), or the text flags ``/think``/``/no_thi
 A flag row with a budget still states it through ``thinking_budget``.
 
 Problems without traces (reasoning-gym) only make no-think SFT rows; in RL they take any type.
+
+RL rows carry no target, but they carry its shape: ``target_lines``, the number of arithmetic lines of
+the trace an SFT row of the same type would be trained on (0 for the result alone; None on thinking-off
+rows and problems without traces), which the ``granularity`` reward pays for
+(:func:`target_lines_of`).
 """
 
 from __future__ import annotations
@@ -402,13 +407,40 @@ SFT_COLUMNS = (
     "thinking_tokens",
     "granularity",
 )
-RL_COLUMNS = ("prompt", "question", "answer", "task", "meta", "mode", "control", "budget", "id")
+RL_COLUMNS = (
+    "prompt",
+    "question",
+    "answer",
+    "task",
+    "meta",
+    "mode",
+    "control",
+    "budget",
+    "id",
+    "target_lines",
+)
+
+
+def target_lines_of(
+    problem: Problem, plan: RowPlan, tokenizer: Any, *, plan_line: bool = False
+) -> int | None:
+    """The arithmetic lines of the trace that SFT trains for ``problem`` under ``plan`` (the finest sound
+    trace that fits its budget, :func:`fit_trace`; 0 for the result alone), counted by
+    :func:`thinkbudget.traces.check_lines`: the granularity a GRPO rollout of that row should write. None
+    on a thinking-off row, for a problem without traces, or where not even the result fits.
+
+    Why the line count: each coarser granularity of a problem saves lines (``gen_chain`` keeps only
+    those), so the count names the granularity, and a completion's count is read by the same parser."""
+    if plan.mode != "think" or not problem.traces:
+        return None
+    _, trace, _ = fit_trace(problem, plan.budget, tokenizer, plan=plan_line)
+    return None if trace is None else check_lines(trace).lines
 
 
 def _features(kind: str):
     from datasets import Features, Value
 
-    ints = {"budget", "thinking_tokens"}
+    ints = {"budget", "thinking_tokens", "target_lines"}
     cols = SFT_COLUMNS if kind == "sft" else RL_COLUMNS
     return Features({c: Value("int64") if c in ints else Value("string") for c in cols})
 
@@ -452,7 +484,8 @@ def build_sft_dataset(args: DataMixArguments, tokenizer: Any, split: str = "trai
 
 
 def build_rl_dataset(args: DataMixArguments, tokenizer: Any, split: str = "train"):
-    """RL rows: a per-row rendered prompt (mode/budget applied) with gold answer, task and meta."""
+    """RL rows: a per-row rendered prompt (mode/budget applied) with gold answer, task, meta and the
+    target's shape (``target_lines``, :func:`target_lines_of`)."""
     from datasets import Dataset
 
     args.validate()
@@ -469,6 +502,7 @@ def build_rl_dataset(args: DataMixArguments, tokenizer: Any, split: str = "train
             "control": plan.control,
             "budget": plan.budget,
             "id": p.id,
+            "target_lines": target_lines_of(p, plan, tokenizer, plan_line=args.plan_line),
         }
         for c in RL_COLUMNS:
             rows[c].append(row[c])

@@ -48,6 +48,7 @@ from thinkbudget.protocol import (
     THINK_FLAG,
     THINK_OPEN,
 )
+from thinkbudget.traces import check_lines
 
 logger = logging.getLogger(__name__)
 
@@ -238,6 +239,10 @@ def _column(kwargs: dict[str, Any], name: str, n: int) -> list[Any]:
     return values + [None] * (n - len(values)) if len(values) < n else values[:n]
 
 
+ROW_COLUMNS = ("answer", "budget", "mode", "task", "meta", "target_lines")
+"""The dataset columns a reward reads (``data.RL_COLUMNS`` writes them)."""
+
+
 def build_rows(
     tokenizer: Any,
     prompts: Sequence[Any] | None,
@@ -247,13 +252,13 @@ def build_rows(
 ) -> list[dict[str, Any]]:
     """One dict per completion, as every reward and :func:`completion_stats` see it: ``prompt``,
     ``parsed`` (the one parser, cached), and the dataset columns ``answer``, ``budget``, ``mode``,
-    ``task``, ``meta`` (``mode`` resolved from the prompt when the column is missing, ``budget`` an int
-    or None)."""
+    ``task``, ``meta``, ``target_lines`` (``mode`` resolved from the prompt when the column is missing,
+    ``budget`` an int or None)."""
     n = len(completion_ids) if completion_ids is not None else len(completions or [])
     prompts = list(prompts) if prompts is not None else [None] * n
     completions = list(completions) if completions is not None else [None] * n
     ids = list(completion_ids) if completion_ids is not None else [None] * n
-    cols = {name: _column(columns, name, n) for name in ("answer", "budget", "mode", "task", "meta")}
+    cols = {name: _column(columns, name, n) for name in ROW_COLUMNS}
     rows = []
     for i in range(n):
         row = {
@@ -601,6 +606,36 @@ class CosineReward(Reward):
         return lo + 0.5 * (hi - lo) * (1.0 + cosine)
 
 
+class GranularityReward(Reward):
+    """``granularity``: 1 when the thinking is the trace the data stage would train for this row, by
+    shape: as many arithmetic lines as its target (``target_lines``: the finest sound trace that fits
+    the budget, 0 for the result alone; :func:`thinkbudget.data.target_lines_of`), every one correct
+    (:func:`thinkbudget.traces.check_lines`, the evaluation's step correctness); else 0.
+
+    Why: correctness and the budget terms pay a right answer within the budget, whatever the trace; on
+    a problem whose full trace does not fit they cannot tell a coarser complete solution from a guess,
+    and a harsher over-budget penalty taught guessing everywhere
+    (``results/grpo-budgeted-experiment-cpu-smollm2-135m``). This term pays the budget's decision
+    itself: a full trace where it fits, a coarser one where that fits, the result alone where nothing
+    does, and a full trace on every free-thinking row, so it cannot be met by never reasoning.
+    An unclosed think block, and an empty one, get 0. None on thinking-off rows and rows without a target.
+    """
+
+    name = "granularity"
+    bounds = (0.0, 1.0)
+
+    def row(self, row):
+        target = row["target_lines"]
+        if row["mode"] != "think" or target is None or (isinstance(target, float) and math.isnan(target)):
+            return None
+        p: ParsedCompletion = row["parsed"]
+        if think_unclosed(p, row["prompt"]):
+            return 0.0
+        check = check_lines(p.thinking)
+        # A result must be stated: an empty think block is not the result alone ("= 52").
+        return float(check.lines == int(target) and check.all_correct and check.result is not None)
+
+
 class AnswerLengthReward(Reward):
     """``answer_length``: r = -min(1, max(0, answer_tokens - answer_cap) / answer_cap), on every row.
 
@@ -631,6 +666,7 @@ REWARDS: dict[str, type[Reward]] = {
         SoftOverlongReward,
         GroupLengthReward,
         CosineReward,
+        GranularityReward,
         AnswerLengthReward,
     )
 }
@@ -680,9 +716,11 @@ def completion_stats(
 
     Each dict: ``mode``, ``budget`` (int or None), ``thinking_tokens``, ``answer_tokens``,
     ``within_budget`` (closed and thinking <= budget; None without a budget), ``correct`` (None
-    without gold), ``no_think_compliant`` (None on think rows).
+    without gold), ``no_think_compliant`` (None on think rows), ``at_target`` (the ``granularity``
+    reward's verdict; None where it does not apply).
     """
     helper = CorrectnessReward(tokenizer)
+    shape = GranularityReward(tokenizer)
     out = []
     for row in build_rows(tokenizer, prompts, None, completion_ids, columns):
         parsed = row["parsed"]
@@ -704,6 +742,7 @@ def completion_stats(
                 else parsed.within_budget(row["budget"], closed=closed),
                 "correct": correct,
                 "no_think_compliant": None if row["mode"] != "no_think" else parsed.no_think_compliant,
+                "at_target": shape.row(row),
             }
         )
     return out

@@ -42,7 +42,7 @@ from trl import GRPOConfig, GRPOTrainer, ModelConfig
 from thinkbudget.data import DatasetArguments
 from thinkbudget.forcing import ThinkingBudgetProcessor
 from thinkbudget.hardware import OutputHeadArguments, uses_full_logits
-from thinkbudget.rewards import REWARDS, RewardParams, check_reward_names, completion_stats
+from thinkbudget.rewards import REWARDS, ROW_COLUMNS, RewardParams, check_reward_names, completion_stats
 from thinkbudget.run_folders import RunFolderArguments
 
 logger = logging.getLogger(__name__)
@@ -197,7 +197,8 @@ def rollout_metrics(stats: Sequence[dict[str, Any]]) -> list[tuple[str, float]]:
     processes is the exact share/mean. Names: ``thinkbudget/accuracy`` (and ``.../think/accuracy``,
     ``.../no_think/accuracy``), ``thinkbudget/budget_<B>/{thinking_tokens,within_budget,accuracy}``,
     ``thinkbudget/no_budget/thinking_tokens``, ``thinkbudget/no_think/compliance``,
-    ``thinkbudget/answer_tokens``.
+    ``thinkbudget/answer_tokens``, and ``.../at_target`` beside ``thinking_tokens`` where the row has a
+    target granularity (the share of rollouts that write it).
     """
     out: list[tuple[str, float]] = []
     for s in stats:
@@ -214,7 +215,10 @@ def rollout_metrics(stats: Sequence[dict[str, Any]]) -> list[tuple[str, float]]:
             if s["correct"] is not None:
                 out.append((f"{bucket}/accuracy", float(s["correct"])))
         else:
-            out.append(("thinkbudget/no_budget/thinking_tokens", float(s["thinking_tokens"])))
+            bucket = "thinkbudget/no_budget"
+            out.append((f"{bucket}/thinking_tokens", float(s["thinking_tokens"])))
+        if s["mode"] != "no_think" and s.get("at_target") is not None:
+            out.append((f"{bucket}/at_target", float(s["at_target"])))
     return out
 
 
@@ -361,7 +365,7 @@ class ThinkBudgetGRPOTrainer(GRPOTrainer):
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
         t0 = time.perf_counter()
         rewards = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
-        columns = {k: [x.get(k) for x in inputs] for k in ("answer", "budget", "mode", "task", "meta")}
+        columns = {k: [x.get(k) for x in inputs] for k in ROW_COLUMNS}
         stats = completion_stats(completion_ids_list, self.processing_class, prompts=prompts, **columns)
         for name, value in rollout_metrics(stats):
             self._log_metric(name, value)  # averaged over all rows of all processes by TRL
