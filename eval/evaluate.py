@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -322,7 +323,7 @@ def generate_pending(
         )
         model.eval()
     generator = generation.build_generator(
-        plan.backend,
+        args.backend,
         model=model,
         tokenizer=tokenizer,
         sampling=plan.sampling,
@@ -337,26 +338,24 @@ def generate_pending(
 
         scorer = TrainedScorer(args.best_of_n_scorer)
     # A GPU takes bigger hf batches; paged/vllm schedule internally, their batch is only the resume unit.
+    plan.backend = generator.name  # auto resolved with the model in hand (results.json records it)
     batch_size = args.batch_size or generator.default_batch_size * (4 if gpu and plan.backend == "hf" else 1)
-    if plan.backend == "hf":  # it keeps batch_size rows in flight and refills them: hand it more at once
+    if plan.backend in ("hf", "cached"):  # batch_size rows in flight, refilled: hand it more at once
         batch_size *= HF_REFILL_CHUNKS
     tokens, seconds = 0, 0.0
     try:
         with tqdm(
             total=len(pending), unit="sample", desc=f"generating ({plan.backend})", dynamic_ncols=True
         ) as bar:
-            for lo in range(0, len(pending), batch_size):
-                batch = pending[lo : lo + batch_size]
-                start = time.perf_counter()
-                outputs = generator.generate(
-                    [
-                        generation.GenerationRequest(
-                            s.prompt.ids, s.prompt.force_budget, seed=generation.sample_seed(args.seed, s.key)
-                        )
-                        for s in batch
-                    ]
+            requests = [
+                generation.GenerationRequest(
+                    s.prompt.ids, s.prompt.force_budget, seed=generation.sample_seed(args.seed, s.key)
                 )
-                seconds += time.perf_counter() - start
+                for s in pending
+            ]
+            for indices, outputs, spent in in_batches(generator, requests, batch_size):
+                batch = [pending[i] for i in indices]
+                seconds += spent
                 tokens += sum(len(o.token_ids) for o in outputs)
                 records = [
                     evaluation.make_record(
@@ -382,6 +381,33 @@ def generate_pending(
     finally:
         generator.close()
     return tokens, seconds
+
+
+def in_batches(
+    generator: generation.Generator, requests: list[generation.GenerationRequest], batch_size: int
+) -> Iterator[tuple[list[int], list[generation.GenerationResult], float]]:
+    """(request indices, their results, seconds generating) for every ``batch_size`` finished requests,
+    each batch written to samples.jsonl before the next. A streaming generator (cached) gets every
+    request at once and stays full to the end; the others get one batch per call."""
+    stream = getattr(generator, "stream", None)
+    if stream is None:
+        for lo in range(0, len(requests), batch_size):
+            start = time.perf_counter()
+            outputs = generator.generate(requests[lo : lo + batch_size])
+            yield list(range(lo, lo + len(outputs))), outputs, time.perf_counter() - start
+        return
+    indices: list[int] = []
+    outputs: list[generation.GenerationResult] = []
+    start = time.perf_counter()
+    for i, result in stream(requests):
+        indices.append(i)
+        outputs.append(result)
+        if len(indices) == batch_size:
+            yield indices, outputs, time.perf_counter() - start
+            indices, outputs = [], []
+            start = time.perf_counter()
+    if indices:
+        yield indices, outputs, time.perf_counter() - start
 
 
 def evaluate_run(args: EvalArguments, plan: Plan) -> Path:

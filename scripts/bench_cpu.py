@@ -20,6 +20,14 @@ with fp32 master weights for training, bf16 weights for generation):
 5. **quality of bf16**: the first ``quality_steps`` steps' loss of the raw loop in both precisions
    (same batches, same seed), and greedy evaluation answers of one checkpoint in both precisions.
 
+``--decoding_only true`` measures decoding alone, bf16, before (the hf backend: ``model.generate`` in
+refilled batches) against after (the cached engine, ``thinkbudget/kv_engine.py``): the real evaluation
+(eval/evaluate.py at the proof's settings, once a side, answers compared sample by sample), the
+evaluation generator over ``--repeats`` alternating runs, greedy answers, GRPO steps with each rollout
+backend, and decoding's FLOP rate against a large bf16 matmul's::
+
+    python scripts/bench_cpu.py --decoding_only true --checkpoint RUN/rl --output results/cpu-speed-decoding
+
 Writes ``<output>.json`` and ``<output>.md`` with machine, commit and command; the targets of the
 issue (SFT trainer >= 80 % of raw bf16, evaluation >= 70 % of plain bf16 generate, fast over fp32:
 SFT >= 2x, evaluation >= 3x, GRPO step >= 2.5x, loss within 2 %, greedy answers agree >= 95 %) are
@@ -68,12 +76,37 @@ class BenchArguments:
     eval_batch: int = field(default=64, metadata={"help": "Generation batch rows (rows)."})
     eval_max_new_tokens: int = field(default=192, metadata={"help": "Generation limit (tokens)."})
     agreement_problems: int = field(default=100, metadata={"help": "Problems of the greedy check."})
+    decoding_only: bool = field(
+        default=False,
+        metadata={
+            "help": "Only decoding, bf16: the hf backend (before) against cached (after) in evaluation and "
+            "GRPO rollouts, the greedy agreement of the two, and decoding's share of a large bf16 matmul's "
+            "FLOP rate (true/false)."
+        },
+    )
+    repeats: int = field(default=3, metadata={"help": "Timed runs of each side in decoding_only (runs)."})
+    real_eval_limits: str = field(
+        default="200,200",
+        metadata={
+            "help": "decoding_only: problems of chain,gsm8k in the real evaluation (eval/evaluate.py at the "
+            "proof's settings: off, 32, 64, 128 and free thinking, 224 new tokens, batch 64) run once with "
+            "each backend; empty = skip it (problems)."
+        },
+    )
     quick: bool = field(default=False, metadata={"help": "Tiny sizes for a smoke run (true/false)."})
     seed: int = field(default=0, metadata={"help": "Random seed."})
     output: str = field(default="results/cpu-speed", metadata={"help": "Output path without extension."})
 
     def __post_init__(self) -> None:
+        limits = self.real_eval_limits.split(",") if self.real_eval_limits else []
+        if self.real_eval_limits and (
+            len(limits) != 2 or not all(x.isdigit() and int(x) > 0 for x in limits)
+        ):
+            raise ValueError(
+                f"--real_eval_limits takes two positive problem counts (chain,gsm8k) or '', got {self.real_eval_limits!r}"
+            )
         if self.quick:
+            self.real_eval_limits = "2,1" if self.real_eval_limits else ""
             self.batch_rows, self.train_steps, self.quality_steps, self.quality_batch_rows = 4, 3, 3, 2
             self.grpo_steps, self.grpo_prompts, self.grpo_generations, self.grpo_max_completion = 1, 2, 2, 16
             self.eval_prompts, self.eval_batch, self.eval_max_new_tokens, self.agreement_problems = (
@@ -225,7 +258,12 @@ def sft_trainer(
 
 
 def grpo_steps(
-    model_path: str, args: BenchArguments, precision: str, out: Path, lm_head_loss: str = "auto"
+    model_path: str,
+    args: BenchArguments,
+    precision: str,
+    out: Path,
+    lm_head_loss: str = "auto",
+    rollout_backend: str = "hf",
 ) -> dict[str, Any]:
     """A few GRPO steps of the project's trainer; seconds per step split by phase."""
     from thinkbudget.data import DataMixArguments, build_rl_dataset
@@ -262,6 +300,7 @@ def grpo_steps(
         seed=args.seed,
         temperature=0.8,
         lm_head_loss=lm_head_loss,
+        rollout_backend=rollout_backend,
     )
     names = ["correctness", "soft_overlong", "format", "mode_compliance"]
     timer = StepTimer()
@@ -321,12 +360,12 @@ def eval_prompts(tokenizer: Any, n: int) -> list[Any]:
 
 
 def eval_generation(
-    model_path: str, args: BenchArguments, precision: str, greedy: bool = False
+    model_path: str, args: BenchArguments, precision: str, greedy: bool = False, backend: str = "hf"
 ) -> dict[str, Any]:
-    """The project's hf generator on the evaluation's thinking prompts."""
+    """The project's generator (``backend``: hf or cached) on the evaluation's thinking prompts."""
     import torch
 
-    from thinkbudget.generation import GenerationRequest, HFGenerator, SamplingSettings, sample_seed
+    from thinkbudget.generation import GenerationRequest, SamplingSettings, build_generator, sample_seed
 
     model, tokenizer = models.load_model_and_tokenizer(
         model_path, dtype="bfloat16" if precision == "bf16" else "float32"
@@ -335,7 +374,9 @@ def eval_generation(
     n = args.agreement_problems if greedy else args.eval_prompts
     problems, prompts = eval_prompts(tokenizer, n)
     sampling = SamplingSettings(args.eval_max_new_tokens, 0.0 if greedy else 0.6, 0.95, 20, args.seed)
-    gen = HFGenerator(tokenizer, sampling, model=model, batch_rows=args.eval_batch)
+    gen = build_generator(
+        backend, model=model, tokenizer=tokenizer, sampling=sampling, batch_rows=args.eval_batch
+    )
     reqs = [GenerationRequest(p, seed=sample_seed(args.seed, str(i))) for i, p in enumerate(prompts)]
     gen.generate(reqs[: min(4, len(reqs))])  # warm-up
     t0 = time.perf_counter()
@@ -428,6 +469,8 @@ def main(args: BenchArguments) -> dict[str, Any]:
     tmp = Path(tempfile.mkdtemp(prefix="bench_cpu_"))
     if args.lm_head_only:
         return lm_head_comparison(args, model_path, dataset.select(range(n_rows)), train_batches, report, tmp)
+    if args.decoding_only:
+        return decoding_comparison(args, checkpoint, report, tmp)
     for precision in PRECISIONS:
         logger.info("[%s] raw training", precision)
         report[f"raw_train_{precision}"] = raw_training(model_path, train_batches, precision, args.seed)
@@ -557,6 +600,209 @@ def lm_head_comparison(
     out.with_suffix(".md").write_text("\n".join(lines))
     logger.info("wrote %s.json and %s.md", out, out)
     return report
+
+
+def matmul_gflops(n: int = 2048, repeats: int = 5) -> dict[str, float]:
+    """The bf16 FLOP rate of one large square matmul on these cores (best and mean of ``repeats``)."""
+    import torch
+
+    a, b = torch.randn(n, n, dtype=torch.bfloat16), torch.randn(n, n, dtype=torch.bfloat16)
+    a @ b  # warm-up
+    rates = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        a @ b
+        rates.append(2 * n**3 / (time.perf_counter() - t0) / 1e9)
+    return {"n": n, "best": max(rates), "mean": sum(rates) / len(rates)}
+
+
+def decode_flops_per_token(model_path: str, context: float) -> float:
+    """Multiply-adds x 2 of one decoded token: every linear layer and the output head (the embedding is
+    a lookup), plus attention's scores and weighted sum over ``context`` cached positions."""
+    from transformers import AutoConfig
+
+    c = AutoConfig.from_pretrained(model_path)
+    head_dim = getattr(c, "head_dim", None) or c.hidden_size // c.num_attention_heads
+    q, kv = c.num_attention_heads * head_dim, c.num_key_value_heads * head_dim
+    per_layer = c.hidden_size * (q + 2 * kv) + q * c.hidden_size + 3 * c.hidden_size * c.intermediate_size
+    attention = 2 * c.num_attention_heads * head_dim * context
+    return 2 * (c.num_hidden_layers * (per_layer + attention) + c.hidden_size * c.vocab_size)
+
+
+def spread(values: list[float]) -> dict[str, Any]:
+    return {"runs": values, "mean": sum(values) / len(values), "min": min(values), "max": max(values)}
+
+
+def decoding_comparison(
+    args: BenchArguments, checkpoint: str, report: dict[str, Any], tmp: Path
+) -> dict[str, Any]:
+    """bf16: evaluation's generation and GRPO steps with the hf backend (model.generate, refilled batches)
+    and the cached engine, ``repeats`` alternating runs each; greedy answers of both; decoding's FLOP rate
+    against a large matmul's."""
+    report["matmul_bf16_gflops"] = matmul_gflops()
+    evals: dict[str, list[dict[str, Any]]] = {"hf": [], "cached": []}
+    for k in range(args.repeats):
+        for backend in ("hf", "cached") if k % 2 == 0 else ("cached", "hf"):
+            logger.info("[bf16] evaluation generation, %s, run %d", backend, k + 1)
+            evals[backend].append(eval_generation(checkpoint, args, "bf16", backend=backend))
+    greedy = {b: eval_generation(checkpoint, args, "bf16", greedy=True, backend=b) for b in ("hf", "cached")}
+    real = real_evaluations(checkpoint, args, tmp) if args.real_eval_limits else None
+    grpo = {}
+    for backend in ("hf", "cached"):
+        logger.info("[bf16] GRPO steps, rollouts by %s", backend)
+        grpo[backend] = grpo_steps(checkpoint, args, "bf16", tmp / f"grpo-{backend}", rollout_backend=backend)
+    a, b = greedy["hf"], greedy["cached"]
+    agree = sum(x == y for x, y in zip(a["answers"], b["answers"])) / len(a["answers"])
+    identical = sum(x == y for x, y in zip(a["token_ids"], b["token_ids"])) / len(a["token_ids"])
+    for g in (a, b):
+        del g["token_ids"]
+    rate = {k: spread([r["tokens_per_s"] for r in v]) for k, v in evals.items()}
+    # Mean context of a decoded token: the prompt plus half of what the rows generate on average.
+    r0 = evals["cached"][0]
+    _, prompts = eval_prompts(models.load_tokenizer(checkpoint), args.eval_prompts)
+    context = sum(len(p) for p in prompts) / len(prompts) + r0["tokens"] / r0["rows"] / 2
+    flops = decode_flops_per_token(checkpoint, context)
+    decode_gflops = rate["cached"]["mean"] * flops / 1e9
+    figures = {
+        "eval_cached_over_hf": rate["cached"]["mean"] / rate["hf"]["mean"],
+        "grpo_step_hf_over_cached": grpo["hf"]["step_s"] / grpo["cached"]["step_s"],
+        "grpo_generation_hf_over_cached": grpo["hf"]["generation_s"] / grpo["cached"]["generation_s"],
+        "greedy_answer_agreement": agree,
+        "greedy_identical_completions": identical,
+        "decode_flops_per_token": flops,
+        "decode_gflops_cached": decode_gflops,
+        "decode_share_of_matmul": decode_gflops / report["matmul_bf16_gflops"]["best"],
+    }
+    report.update({"eval": rate, "eval_runs": evals, "greedy": greedy, "grpo": grpo, "figures": figures})
+    real_rows = []
+    if real is not None:
+        report["real_eval"] = real
+        figures["real_eval_cached_over_hf"] = real["cached"]["tokens_per_s"] / real["hf"]["tokens_per_s"]
+        real_rows = [
+            ("real evaluation, cached >= 2.5x hf's tokens/s", figures["real_eval_cached_over_hf"], 2.5),
+            (
+                "real evaluation, cached >= 2.5x 141 tokens/s (the proof's)",
+                real["cached"]["tokens_per_s"] / 141,
+                1.0,
+            ),
+        ]
+    report["targets"] = [
+        {"target": t, "value": v, "verdict": verdict(v, x)}
+        for t, v, x in (
+            *real_rows,
+            ("evaluation generation, cached >= 2x hf (tokens/s)", figures["eval_cached_over_hf"], 2.0),
+            ("GRPO step >= 2x faster (cached rollouts against hf)", figures["grpo_step_hf_over_cached"], 2.0),
+            ("greedy answers agree on >= 95 % of problems", agree, 0.95),
+            ("decoding >= 50 % of a large bf16 matmul's FLOP rate", figures["decode_share_of_matmul"], 0.5),
+        )
+    ]
+    out = Path(args.output)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    run_folders.write_json_atomic(out.with_suffix(".json"), report)
+    out.with_suffix(".md").write_text(decoding_markdown(report, args))
+    logger.info("wrote %s.json and %s.md", out, out)
+    return report
+
+
+def real_evaluations(checkpoint: str, args: BenchArguments, tmp: Path) -> dict[str, Any]:
+    """eval/evaluate.py as the proof runs it, once with each backend into its own folder (same seeds):
+    throughput from its results.json, and how many samples (by key) got the same answer and the same
+    tokens from both."""
+    import json
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    out: dict[str, Any] = {}
+    samples = {}
+    for backend in ("hf", "cached"):
+        folder = tmp / f"real-eval-{backend}"
+        command = [
+            sys.executable, str(root / "eval/evaluate.py"), "--config", str(root / "configs/eval/default.yaml"),
+            "--model", checkpoint, "--output", str(folder), "--backend", backend,
+            "--tasks", "chain,gsm8k", "--task_limits", *args.real_eval_limits.split(","),
+            "--budgets", "off,32,64,128,none", "--methods", "no_think,budget_prompt,think",
+            "--max_new_tokens", "224", "--batch_size", "64",
+        ]  # fmt: skip
+        logger.info("[bf16] real evaluation, %s: %s", backend, " ".join(command))
+        subprocess.run(command, check=True, cwd=root)
+        results = json.loads((folder / "results.json").read_text())
+        out[backend] = {**results["throughput"], "command": " ".join(command[1:])}
+        with (folder / "samples.jsonl").open() as f:
+            samples[backend] = {r["key"]: r for r in map(json.loads, f)}
+    a, b = samples["hf"], samples["cached"]
+    keys = sorted(a.keys() & b.keys())
+    out["samples_compared"] = len(keys)
+    out["same_answer"] = sum(a[k]["final_answer"] == b[k]["final_answer"] for k in keys) / len(keys)
+    out["same_tokens"] = sum(a[k]["completion_ids"] == b[k]["completion_ids"] for k in keys) / len(keys)
+    out["accuracy"] = {n: sum(s[k]["correct"] for k in keys) / len(keys) for n, s in samples.items()}
+    return out
+
+
+def decoding_markdown(r: dict[str, Any], args: BenchArguments) -> str:
+    e, g, fg = r["eval"], r["grpo"], r["figures"]
+
+    def runs(x: dict[str, Any]) -> str:
+        return f"{x['mean']:,.1f} ({x['min']:,.1f}–{x['max']:,.1f})"
+
+    lines = [
+        "# Decoding on the CPU: model.generate (hf) against the cached engine (bf16)",
+        "",
+        f"Machine: {r['device']}; native bf16: {r['cpu_native_bf16']}; torch threads: {r['torch_threads']}.",
+        f"Commit `{r['commit']}`. Command: `{r['command']}`. Model `{r['model']}`"
+        + (f", checkpoint `{r['checkpoint']}`" if r["checkpoint"] else "")
+        + ".",
+        f"Evaluation: {args.eval_prompts} synthetic test prompts with free thinking, up to {args.eval_max_new_tokens} "
+        f"new tokens, {args.eval_batch} rows in flight, temperature 0.6, top-p 0.95, top-k 20, per-sample seeds; "
+        f"{args.repeats} runs a side, alternating (mean, min–max). GRPO: {g['cached']['completions_per_step']} "
+        f"completions of up to {args.grpo_max_completion} tokens a step, {g['cached']['steps_timed']} timed steps a side.",
+        "",
+        "| measurement | hf (before) | cached (after) | after / before |",
+        "|---|---:|---:|---:|",
+    ]
+    real = r.get("real_eval")
+    if real:
+        h, c = real["hf"], real["cached"]
+        lines.append(
+            f"| real evaluation ({real['samples_compared']:,} samples), tokens/s | {h['tokens_per_s']:,.1f} | "
+            f"{c['tokens_per_s']:,.1f} | {c['tokens_per_s'] / h['tokens_per_s']:.2f}x |"
+        )
+        lines.append(
+            f"| real evaluation, seconds generating | {h['seconds']:,.0f} | {c['seconds']:,.0f} | – |"
+        )
+    lines += [
+        f"| evaluation generation, tokens/s | {runs(e['hf'])} | {runs(e['cached'])} | {fg['eval_cached_over_hf']:.2f}x |",
+    ]
+    for part in ("step_s", "generation_s", "optimisation_s"):
+        h, c = g["hf"][part], g["cached"][part]
+        lines.append(
+            f"| GRPO {part.replace('_s', '')}, seconds per step | {h:.2f} | {c:.2f} | {h / c if c else float('nan'):.2f}x faster |"
+        )
+    mm = r["matmul_bf16_gflops"]
+    if real:
+        lines += [
+            "",
+            f"Real evaluation: `{real['cached']['command']}` (and `--backend hf`), chain and GSM8K at thinking off, "
+            f"budgets 32/64/128 and free thinking, per-sample seeds: the same answer on "
+            f"{100 * real['same_answer']:.1f} % of samples, the same tokens on {100 * real['same_tokens']:.1f} %; "
+            f"accuracy hf {100 * real['accuracy']['hf']:.1f} %, cached {100 * real['accuracy']['cached']:.1f} %.",
+        ]
+    lines += [
+        "",
+        f"Greedy, {len(r['greedy']['hf']['answers'])} problems: boxed answers agree on {100 * fg['greedy_answer_agreement']:.0f} %, "
+        f"identical completions {100 * fg['greedy_identical_completions']:.0f} %.",
+        f"FLOP rate: a {mm['n']}² bf16 matmul {mm['best']:,.0f} GFLOP/s (best of 5); decoding with the cached engine "
+        f"{fg['decode_gflops_cached']:,.0f} GFLOP/s ({fg['decode_flops_per_token'] / 1e9:.3f} GFLOP a token, linear "
+        f"layers, output head and attention over the mean context): {100 * fg['decode_share_of_matmul']:.0f} %.",
+        "",
+        "## Targets",
+        "",
+        "| target | value | verdict |",
+        "|---|---:|---|",
+    ]
+    for t in r["targets"]:
+        lines.append(f"| {t['target']} | {t['value']:.3f} | {t['verdict']} |")
+    return "\n".join(lines) + "\n"
 
 
 def markdown(r: dict[str, Any]) -> str:

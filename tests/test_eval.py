@@ -536,3 +536,21 @@ def test_bench_script_runs_at_tiny_size(tmp_path):
     )
     for key in ("device", "commit", "command", "num_prompts"):
         assert report[key]
+
+
+def test_cached_backend_writes_the_samples_hf_writes(tmp_path):
+    """The whole evaluation streamed through the cached engine (batches of 3 written as they finish)
+    holds, sample by sample, the hf evaluation's tokens, answers and flags; fp32
+    here, so no bf16 rounding separates them."""
+    run_eval(*SMOKE, "--output", str(tmp_path / "hf"), "--dtype", "float32")
+    args = [a if a != "hf" else "cached" for a in SMOKE]
+    args[args.index("--batch_size") + 1] = "3"
+    out = tmp_path / "cached"
+    run_eval(*args, "--output", str(out), "--dtype", "float32")
+    hf = {r["key"]: r for r in read_samples(tmp_path / "hf")}
+    cached = {r["key"]: r for r in read_samples(out)}
+    assert cached.keys() == hf.keys()
+    for key, r in cached.items():
+        for name in ("completion_ids", "final_answer", "forced", "finish_reason", "thinking_tokens"):
+            assert r[name] == hf[key][name], (key, name)
+    assert evaluation.load_results(out)["backend"] == "cached"

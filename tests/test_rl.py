@@ -279,7 +279,8 @@ def _tiny_grpo_trainer(model, tok, tmp_path, dataset, budget_forcing_rollouts=Fa
     )
 
 
-def test_budget_forced_rollouts_stop_thinking_at_the_budget(tiny_model_path, tokenizer, tmp_path):
+@pytest.mark.parametrize("backend", ["hf", "cached"])
+def test_budget_forced_rollouts_stop_thinking_at_the_budget(backend, tiny_model_path, tokenizer, tmp_path):
     from datasets import Dataset
 
     from thinkbudget.models import load_model_and_tokenizer
@@ -315,12 +316,17 @@ def test_budget_forced_rollouts_stop_thinking_at_the_budget(tiny_model_path, tok
         max_completion_length=16,
         max_steps=1,
     )
+    trainer.args.rollout_backend = backend
     prompt_ids = [tok(p, add_special_tokens=False)["input_ids"] for p in prompts]
+    assert trainer._cached_rollouts(trainer.accelerator.unwrap_model(trainer.model_wrapped)) == (
+        backend == "cached"
+    )
     torch.manual_seed(0)
     completion_ids, _ = trainer._generate_single_turn(prompt_ids, None, {}, 3)
     close_id = tok.convert_tokens_to_ids("</think>")
     for ids, budget in zip(completion_ids, budgets):
         parsed = parse_completion(ids, tok)  # no <think> in the completion: the prompt opened it
+        assert len(ids) == 16 or ids[-1] == tok.eos_token_id
         if budget is None:
             assert close_id not in ids[:15]
         else:

@@ -71,13 +71,13 @@ class EvalArguments:
     backend: str = field(
         default="auto",
         metadata={
-            "help": f"Generation backend: {', '.join(generation.BACKENDS)} (auto: vllm/paged on GPU, hf on CPU)."
+            "help": f"Generation backend: {', '.join(generation.BACKENDS)} (auto: vllm/paged on a GPU; cached on a CPU for llama/qwen2/qwen3 models, hf for others)."
         },
     )
     batch_size: int | None = field(
         default=None,
         metadata={
-            "help": "Samples per generation call (samples); default: the backend's (hf 16, paged 1024)."
+            "help": "Rows in flight for hf and cached, the resume unit for paged and vllm (samples); default: the backend's (hf and cached 64, paged 1024)."
         },
     )
     temperature: float = field(default=0.6, metadata={"help": "Sampling temperature (0 = greedy)."})

@@ -1,6 +1,6 @@
 """Generation backends for evaluation: token ids in, generated token ids out.
 
-Three backends share one contract (:meth:`Generator.generate`): a list of :class:`GenerationRequest`
+Four backends share one contract (:meth:`Generator.generate`): a list of :class:`GenerationRequest`
 (prompt token ids, optional budget-forcing budget) becomes a list of :class:`GenerationResult`
 (generated token ids up to and including end-of-sequence, why generation stopped, the summed token
 log-probability). Token counts are always taken from these ids by :mod:`thinkbudget.parsing`.
@@ -8,6 +8,10 @@ log-probability). Token counts are always taken from these ids by :mod:`thinkbud
 - ``hf``: batched ``model.generate`` with left padding (the caller sorts requests by prompt length).
   Budget forcing uses :class:`thinkbudget.forcing.ThinkingBudgetProcessor`, the same processor the
   RL stage uses for budget-constrained rollouts. Runs everywhere; the only backend tests need.
+- ``cached``: continuous batching over a preallocated KV cache (:mod:`thinkbudget.kv_engine`), the CPU's
+  fast path for Llama, Qwen2 and Qwen3 models: every row keeps its cache for its whole life, a finished
+  row's slot takes the next request at once. The hf backend's sampler, forcing rule and log-probability,
+  token for token (tested against it).
 - ``paged``: transformers continuous batching (paged KV cache, ``init_continuous_batching``), for GPUs.
   It accepts no custom logits processor, so budget forcing runs in rounds: generate until
   ``<think>``, then at most the remaining budget with ``</think>`` as a stop token, append
@@ -15,10 +19,10 @@ log-probability). Token counts are always taken from these ids by :mod:`thinkbud
   processor's (``</think>`` forced right after ``B`` thinking tokens).
 - ``vllm``: the same rounds on a vLLM engine, when ``vllm`` is importable and a GPU is present.
 
-``auto`` picks vllm, then paged on a GPU, and hf on a CPU.
+``auto`` picks vllm, then paged on a GPU; on a CPU cached where it runs the model, else hf.
 
-The summed log-probability (best-of-N's default scorer) is the model's own distribution under hf
-(before temperature and top-p) and vllm (its default raw log-probabilities), and the sampling
+The summed log-probability (best-of-N's default scorer) is the model's own distribution under hf and
+cached (before temperature and top-p) and vllm (its default raw log-probabilities), and the sampling
 distribution under paged (transformers returns log-probabilities of the processed logits); a forced
 ``</think>`` counts 0. Compare best-of-N across backends with that in mind.
 """
@@ -28,7 +32,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,7 +51,7 @@ from thinkbudget.protocol import THINK_CLOSE, THINK_OPEN
 
 logger = logging.getLogger(__name__)
 
-BACKENDS = ("auto", "hf", "paged", "vllm")
+BACKENDS = ("auto", "cached", "hf", "paged", "vllm")
 
 
 @dataclass(frozen=True)
@@ -231,6 +235,14 @@ class _RowStop(StoppingCriteria):
         return stopped.to(input_ids.device)
 
 
+def _sample_rng(sampling: SamplingSettings, request: GenerationRequest) -> torch.Generator | None:
+    """The request's own sampling generator (None for greedy decoding)."""
+    if not sampling.do_sample:
+        return None
+    seed = request.seed if request.seed is not None else int(torch.randint(0, 2**62, (1,)))
+    return torch.Generator().manual_seed(seed)
+
+
 @dataclass
 class _Slot:
     """One request in flight: what it has generated so far and its sampling state."""
@@ -285,10 +297,7 @@ class HFGenerator(Generator):
         return [r for r in results if r is not None]
 
     def _rng(self, request: GenerationRequest) -> torch.Generator | None:
-        if not self.sampling.do_sample:
-            return None
-        seed = request.seed if request.seed is not None else int(torch.randint(0, 2**62, (1,)))
-        return torch.Generator().manual_seed(seed)
+        return _sample_rng(self.sampling, request)
 
     def _run(self, slots: list[_Slot], limit: int, refill: int | None) -> None:
         """One ``model.generate`` call over ``slots``; extends each slot's tokens (padding removed)."""
@@ -340,6 +349,174 @@ class HFGenerator(Generator):
             slot.gen.extend(ids)
             # forced while the row was still generating (not on the padding after its end)
             slot.forced = slot.forced or fired_at.get(row, n) < n
+
+
+# ------------------------------------------------------------------------------------------------
+# cached: continuous batching over a preallocated KV cache (the CPU's fast path)
+# ------------------------------------------------------------------------------------------------
+@dataclass
+class _Row:
+    """One request in a slot of the engine: its tokens so far and its sampling and forcing state."""
+
+    index: int
+    request: GenerationRequest
+    rng: torch.Generator | None
+    scanner: Any = None  # a ThinkScanner for rows with a forcing budget
+    gen: list[int] = field(default_factory=list)
+    logprob: float = 0.0
+    forced: bool = False
+
+
+def _draw(scores: torch.Tensor, sampling: SamplingSettings) -> torch.Tensor:
+    """One token per row from torch's global generator, as ``model.generate`` samples: temperature,
+    then top-k, then top-p (the token that crosses top_p kept), one ``multinomial`` for the batch."""
+    s = scores / sampling.temperature
+    k = sampling.top_k
+    if k and k < s.shape[-1]:
+        s = s.masked_fill(s < torch.topk(s, k, dim=-1).values[:, -1:], -math.inf)
+    if sampling.top_p < 1.0:
+        ordered, idx = torch.sort(s, descending=True, dim=-1)
+        p = ordered.softmax(dim=-1)
+        drop = p.cumsum(dim=-1) - p >= sampling.top_p
+        s = s.scatter(1, idx, ordered.masked_fill(drop, -math.inf))
+    return torch.multinomial(s.softmax(dim=-1), 1)[:, 0]
+
+
+def _common_prefix(prompts: Sequence[Sequence[int]]) -> list[int]:
+    """The longest prefix of every prompt that leaves each at least one token of its own."""
+    first = prompts[0]
+    n = min(len(p) for p in prompts) - 1
+    for p in prompts[1:]:
+        k = 0
+        while k < n and p[k] == first[k]:
+            k += 1
+        n = k
+    return list(first[: max(n, 0)])
+
+
+@dataclass
+class CachedGenerator(Generator):
+    """Continuous batching over a preallocated KV cache (:class:`thinkbudget.kv_engine.KVEngine`).
+
+    ``batch_rows`` sequences are in flight; a finished one frees its slot at once and, once
+    ``refill_rows`` slots are free, waiting requests are prefilled into them together. Sampling, the
+    log-probability and budget forcing follow :class:`HFGenerator`'s rules token for token (the same
+    per-sample seeded sampler, the processor's forcing rule, the model's log-probability after
+    forcing), so a sample's tokens depend on its seed, not on its batch, up to floating-point noise.
+    Requests without a seed (GRPO's rollouts) are drawn together from torch's global generator.
+    For the architectures in :data:`thinkbudget.kv_engine.SUPPORTED`; ``hf`` runs any model.
+    """
+
+    model: Any = None
+    batch_rows: int = 64  # sequences in flight
+    refill_rows: int | None = None  # prefill waiting requests once this many slots are free (None: 1/8)
+    min_shared_prefix: int = 8  # tokens: a prefix all prompts share is read once from this length on
+    name: str = "cached"
+    default_batch_size: int = 64
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        from thinkbudget.kv_engine import KVEngine
+
+        KVEngine(self.model, 1, 1)  # refuses an unsupported architecture before any work
+        self.parser = get_parser(self.tokenizer)
+        self.open_id = self.tokenizer.convert_tokens_to_ids(THINK_OPEN)
+        self.close_id = self.tokenizer.convert_tokens_to_ids(THINK_CLOSE)
+
+    def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResult]:
+        results: list[GenerationResult | None] = [None] * len(requests)
+        for i, result in self.stream(requests):
+            results[i] = result
+        return [r for r in results if r is not None]
+
+    def stream(self, requests: Sequence[GenerationRequest]) -> Iterator[tuple[int, GenerationResult]]:
+        """(request index, result) as each request finishes. Handing a whole evaluation to one stream
+        keeps the slots full to its end: separate calls each end with a tail of a few long rows
+        decoded nearly alone, where a step costs almost as much as a full one."""
+        from collections import deque
+
+        from thinkbudget.kv_engine import KVEngine
+        from thinkbudget.parsing import ThinkScanner
+
+        if any(not r.prompt_ids for r in requests):
+            raise ValueError("a generation request has an empty prompt")
+        limit = self.sampling.max_new_tokens
+        slots = min(self.batch_rows, len(requests))
+        engine = KVEngine(self.model, slots, max(len(r.prompt_ids) for r in requests) + limit)
+        refill_at = self.refill_rows or max(1, slots // 8)
+        prefix = _common_prefix([r.prompt_ids for r in requests])
+        if len(prefix) >= self.min_shared_prefix:  # the system prompt every request shares: read once
+            engine.set_prefix(prefix)
+        if not requests:
+            return
+        queue = deque(enumerate(requests))
+        live: list[_Row] = []  # live[j] is in slot j; its last token is chosen, not yet read
+        while queue or live:
+            free = slots - len(live)
+            if queue and (free >= refill_at or not live):
+                new = [queue.popleft() for _ in range(min(free, len(queue)))]
+                rows = []
+                for i, r in new:
+                    scanner = None
+                    if r.force_budget is not None:
+                        scanner = ThinkScanner(self.parser, prefilled=r.prompt_ids[-1] == self.open_id)
+                    rng = _sample_rng(self.sampling, r) if r.seed is not None else None
+                    rows.append(_Row(i, r, rng, scanner))
+                logits = engine.prefill(
+                    list(range(len(live), len(live) + len(rows))), [r.request.prompt_ids for r in rows]
+                )
+                live.extend(rows)
+                with torch.inference_mode():
+                    self._choose(rows, logits)
+            else:
+                logits = engine.step(torch.tensor([row.gen[-1] for row in live]))
+                with torch.inference_mode():
+                    self._choose(live, logits)
+            done = [(row.gen[-1] in self.stop_ids) or len(row.gen) >= limit for row in live]
+            if not any(done):
+                continue
+            finished = [row for row, d in zip(live, done) if d]
+            # Pack the rows still going at the front: rows from the tail move into the holes.
+            n = len(live) - len(finished)
+            holes = [j for j in range(n) if done[j]]
+            tails = [j for j in range(n, len(live)) if not done[j]]
+            for hole, tail in zip(holes, tails):
+                engine.move(tail, hole)
+                live[hole] = live[tail]
+            live = live[:n]
+            for row in finished:
+                reason = "stop" if row.gen[-1] in self.stop_ids else "length"
+                yield row.index, GenerationResult(row.gen, reason, row.logprob, row.forced)
+
+    def _choose(self, rows: list[_Row], logits: torch.Tensor) -> None:
+        """Choose each row's next token from its logits: forcing, log-probability, then the draw."""
+        scores = logits
+        forced = []
+        for j, row in enumerate(rows):
+            budget = row.request.force_budget
+            if budget is None:
+                continue
+            scanner = row.scanner  # ThinkingBudgetProcessor's rule, fed the row's tokens so far
+            if scanner.n < len(row.gen) and not (scanner.finished or scanner.closed):
+                scanner.feed(row.gen[scanner.n :])
+            thinking = scanner.thinking
+            if thinking is not None and thinking >= budget:
+                scores[j] = torch.finfo(scores.dtype).min
+                scores[j, self.close_id] = 0.0
+                forced.append(j)
+        logprobs = torch.log_softmax(scores, dim=-1)
+        if self.sampling.do_sample and all(row.rng is None for row in rows):
+            picked = _draw(scores, self.sampling)  # unseeded rows (GRPO): one draw for the batch
+        elif self.sampling.do_sample:
+            picked = _SeededSampler([row.rng for row in rows], self.sampling)(None, scores).argmax(-1)
+        else:
+            picked = scores.argmax(-1)
+        chosen_lp = logprobs.gather(1, picked[:, None])[:, 0].tolist()
+        for j, (row, token) in enumerate(zip(rows, picked.tolist())):
+            row.gen.append(token)
+            row.logprob += chosen_lp[j]
+        for j in forced:
+            rows[j].forced = True
 
 
 # ------------------------------------------------------------------------------------------------
@@ -616,13 +793,18 @@ def vllm_available() -> bool:
     return importlib.util.find_spec("vllm") is not None
 
 
-def resolve_backend(backend: str) -> str:
-    """The concrete backend for ``backend`` (``auto``: vllm, then paged on a GPU, else hf)."""
+def resolve_backend(backend: str, model: Any = None) -> str:
+    """The concrete backend for ``backend``. ``auto``: vllm, then paged on a GPU; on a CPU ``cached``
+    for the architectures it runs (any, while ``model`` is not known yet), else hf."""
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
     gpu = torch.cuda.is_available()
     if backend == "auto":
-        return "vllm" if gpu and vllm_available() else ("paged" if gpu else "hf")
+        if gpu:
+            return "vllm" if vllm_available() else "paged"
+        from thinkbudget.kv_engine import supports
+
+        return "cached" if model is None or supports(model) else "hf"
     if backend == "vllm" and not vllm_available():
         raise ValueError("backend 'vllm' needs the vllm package (pip install 'thinkbudget[vllm]')")
     return backend
@@ -639,8 +821,13 @@ def build_generator(
     dtype: str = "auto",
     batch_rows: int | None = None,
 ) -> Generator:
-    """A ready generator. ``model`` is the loaded HF model (unused by vllm, which loads ``model_path``)."""
-    backend = resolve_backend(backend)
+    """A ready generator. ``model`` is the loaded HF model (unused by vllm, which loads ``model_path``).
+    ``auto`` is resolved here, with the model in hand; the generator's ``name`` is the backend it runs."""
+    backend = resolve_backend(backend, model)
+    if backend == "cached":
+        return CachedGenerator(
+            tokenizer, sampling, model=model, batch_rows=batch_rows or CachedGenerator.batch_rows
+        )
     if backend == "hf":
         return HFGenerator(
             tokenizer,

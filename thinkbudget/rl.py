@@ -15,7 +15,9 @@ applied), so the rendered text is exactly what the policy sees.
 
 :class:`ThinkBudgetGRPOTrainer` adds to TRL's ``GRPOTrainer``:
 
-- rollouts from a bf16 copy of the policy when training in bf16 on a CPU (refreshed every call);
+- rollouts from a bf16 copy of the policy when training in bf16 on a CPU (refreshed every call), decoded
+  by the cached engine (:mod:`thinkbudget.kv_engine`, ``rollout_backend``: continuous batching over a
+  preallocated KV cache, the group's prompt read once) where it runs the model;
 - budget-constrained rollouts (Elastic Reasoning): with ``budget_forcing_rollouts`` the
   :class:`~thinkbudget.forcing.ThinkingBudgetProcessor` forces ``</think>`` once a row has used the
   budget stated in its prompt, then the model writes its answer. TRL's transformers generation path
@@ -108,6 +110,14 @@ class ThinkGRPOConfig(RunFolderArguments, OutputHeadArguments, GRPOConfig):
         default=50, metadata={"help": "Write a checkpoint-N every N optimizer steps (steps)."}
     )
     seed: int = field(default=42, metadata={"help": "Seed of sampling, shuffling and LoRA init (integer)."})
+    rollout_backend: str = field(
+        default="auto",
+        metadata={
+            "help": "Rollouts without vLLM: cached (continuous batching over a preallocated KV cache, "
+            "llama/qwen2/qwen3 models), hf (model.generate) or auto (cached on a CPU where it runs the "
+            "model and the sampling settings, else hf)."
+        },
+    )
 
 
 @dataclass
@@ -133,6 +143,10 @@ def validate_run(script_args: RLScriptArguments, training_args: ThinkGRPOConfig)
     """Cross-field checks of a recipe; raise ``ValueError`` naming the field. The fields' own checks ran
     when ``script_args`` was made (:meth:`RLScriptArguments.validate`); the rows' budgets are checked
     once the dataset loads (:func:`check_dataset_budgets`)."""
+    if training_args.rollout_backend not in ROLLOUT_BACKENDS:
+        raise ValueError(
+            f"rollout_backend must be one of {', '.join(ROLLOUT_BACKENDS)}, got {training_args.rollout_backend!r}"
+        )
     weights = training_args.reward_weights
     if weights is not None and len(weights) != len(script_args.reward_funcs):
         raise ValueError(
@@ -162,6 +176,9 @@ def validate_run(script_args: RLScriptArguments, training_args: ThinkGRPOConfig)
                 local,
                 training_args.num_generations,
             )
+
+
+ROLLOUT_BACKENDS = ("auto", "cached", "hf")
 
 
 def check_forcing_backend(budget_forcing_rollouts: bool, use_vllm: bool, paged: bool) -> None:
@@ -334,6 +351,8 @@ class ThinkBudgetGRPOTrainer(GRPOTrainer):
             )
         model = self.accelerator.unwrap_model(self.model_wrapped)
         rollout_model = self._rollout_copy(model) or model
+        if self._cached_rollouts(rollout_model):
+            return self._generate_cached(rollout_model, prompt_ids), None
         original_generate = rollout_model.generate
         processors: list[ThinkingBudgetProcessor] = []
 
@@ -361,6 +380,64 @@ class ThinkBudgetGRPOTrainer(GRPOTrainer):
             if mode == "train":
                 self.run_totals["forced"] += forced
         return out
+
+    def _rollout_sampling(self) -> Any:
+        """The rollout's sampling settings as :class:`~thinkbudget.generation.SamplingSettings`, or
+        None when TRL's generation config asks for what the cached engine's sampler does not do."""
+        from thinkbudget.generation import SamplingSettings
+
+        g = self.generation_config
+        if g is None or not g.do_sample or (g.repetition_penalty or 1.0) != 1.0 or g.min_p:
+            return None
+        if getattr(g, "suppress_tokens", None) or getattr(g, "bad_words_ids", None):
+            return None
+        return SamplingSettings(
+            max_new_tokens=self.max_completion_length,
+            temperature=g.temperature or 1.0,
+            top_p=g.top_p if g.top_p is not None else 1.0,
+            top_k=g.top_k or 0,
+        )
+
+    def _cached_rollouts(self, rollout_model: Any) -> bool:
+        """Whether this rollout runs on the cached engine (``rollout_backend``; auto: on a CPU where the
+        engine runs the model and TRL's sampling settings)."""
+        from thinkbudget.kv_engine import supports
+
+        choice = getattr(self.args, "rollout_backend", "auto")
+        if choice == "hf":
+            return False
+        runs = supports(rollout_model) and self._rollout_sampling() is not None
+        if choice == "cached" and not runs:
+            raise ValueError(
+                "rollout_backend 'cached' runs llama/qwen2/qwen3 models sampled with temperature, top_k and "
+                "top_p only (no repetition_penalty, min_p or suppressed tokens); use rollout_backend 'hf'"
+            )
+        return runs and (choice == "cached" or rollout_model.device.type == "cpu")
+
+    def _generate_cached(self, rollout_model: Any, prompt_ids: list[list[int]]) -> list[list[int]]:
+        """Completions of ``prompt_ids`` from the cached engine (per row up to and including its
+        end-of-sequence token, as TRL's own path returns them); with ``budget_forcing_rollouts`` each
+        row is forced at the budget its prompt states. Seeds come from torch's global generator,
+        which the trainer seeds."""
+        from thinkbudget.generation import CachedGenerator, GenerationRequest
+        from thinkbudget.protocol import parse_budget_from_prompt
+
+        generator = CachedGenerator(
+            self.processing_class, self._rollout_sampling(), model=rollout_model, batch_rows=len(prompt_ids)
+        )
+        generator.stop_ids = set(self.eos_token_ids)
+        budgets: list[int | None] = [None] * len(prompt_ids)
+        if self.budget_forcing_rollouts:
+            texts = self.processing_class.batch_decode(prompt_ids, skip_special_tokens=False)
+            budgets = [parse_budget_from_prompt(t) for t in texts]
+        results = generator.generate([GenerationRequest(list(p), b) for p, b in zip(prompt_ids, budgets)])
+        if self.budget_forcing_rollouts:
+            forced = sum(r.forced for r in results)
+            mode = "train" if self.model.training else "eval"
+            self._metrics[mode]["rollouts/forced_share"].append(forced / max(1, len(prompt_ids)))
+            if mode == "train":
+                self.run_totals["forced"] += forced
+        return [r.token_ids for r in results]
 
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
         t0 = time.perf_counter()

@@ -1,0 +1,45 @@
+"""scripts/bench_cpu.py's decoding benchmark at tiny size: every part runs and the report holds what
+results/cpu-speed-decoding.md states (a smoke run: its figures mean nothing at this size)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.slow
+def test_decoding_benchmark_quick(tmp_path):
+    out = tmp_path / "decoding"
+    subprocess.run(
+        [sys.executable, "scripts/bench_cpu.py", "--model", "tiny-llama", "--quick", "true",
+         "--decoding_only", "true", "--repeats", "2", "--output", str(out)],
+        check=True, cwd=ROOT,
+    )  # fmt: skip
+    report = json.loads(out.with_suffix(".json").read_text())
+    assert [len(report["eval_runs"][b]) for b in ("hf", "cached")] == [2, 2]
+    real = report["real_eval"]
+    assert real["samples_compared"] == 3 * 5  # (2 chain + 1 GSM8K problems) x 5 conditions
+    assert real["hf"]["samples_generated"] == real["cached"]["samples_generated"] == 15
+    assert 0 <= real["same_tokens"] <= real["same_answer"] <= 1
+    assert report["grpo"]["cached"]["completions_per_step"] == report["grpo"]["hf"]["completions_per_step"]
+    assert 0 < report["figures"]["decode_share_of_matmul"] < 1
+    targets = {t["target"]: t["verdict"] for t in report["targets"]}
+    assert len(targets) == 6 and set(targets.values()) <= {"reached", "NOT reached"}
+    assert "| real evaluation (15 samples), tokens/s |" in out.with_suffix(".md").read_text()
+
+
+def test_real_eval_limits_are_checked():
+    sys.path.insert(0, str(ROOT / "scripts"))
+    try:
+        import bench_cpu
+    finally:
+        sys.path.pop(0)
+    with pytest.raises(ValueError, match="--real_eval_limits takes two positive problem counts"):
+        bench_cpu.BenchArguments(real_eval_limits="200")
+    assert bench_cpu.BenchArguments(real_eval_limits="", quick=True).real_eval_limits == ""
