@@ -727,7 +727,12 @@ def real_evaluations(checkpoint: str, args: BenchArguments, tmp: Path) -> dict[s
         logger.info("[bf16] real evaluation, %s: %s", backend, " ".join(command))
         subprocess.run(command, check=True, cwd=root)
         results = json.loads((folder / "results.json").read_text())
-        out[backend] = {**results["throughput"], "command": " ".join(command[1:])}
+        throughput = results["throughput"]
+        out[backend] = {
+            **throughput,
+            "tokens_per_s": throughput["tokens_per_second"],
+            "command": " ".join(command[1:]),
+        }
         with (folder / "samples.jsonl").open() as f:
             samples[backend] = {r["key"]: r for r in map(json.loads, f)}
     a, b = samples["hf"], samples["cached"]
