@@ -37,6 +37,7 @@ reported as reached or not.
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import math
 import os
@@ -64,6 +65,9 @@ class BenchArguments:
     grpo_steps: int = field(default=2, metadata={"help": "Timed GRPO steps per side (steps)."})
     grpo_prompts: int = field(default=4, metadata={"help": "Prompts per GRPO step (x num_generations)."})
     grpo_generations: int = field(default=8, metadata={"help": "Completions per prompt (count)."})
+    grpo_micro_batch: int = field(
+        default=4, metadata={"help": "GRPO completions per micro-batch, as the CPU profiles (completions)."}
+    )
     grpo_max_completion: int = field(default=128, metadata={"help": "GRPO completion limit (tokens)."})
     eval_prompts: int = field(default=128, metadata={"help": "Evaluation prompts (count)."})
     lm_head_only: bool = field(
@@ -104,6 +108,11 @@ class BenchArguments:
         ):
             raise ValueError(
                 f"--real_eval_limits takes two positive problem counts (chain,gsm8k) or '', got {self.real_eval_limits!r}"
+            )
+        if (self.grpo_prompts * self.grpo_generations) % self.grpo_micro_batch:
+            raise ValueError(
+                f"--grpo_micro_batch {self.grpo_micro_batch} must divide the {self.grpo_prompts} x "
+                f"{self.grpo_generations} completions of a GRPO step"
             )
         if self.quick:
             self.real_eval_limits = "2,1" if self.real_eval_limits else ""
@@ -287,8 +296,10 @@ def grpo_steps(
         output_dir=str(out),
         overwrite_output_dir=True,
         max_steps=args.grpo_steps + 1,
-        per_device_train_batch_size=per_step,
-        gradient_accumulation_steps=1,
+        # Micro-batches of grpo_micro_batch completions, as the CPU profiles train: 48 completions in one
+        # full-logits forward take over 9 GB.
+        per_device_train_batch_size=min(per_step, args.grpo_micro_batch),
+        gradient_accumulation_steps=max(1, per_step // args.grpo_micro_batch),
         num_generations=args.grpo_generations,
         max_completion_length=args.grpo_max_completion,
         learning_rate=1e-6,
@@ -651,6 +662,7 @@ def decoding_comparison(
     for backend in ("hf", "cached"):
         logger.info("[bf16] GRPO steps, rollouts by %s", backend)
         grpo[backend] = grpo_steps(checkpoint, args, "bf16", tmp / f"grpo-{backend}", rollout_backend=backend)
+        gc.collect()  # the first trainer's model and optimizer state must not sit beside the second
     a, b = greedy["hf"], greedy["cached"]
     agree = sum(x == y for x, y in zip(a["answers"], b["answers"])) / len(a["answers"])
     identical = sum(x == y for x, y in zip(a["token_ids"], b["token_ids"])) / len(a["token_ids"])
