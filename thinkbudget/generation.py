@@ -416,9 +416,9 @@ class CachedGenerator(Generator):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        from thinkbudget.kv_engine import KVEngine
+        from thinkbudget.kv_engine import check_supported
 
-        KVEngine(self.model, 1, 1)  # refuses an unsupported architecture before any work
+        check_supported(self.model)  # refuses an unsupported architecture before any work
         self.parser = get_parser(self.tokenizer)
         self.open_id = self.tokenizer.convert_tokens_to_ids(THINK_OPEN)
         self.close_id = self.tokenizer.convert_tokens_to_ids(THINK_CLOSE)

@@ -45,6 +45,16 @@ def supports(model: Any) -> bool:
     return hasattr(model, "model") and hasattr(model.model, "layers")
 
 
+def check_supported(model: Any) -> None:
+    """Raise ``ValueError`` naming the model's architecture and the 'hf' backend unless it is supported."""
+    if not supports(model):
+        kind = getattr(getattr(model, "config", None), "model_type", None)
+        raise ValueError(
+            f"the cached decoding engine runs {', '.join(SUPPORTED)} models (without sliding "
+            f"windows or MLP biases); this model is {kind!r}: use the 'hf' backend"
+        )
+
+
 class KVEngine:
     """Slots of a preallocated KV cache, prefilled and decoded in place.
 
@@ -54,12 +64,7 @@ class KVEngine:
     """
 
     def __init__(self, model: Any, slots: int, max_len: int, fuse: bool = True):
-        if not supports(model):
-            kind = getattr(getattr(model, "config", None), "model_type", None)
-            raise ValueError(
-                f"the cached decoding engine runs {', '.join(SUPPORTED)} models (without sliding "
-                f"windows or MLP biases); this model is {kind!r}: use the 'hf' backend"
-            )
+        check_supported(model)
         self.model = model
         self.base = model.model
         config = model.config
