@@ -85,7 +85,8 @@ class KVEngine:
         # One matmul for queries, keys and values and one for the MLP's gate and up projections: fewer,
         # wider products keep the cores busier on small decoding batches (built per engine, so a GRPO
         # rollout always reads the policy's current weights).
-        self.fused = [_fused_weights(layer) for layer in self.base.layers] if fuse else None
+        with torch.no_grad():  # copies of the weights, never part of a training graph
+            self.fused = [_fused_weights(layer) for layer in self.base.layers] if fuse else None
 
     # -- the decoder, position by position --------------------------------------------------------
     def _layers(self, x: torch.Tensor, positions: torch.Tensor, write: Any, attend: Any) -> torch.Tensor:
