@@ -340,7 +340,9 @@ def generate_pending(
     # A GPU takes bigger hf batches; paged/vllm schedule internally, their batch is only the resume unit.
     plan.backend = generator.name  # auto resolved with the model in hand (results.json records it)
     batch_size = args.batch_size or generator.default_batch_size * (4 if gpu and plan.backend == "hf" else 1)
-    if plan.backend in ("hf", "cached"):  # batch_size rows in flight, refilled: hand it more at once
+    # hf keeps batch_size rows in flight and refills them: hand it more at once. cached gets every pending
+    # request in one stream; batch_size is only how many finished samples are written at a time.
+    if plan.backend in ("hf", "cached"):
         batch_size *= HF_REFILL_CHUNKS
     tokens, seconds = 0, 0.0
     try:

@@ -756,6 +756,27 @@ def real_evaluations(checkpoint: str, args: BenchArguments, tmp: Path) -> dict[s
     return out
 
 
+def provenance(r: dict[str, Any]) -> list[str]:
+    """The machine, commit, command and model lines of a report."""
+    return [
+        f"Machine: {r['device']}; native bf16: {r['cpu_native_bf16']}; torch threads: {r['torch_threads']}.",
+        f"Commit `{r['commit']}`. Command: `{r['command']}`. Model `{r['model']}`"
+        + (f", checkpoint `{r['checkpoint']}`" if r["checkpoint"] else "")
+        + ".",
+    ]
+
+
+def targets_table(targets: list[dict[str, Any]]) -> list[str]:
+    """The Targets section: each target, its value and its verdict."""
+    return [
+        "## Targets",
+        "",
+        "| target | value | verdict |",
+        "|---|---:|---|",
+        *(f"| {t['target']} | {t['value']:.3f} | {t['verdict']} |" for t in targets),
+    ]
+
+
 def decoding_markdown(r: dict[str, Any], args: BenchArguments) -> str:
     e, g, fg = r["eval"], r["grpo"], r["figures"]
 
@@ -765,10 +786,7 @@ def decoding_markdown(r: dict[str, Any], args: BenchArguments) -> str:
     lines = [
         "# Decoding on the CPU: model.generate (hf) against the cached engine (bf16)",
         "",
-        f"Machine: {r['device']}; native bf16: {r['cpu_native_bf16']}; torch threads: {r['torch_threads']}.",
-        f"Commit `{r['commit']}`. Command: `{r['command']}`. Model `{r['model']}`"
-        + (f", checkpoint `{r['checkpoint']}`" if r["checkpoint"] else "")
-        + ".",
+        *provenance(r),
         f"Evaluation: {args.eval_prompts} synthetic test prompts with free thinking, up to {args.eval_max_new_tokens} "
         f"new tokens, {args.eval_batch} rows in flight, temperature 0.6, top-p 0.95, top-k 20, per-sample seeds; "
         f"{args.repeats} runs a side, alternating (mean, min–max). GRPO: {g['cached']['completions_per_step']} "
@@ -812,13 +830,8 @@ def decoding_markdown(r: dict[str, Any], args: BenchArguments) -> str:
         f"{fg['decode_gflops_cached']:,.0f} GFLOP/s ({fg['decode_flops_per_token'] / 1e9:.3f} GFLOP a token, linear "
         f"layers, output head and attention over the mean context): {100 * fg['decode_share_of_matmul']:.0f} %.",
         "",
-        "## Targets",
-        "",
-        "| target | value | verdict |",
-        "|---|---:|---|",
+        *targets_table(r["targets"]),
     ]
-    for t in r["targets"]:
-        lines.append(f"| {t['target']} | {t['value']:.3f} | {t['verdict']} |")
     return "\n".join(lines) + "\n"
 
 
@@ -829,10 +842,7 @@ def markdown(r: dict[str, Any]) -> str:
     lines = [
         "# CPU speed: fp32 against the fast path (bf16)",
         "",
-        f"Machine: {r['device']}; native bf16: {r['cpu_native_bf16']}; torch threads: {r['torch_threads']}.",
-        f"Commit `{r['commit']}`. Command: `{r['command']}`. Model `{r['model']}`"
-        + (f", checkpoint `{r['checkpoint']}`" if r["checkpoint"] else "")
-        + ".",
+        *provenance(r),
         f"Mean training row: {r['mean_row_tokens']:.0f} tokens; "
         f"{r['settings']['batch_rows']} rows a step; first step of each timing excluded.",
         "",
@@ -858,13 +868,8 @@ def markdown(r: dict[str, Any]) -> str:
         f"GRPO: {g16['completions_per_step']} completions a step ({g16['generated_tokens_per_step']:.0f} generated "
         "tokens a step in bf16); rollouts in bf16 come from a bf16 copy of the policy.",
         "",
-        "## Targets",
-        "",
-        "| target | value | verdict |",
-        "|---|---:|---|",
+        *targets_table(r["targets"]),
     ]
-    for t in r["targets"]:
-        lines.append(f"| {t['target']} | {t['value']:.3f} | {t['verdict']} |")
     fg = r["figures"]
     lines += [
         "",

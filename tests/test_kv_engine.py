@@ -42,6 +42,22 @@ ARCHITECTURES = {
 }
 
 
+def assert_logits(model, logits, seqs):
+    """Row r of ``logits`` equals the model's own forward over the whole of ``seqs[r]``."""
+    for row, seq in enumerate(seqs):
+        with torch.inference_mode():
+            reference = model(torch.tensor([seq])).logits[0, -1]
+        torch.testing.assert_close(logits[row], reference, rtol=1e-4, atol=1e-4)
+
+
+def step_and_check(model, engine, rng, seqs):
+    """One decoding step with a random token appended to every sequence, its logits checked."""
+    tokens = [rng.randrange(VOCAB) for _ in seqs]
+    for seq, t in zip(seqs, tokens):
+        seq.append(t)
+    assert_logits(model, engine.step(torch.tensor(tokens)), seqs)
+
+
 @pytest.mark.parametrize("fuse", [True, False])
 @pytest.mark.parametrize("arch", sorted(ARCHITECTURES))
 def test_engine_logits_equal_model_forward(arch, fuse):
@@ -52,31 +68,17 @@ def test_engine_logits_equal_model_forward(arch, fuse):
     seqs = [[rng.randrange(VOCAB) for _ in range(n)] for n in (5, 9, 2)]
     engine = KVEngine(model, slots=4, max_len=20, fuse=fuse)
 
-    def reference(seq):
-        with torch.inference_mode():
-            return model(torch.tensor([seq])).logits[0, -1]
-
-    logits = engine.prefill([0, 1, 2], seqs)
-    for row, seq in enumerate(seqs):
-        torch.testing.assert_close(logits[row], reference(seq), rtol=1e-4, atol=1e-4)
+    assert_logits(model, engine.prefill([0, 1, 2], seqs), seqs)
     # A prompt given twice is read once and lands in both slots (2 again, and 3, which the steps skip).
-    twice = engine.prefill([3, 2], [seqs[2], seqs[2]])
-    for row in range(2):
-        torch.testing.assert_close(twice[row], reference(seqs[2]), rtol=1e-4, atol=1e-4)
+    assert_logits(model, engine.prefill([3, 2], [seqs[2], seqs[2]]), [seqs[2], seqs[2]])
     assert torch.equal(engine.keys[0][3, :, :2], engine.keys[0][2, :, :2])
     for step in range(4):
-        tokens = [rng.randrange(VOCAB) for _ in seqs]
-        for seq, t in zip(seqs, tokens):
-            seq.append(t)
-        logits = engine.step(torch.tensor(tokens))
-        for row, seq in enumerate(seqs):
-            torch.testing.assert_close(logits[row], reference(seq), rtol=1e-4, atol=1e-4)
+        step_and_check(model, engine, rng, seqs)
         if step == 1:  # row 0 leaves; row 2 moves into its slot; a new row joins in slot 2
             engine.move(2, 0)
             seqs[0] = seqs[2]
             seqs[2] = [rng.randrange(VOCAB) for _ in range(7)]
-            logits = engine.prefill([2], [seqs[2]])
-            torch.testing.assert_close(logits[0], reference(seqs[2]), rtol=1e-4, atol=1e-4)
+            assert_logits(model, engine.prefill([2], [seqs[2]]), [seqs[2]])
     assert engine.lengths[:3].tolist() == [len(s) for s in seqs]
 
 
@@ -92,24 +94,12 @@ def test_shared_prefix_is_read_once(arch):
     engine = KVEngine(model, slots=4, max_len=24)
     engine.set_prefix(prefix)
 
-    def reference(seq):
-        with torch.inference_mode():
-            return model(torch.tensor([seq])).logits[0, -1]
-
-    logits = engine.prefill([0, 1, 2], seqs)
-    for row, seq in enumerate(seqs):
-        torch.testing.assert_close(logits[row], reference(seq), rtol=1e-4, atol=1e-4)
+    assert_logits(model, engine.prefill([0, 1, 2], seqs), seqs)
     other = [rng.randrange(VOCAB) for _ in range(5)]
-    mixed = engine.prefill([3], [other])
-    torch.testing.assert_close(mixed[0], reference(other), rtol=1e-4, atol=1e-4)
+    assert_logits(model, engine.prefill([3], [other]), [other])
     seqs.append(other)
     for _ in range(3):
-        tokens = [rng.randrange(VOCAB) for _ in seqs]
-        for seq, t in zip(seqs, tokens):
-            seq.append(t)
-        logits = engine.step(torch.tensor(tokens))
-        for row, seq in enumerate(seqs):
-            torch.testing.assert_close(logits[row], reference(seq), rtol=1e-4, atol=1e-4)
+        step_and_check(model, engine, rng, seqs)
 
 
 @pytest.mark.parametrize(

@@ -25,6 +25,23 @@ from thinkbudget.parsing import ThinkScanner, get_parser
 from thinkbudget.protocol import THINK_CLOSE, THINK_OPEN, parse_budget_from_prompt
 
 
+def budget_spent(scanner: ThinkScanner, generated: Sequence[int] | torch.Tensor, budget: int) -> bool:
+    """Feed a row's scanner the tokens it has not seen of ``generated`` (everything the row generated so
+    far: a list or a 1-D tensor); True when the row is thinking and has ``budget`` thinking tokens: its next token is forced.
+    A closed block or a stopped row is never forced."""
+    if scanner.n < len(generated) and not (scanner.finished or scanner.closed):
+        new = generated[scanner.n :]
+        scanner.feed(new.tolist() if isinstance(new, torch.Tensor) else list(new))
+    thinking = scanner.thinking  # None: not thinking (not opened, closed, or the row has stopped)
+    return thinking is not None and thinking >= budget
+
+
+def force_token(scores: torch.Tensor, row: int, token: int) -> None:
+    """Leave ``token`` the only possible next token of ``row`` (its log-probability becomes 0)."""
+    scores[row] = torch.finfo(scores.dtype).min
+    scores[row, token] = 0.0
+
+
 class ThinkingBudgetProcessor(LogitsProcessor):
     """Force ``</think>`` once a row has ``budget`` thinking tokens.
 
@@ -86,14 +103,9 @@ class ThinkingBudgetProcessor(LogitsProcessor):
         for row, budget in enumerate(self.budgets):
             if budget is None:
                 continue
-            scanner = self.scanners[row]
             generated = input_ids[row, self.prompt_len - self.generated_before[row] :]
-            if scanner.n < generated.shape[0] and not (scanner.finished or scanner.closed):
-                scanner.feed(generated[scanner.n :].tolist())
-            thinking = scanner.thinking  # None: not thinking (not opened, closed, or the row has stopped)
-            if thinking is not None and thinking >= budget:
-                scores[row] = torch.finfo(scores.dtype).min
-                scores[row, self.close_id] = 0.0
+            if budget_spent(self.scanners[row], generated, budget):
+                force_token(scores, row, self.close_id)
                 if row not in self.fired:
                     self.fired.append(row)
                 self.fired_at.setdefault(row, step)

@@ -172,6 +172,25 @@ class _LogprobRecorder(LogitsProcessor):
         return torch.stack(self.steps, dim=1) if self.steps else torch.zeros(sequences.shape[0], 0)
 
 
+def _warp(scores: torch.Tensor, settings: SamplingSettings) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The sampling distribution's logits: temperature, then top-k, then top-p, as transformers orders
+    them. Returns (logits, column index) where the columns were cut to the top k or sorted (index None
+    when they are the vocabulary's own)."""
+    s = scores.float() / settings.temperature
+    k = settings.top_k
+    if k and k < s.shape[-1]:
+        # Only the k best tokens can be drawn: top-p and the draw work on those k columns (sorted by
+        # topk) instead of sorting and normalising the whole vocabulary at every step.
+        s, idx = torch.topk(s, k, dim=-1)
+    else:
+        s, idx = torch.sort(s, descending=True, dim=-1) if settings.top_p < 1.0 else (s, None)
+    if settings.top_p < 1.0:  # s is sorted, best first
+        p = s.softmax(dim=-1)
+        drop = p.cumsum(dim=-1) - p >= settings.top_p  # keep the token that crosses top_p
+        s = s.masked_fill(drop, -math.inf)
+    return s, idx
+
+
 class _SeededSampler(LogitsProcessor):
     """Samples each row's next token with the row's own ``torch.Generator`` (temperature, then top-k,
     then top-p, as transformers orders them) and leaves only that token possible, so that greedy
@@ -184,18 +203,7 @@ class _SeededSampler(LogitsProcessor):
         self.settings = settings
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-        s = scores.float() / self.settings.temperature
-        k = self.settings.top_k
-        if k and k < s.shape[-1]:
-            # Only the k best tokens can be drawn: top-p and the draw work on those k columns (sorted by
-            # topk) instead of sorting and normalising the whole vocabulary at every step.
-            s, idx = torch.topk(s, k, dim=-1)
-        else:
-            s, idx = torch.sort(s, descending=True, dim=-1) if self.settings.top_p < 1.0 else (s, None)
-        if self.settings.top_p < 1.0:  # s is sorted, best first
-            p = s.softmax(dim=-1)
-            drop = p.cumsum(dim=-1) - p >= self.settings.top_p  # keep the token that crosses top_p
-            s = s.masked_fill(drop, -math.inf)
+        s, idx = _warp(scores, self.settings)
         probs = s.softmax(dim=-1).cpu()
         picked = torch.tensor(
             [int(torch.multinomial(q, 1, generator=g)) for q, g in zip(probs, self.generators)]
@@ -368,18 +376,11 @@ class _Row:
 
 
 def _draw(scores: torch.Tensor, sampling: SamplingSettings) -> torch.Tensor:
-    """One token per row from torch's global generator, as ``model.generate`` samples: temperature,
-    then top-k, then top-p (the token that crosses top_p kept), one ``multinomial`` for the batch."""
-    s = scores / sampling.temperature
-    k = sampling.top_k
-    if k and k < s.shape[-1]:
-        s = s.masked_fill(s < torch.topk(s, k, dim=-1).values[:, -1:], -math.inf)
-    if sampling.top_p < 1.0:
-        ordered, idx = torch.sort(s, descending=True, dim=-1)
-        p = ordered.softmax(dim=-1)
-        drop = p.cumsum(dim=-1) - p >= sampling.top_p
-        s = s.scatter(1, idx, ordered.masked_fill(drop, -math.inf))
-    return torch.multinomial(s.softmax(dim=-1), 1)[:, 0]
+    """One token per row from torch's global generator, as ``model.generate`` samples (the same warp
+    as :class:`_SeededSampler`), one ``multinomial`` for the batch."""
+    s, idx = _warp(scores, sampling)
+    picked = torch.multinomial(s.softmax(dim=-1), 1)
+    return (picked if idx is None else idx.gather(1, picked))[:, 0]
 
 
 def _common_prefix(prompts: Sequence[Sequence[int]]) -> list[int]:
@@ -490,19 +491,14 @@ class CachedGenerator(Generator):
 
     def _choose(self, rows: list[_Row], logits: torch.Tensor) -> None:
         """Choose each row's next token from its logits: forcing, log-probability, then the draw."""
+        from thinkbudget.forcing import budget_spent, force_token
+
         scores = logits
         forced = []
-        for j, row in enumerate(rows):
+        for j, row in enumerate(rows):  # ThinkingBudgetProcessor's rule, row by row
             budget = row.request.force_budget
-            if budget is None:
-                continue
-            scanner = row.scanner  # ThinkingBudgetProcessor's rule, fed the row's tokens so far
-            if scanner.n < len(row.gen) and not (scanner.finished or scanner.closed):
-                scanner.feed(row.gen[scanner.n :])
-            thinking = scanner.thinking
-            if thinking is not None and thinking >= budget:
-                scores[j] = torch.finfo(scores.dtype).min
-                scores[j, self.close_id] = 0.0
+            if budget is not None and budget_spent(row.scanner, row.gen, budget):
+                force_token(scores, j, self.close_id)
                 forced.append(j)
         logprobs = torch.log_softmax(scores, dim=-1)
         if self.sampling.do_sample and all(row.rng is None for row in rows):

@@ -166,6 +166,8 @@ class KVEngine:
         # Each read position sees the whole prefix and the positions before it in its own prompt.
         mask = torch.cat([torch.ones(width, start, dtype=torch.bool, device=self.device), causal], dim=1)
 
+        current: list[torch.Tensor] = []  # this layer's keys and values, prefix included, for attend
+
         def write(i: int, k: torch.Tensor, v: torch.Tensor) -> None:
             if start:
                 pk, pv = self.prefix_kv[i]
@@ -175,10 +177,10 @@ class KVEngine:
                 v = torch.cat([pv.expand(len(reads), -1, -1, -1), v], dim=2)
             self.keys[i][index, :, start : start + width] = k[of, :, start:]
             self.values[i][index, :, start : start + width] = v[of, :, start:]
-            self._kv = (k, v)
+            current[:] = [k, v]
 
         def attend(i: int, q: torch.Tensor) -> torch.Tensor:
-            k, v = self._kv
+            k, v = current
             rep = self.n_heads // self.n_kv
             if rep > 1:
                 k, v = k.repeat_interleave(rep, dim=1), v.repeat_interleave(rep, dim=1)
@@ -188,7 +190,6 @@ class KVEngine:
 
         hidden = self._layers(self.base.embed_tokens(ids), positions, write, attend)
         last = torch.tensor([len(p) - 1 for p in reads], device=self.device)
-        self._kv = None
         self.lengths[index.cpu()] = torch.tensor([len(p) for p in prompts])
         return self._logits(hidden[torch.arange(len(reads), device=self.device), last])[of]
 

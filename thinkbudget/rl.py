@@ -374,12 +374,15 @@ class ThinkBudgetGRPOTrainer(GRPOTrainer):
         finally:
             del model.generate  # back to the class's method
         if self.budget_forcing_rollouts:
-            forced = sum(len(set(p.fired)) for p in processors)
-            mode = "train" if self.model.training else "eval"
-            self._metrics[mode]["rollouts/forced_share"].append(forced / max(1, len(prompt_ids)))
-            if mode == "train":
-                self.run_totals["forced"] += forced
+            self._record_forced(sum(len(set(p.fired)) for p in processors), len(prompt_ids))
         return out
+
+    def _record_forced(self, forced: int, rollouts: int) -> None:
+        """The share of rollouts whose </think> was forced (a metric) and the run's total."""
+        mode = "train" if self.model.training else "eval"
+        self._metrics[mode]["rollouts/forced_share"].append(forced / max(1, rollouts))
+        if mode == "train":
+            self.run_totals["forced"] += forced
 
     def _rollout_sampling(self) -> Any:
         """The rollout's sampling settings as :class:`~thinkbudget.generation.SamplingSettings`, or
@@ -432,11 +435,7 @@ class ThinkBudgetGRPOTrainer(GRPOTrainer):
             budgets = [parse_budget_from_prompt(t) for t in texts]
         results = generator.generate([GenerationRequest(list(p), b) for p, b in zip(prompt_ids, budgets)])
         if self.budget_forcing_rollouts:
-            forced = sum(r.forced for r in results)
-            mode = "train" if self.model.training else "eval"
-            self._metrics[mode]["rollouts/forced_share"].append(forced / max(1, len(prompt_ids)))
-            if mode == "train":
-                self.run_totals["forced"] += forced
+            self._record_forced(sum(r.forced for r in results), len(prompt_ids))
         return [r.token_ids for r in results]
 
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
