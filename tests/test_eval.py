@@ -341,6 +341,35 @@ def test_bad_input(args, message, tmp_path, no_model_loading, monkeypatch):
     assert not (tmp_path / "out" / "samples.jsonl").exists()
 
 
+def test_auto_methods_end_to_end(tmp_path):
+    """Auto mode on the tiny model: prompts state the auto sentence (the flag path too), nothing is
+    pre-filled, and the auto rows carry the think rate, within budget where it thinks and the quarters."""
+    out = tmp_path / "auto"
+    run_eval(
+        *["--model", "tiny-llama", "--tasks", "chain", "--budgets", f"{BUDGET},none", "--limit", "4"],
+        *["--methods", "auto,auto_flag,auto_budget", "--max_new_tokens", "8", "--backend", "hf"],
+        *["--ci_resamples", "50", "--output", str(out)],
+    )
+    samples = read_samples(out)
+    assert {s["method"] for s in samples} == {"auto", "auto_flag", "auto_budget"}
+    for s in samples:
+        assert s["mode"] == "auto" and s["prefill"] == ""
+        assert "Think only if the problem needs it." in s["prompt"]
+        assert (f"Think for at most {BUDGET} tokens." in s["prompt"]) == (s["method"] == "auto_budget")
+        assert s["prompt"].rstrip().endswith("/auto_think<|im_end|>\n<|im_start|>assistant") == (
+            s["method"] == "auto_flag"
+        )
+    results = json.loads((out / "results.json").read_text())
+    for row in results["rows"]:
+        recs = [s for s in samples if s["method"] == row["method"]]
+        assert row["think_rate"] == sum(r["thinking_tokens"] > 0 for r in recs) / len(recs)
+        assert [q["n"] for q in row["by_difficulty"]] == [1, 1, 1, 1]
+        thinking = [r for r in recs if r["thinking_tokens"] > 0]
+        expected = sum(r["within_budget"] for r in thinking) / len(thinking) if thinking else None
+        assert row["within_budget_when_thinking"] == (expected if row["method"] == "auto_budget" else None)
+    assert "## Auto mode" in (out / "summary.md").read_text()
+
+
 def test_output_of_another_model_is_refused(smoke_dir, tmp_path, no_model_loading):
     out = tmp_path / "taken"
     shutil.copytree(smoke_dir, out)

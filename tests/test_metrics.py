@@ -53,14 +53,58 @@ def test_plan_conditions_and_errors():
         ("think_flag", "none"),
         ("budget_forcing", "8"),
         ("budget_forcing", "16"),
+        ("auto", "none"),
+        ("auto_flag", "none"),
+        ("auto_budget", "8"),
+        ("auto_budget", "16"),
     ]
     assert {c.mode for c in conds if c.method.startswith("no_think")} == {"no_think"}
+    assert {c.mode for c in conds if c.method.startswith("auto")} == {"auto"}
+    # The auto methods are opt-in: the default evaluation is what every thinkbudget checkpoint answers.
+    assert set(ev.METHODS) - set(ev.DEFAULT_METHODS) == set(ev.AUTO_METHODS)
     with pytest.raises(ValueError, match="budget_forcing.*integer budget"):
         ev.plan_conditions(["chain"], ["off", "none"], ["budget_forcing"])
     with pytest.raises(ValueError, match="used by none"):
         ev.plan_conditions(["chain"], ["off", 8], ["no_think"])
     with pytest.raises(ValueError, match="valid methods"):
         ev.parse_methods("think,guess")
+    with pytest.raises(ValueError, match="auto_budget.*integer budget"):
+        ev.plan_conditions(["chain"], ["none"], ["auto", "auto_budget"])
+
+
+def _auto_record(pid, full, thinking, correct):
+    return {
+        "problem_id": pid,
+        "full_trace_tokens": full,
+        "thinking_tokens": thinking,
+        "correct": correct,
+        "total_tokens": thinking + 10,
+    }
+
+
+def test_difficulty_quartiles_literal_cases():
+    # Eight problems, two per quarter by full-trace length (ties broken by id); one sample each.
+    recs = [
+        _auto_record("a", 5, 0, True),
+        _auto_record("b", 5, 0, False),
+        _auto_record("c", 20, 0, True),
+        _auto_record("d", 30, 12, True),
+        _auto_record("e", 60, 40, True),
+        _auto_record("f", 70, 0, False),
+        _auto_record("g", 150, 90, True),
+        _auto_record("h", 140, 80, False),
+    ]
+    q = ev.difficulty_quartiles(recs)
+    assert [x["n"] for x in q] == [2, 2, 2, 2]
+    assert [x["full_trace_tokens"] for x in q] == [[5, 5], [20, 30], [60, 70], [140, 150]]
+    assert [x["think_rate"] for x in q] == [0.0, 0.5, 0.5, 1.0]
+    assert [x["accuracy"] for x in q] == [0.5, 1.0, 0.5, 0.5]
+    assert q[3]["mean_total_tokens"] == 95.0
+    # Two samples of one problem stay in one quarter; fewer than four problems or no reference: None.
+    two = recs + [_auto_record("h", 140, 0, True)]
+    assert [x["n"] for x in ev.difficulty_quartiles(two)] == [2, 2, 2, 2]
+    assert ev.difficulty_quartiles(recs[:3]) is None
+    assert ev.difficulty_quartiles([*recs[:7], _auto_record("z", None, 0, True)]) is None
 
 
 # ------------------------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ import random
 import pytest
 
 from thinkbudget.protocol import (
+    AUTO_SENTENCE,
     EMPTY_THINK_BLOCK,
     budget_sentence,
     build_messages,
@@ -15,7 +16,9 @@ from thinkbudget.protocol import (
     parse_budget_from_prompt,
     render_prompt,
     thinking_enabled,
+    thinking_mode,
     validate_budget,
+    validate_enable_thinking,
 )
 
 SYS = "<|im_start|>system\nYou are a helpful assistant. Put your final answer in \\boxed{}."
@@ -29,6 +32,12 @@ PINNED = [
     ({"thinking_budget": 64}, SYS + "\nThink for at most 64 tokens." + USER),
     # Thinking off wins over a budget: the budget is not stated.
     ({"enable_thinking": False, "thinking_budget": 64}, SYS + USER + "<think>\n\n</think>\n\n"),
+    # Auto mode: the fixed sentence, then the budget where one is given; nothing pre-filled.
+    ({"enable_thinking": "auto"}, SYS + "\nThink only if the problem needs it." + USER),
+    (
+        {"enable_thinking": "auto", "thinking_budget": 64},
+        SYS + "\nThink only if the problem needs it.\nThink for at most 64 tokens." + USER,
+    ),
 ]
 
 
@@ -138,3 +147,67 @@ def test_budget_sentence_round_trip():
     assert parse_budget_from_prompt(budget_sentence(8) + budget_sentence(16)) == 16
     with pytest.raises(ValueError):
         render_prompt(None, Q, thinking_budget=-5)
+
+
+# --------------------------------------------------------------------------------------------
+# Auto mode: the model decides whether to think
+# --------------------------------------------------------------------------------------------
+AUTO_CASES = [
+    # (enable_thinking, user text, expected mode)
+    (True, "hi", "think"),
+    (False, "hi", "no_think"),
+    ("auto", "hi", "auto"),
+    (True, "hi /auto_think", "auto"),
+    ("auto", "hi /think", "think"),  # a flag overrides the keyword's soft default
+    ("auto", "hi /no_think", "no_think"),
+    (False, "hi /auto_think", "no_think"),  # the hard switch beats every flag
+    (True, "/auto_think hi /no_think", "no_think"),  # the last flag wins
+    (True, "/no_think hi /auto_think", "auto"),
+    (True, "hi/auto_think", "think"),  # a flag is a whole word
+    (True, "hi /auto_think.", "think"),
+]
+
+
+@pytest.mark.parametrize("enable,text,mode", AUTO_CASES)
+def test_auto_mode_table_python_mirror_matches_template(tokenizer, enable, text, mode):
+    messages = build_messages(text)
+    assert thinking_mode(messages, enable) == mode
+    assert thinking_enabled(messages, enable) == (mode != "no_think")
+    rendered = render_prompt(tokenizer, messages, enable_thinking=enable, thinking_budget=8)
+    assert (AUTO_SENTENCE in rendered) == (mode == "auto")
+    assert ("Think for at most 8 tokens." in rendered) == (mode != "no_think")
+    assert rendered.endswith("<think>\n\n</think>\n\n") == (enable is False)
+
+
+def test_auto_flag_fuzz_python_mirror_matches_template(tokenizer):
+    rng = random.Random(1)
+    pieces = ["/think", "/no_think", "/auto_think", "hello", " ", "/auto", "auto_think", "/", "x"]
+    for _ in range(300):
+        msgs = [
+            {
+                "role": rng.choice(["system", "user", "assistant"]),
+                "content": "".join(rng.choices(pieces, k=4)),
+            }
+            for _ in range(rng.randint(1, 3))
+        ]
+        enable = rng.choice([True, False, "auto"])
+        rendered = tokenizer.apply_chat_template(
+            msgs, tokenize=False, add_generation_prompt=True, enable_thinking=enable, thinking_budget=5
+        )
+        mode = thinking_mode(msgs, enable)
+        assert (AUTO_SENTENCE in rendered) == (mode == "auto"), (msgs, enable)
+        assert ("Think for at most 5 tokens." in rendered) == (mode != "no_think"), (msgs, enable)
+
+
+@pytest.mark.parametrize("value", ["on", "true", "Auto", 1, 0, None, "no_think"])
+def test_enable_thinking_values_are_checked(tokenizer, value):
+    with pytest.raises(ValueError, match="enable_thinking must be True, False or 'auto'"):
+        validate_enable_thinking(value)
+    with pytest.raises(ValueError, match="enable_thinking must be True, False or 'auto'"):
+        render_prompt(tokenizer, Q, enable_thinking=value)
+
+
+def test_auto_flag_in_build_messages_and_bad_flag():
+    assert build_messages("Q", flag="auto_think")[-1]["content"] == "Q /auto_think"
+    with pytest.raises(ValueError, match="'auto_think'"):
+        build_messages("Q", flag="auto")

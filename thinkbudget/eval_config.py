@@ -31,8 +31,11 @@ class EvalArguments:
         },
     )
     methods: list[str] = field(
-        default_factory=lambda: list(evaluation.METHODS),
-        metadata={"help": f"Methods to run, among: {', '.join(evaluation.METHODS)}."},
+        default_factory=lambda: list(evaluation.DEFAULT_METHODS),
+        metadata={
+            "help": f"Methods to run, among: {', '.join(evaluation.METHODS)} (default: all but the auto methods, "
+            "which need a checkpoint trained for auto mode)."
+        },
     )
     limit: int | None = field(
         default=None, metadata={"help": "First N problems of the split per task (problems); all if unset."}

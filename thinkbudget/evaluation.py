@@ -11,10 +11,15 @@ method                    mode      prompt
 ``think``                 think     thinking with no budget
 ``think_flag``            think     ``/think`` flag only, no budget (the text-flag path of thinking on)
 ``budget_forcing``        think     unbudgeted prompt; ``</think>`` forced after B thinking tokens
+``auto``                  auto      ``enable_thinking="auto"``: the model decides whether to think
+``auto_flag``             auto      ``/auto_think`` flag only (the text-flag path of auto mode)
+``auto_budget``           auto      auto mode with "Think for at most B tokens." stated
 ========================  ========  ===========================================================
 
-Budgets on the command line are ``off`` (the no-think methods), ``none`` (``think``, ``think_flag``) or a positive
-integer number of tokens (``budget_prompt``, ``budget_forcing``).
+Budgets on the command line are ``off`` (the no-think methods), ``none`` (``think``, ``think_flag``, ``auto``,
+``auto_flag``) or a positive integer number of tokens (``budget_prompt``, ``budget_forcing``, ``auto_budget``).
+The auto methods are opt-in (not in :data:`DEFAULT_METHODS`): a model not trained for auto mode reads its
+sentence for the first time, which makes a baseline, not a result.
 
 Every sample is parsed by :func:`thinkbudget.parsing.parse_completion` on its token ids (pre-filled
 tokens included, so the pre-filled empty block reads as "no thinking") and scored by
@@ -41,7 +46,10 @@ thinking's arithmetic lines that re-evaluate correctly, :mod:`thinkbudget.traces
 them); ``answer_follows_trace_rate`` (share of samples with thinking whose final answer is the
 trace's last number); on budget rows ``budget_effect``, ``free_within_budget_rate`` and
 ``budget_use_need_more`` (:func:`add_budget_metrics`); ``no_think_compliance`` (no-think
-rows: share with zero thinking tokens and no further think block); ``truncation_rate`` (hit
+rows: share with zero thinking tokens and no further think block); on auto rows ``think_rate`` (share
+of samples that think), ``within_budget_when_thinking`` (auto_budget: within budget among those) and
+``by_difficulty`` (:func:`difficulty_quartiles`: think rate, accuracy and tokens per quarter of the
+problems ordered by their full reference trace's length); ``truncation_rate`` (hit
 max_new_tokens without end-of-sequence); ``boxed_rate``; ``forced_rate`` (budget forcing); one
 ``<flag>_rate`` per hacking flag. With several samples per problem: ``pass_at_k`` (unbiased
 estimator, k = 1, 2, 4, ..., N), ``majority_accuracy``, ``best_of_n_accuracy`` and
@@ -82,7 +90,20 @@ from thinkbudget.traces import check_lines, same_number, trace_thinking_tokens
 
 logger = logging.getLogger(__name__)
 
-METHODS = ("no_think", "no_think_flag", "budget_prompt", "think", "think_flag", "budget_forcing")
+METHODS = (
+    "no_think",
+    "no_think_flag",
+    "budget_prompt",
+    "think",
+    "think_flag",
+    "budget_forcing",
+    "auto",
+    "auto_flag",
+    "auto_budget",
+)
+AUTO_METHODS = ("auto", "auto_flag", "auto_budget")
+# What an evaluation runs when no --methods are given: every method a thinkbudget checkpoint answers.
+DEFAULT_METHODS = tuple(m for m in METHODS if m not in AUTO_METHODS)
 METHOD_MODE = {
     "no_think": "no_think",
     "no_think_flag": "no_think",
@@ -90,6 +111,9 @@ METHOD_MODE = {
     "think": "think",
     "think_flag": "think",
     "budget_forcing": "think",
+    "auto": "auto",
+    "auto_flag": "auto",
+    "auto_budget": "auto",
 }
 # Which kind of --budgets entry each method runs under.
 METHOD_BUDGET_KIND = {
@@ -99,7 +123,15 @@ METHOD_BUDGET_KIND = {
     "think": "none",
     "think_flag": "none",
     "budget_forcing": "int",
+    "auto": "none",
+    "auto_flag": "none",
+    "auto_budget": "int",
 }
+# What each method puts in the prompt: a text flag, the enable_thinking keyword, and whether the budget
+# is stated. One table, read by build_prompt.
+METHOD_FLAG = {"no_think_flag": "no_think", "think_flag": "think", "auto_flag": "auto_think"}
+METHOD_ENABLE_THINKING: dict[str, bool | str] = {"no_think": False, "auto": "auto", "auto_budget": "auto"}
+BUDGET_STATED = ("budget_prompt", "auto_budget")
 OFF, NONE = "off", "none"
 
 # Hacking-check thresholds (see the module docstring).
@@ -249,13 +281,12 @@ def build_prompt(
     ``prefill_think`` pre-fills ``<think>`` in thinking modes (s1 style), for models that do not open
     the block themselves (a base model under budget forcing)."""
     m = condition.method
-    flag = {"no_think_flag": "no_think", "think_flag": "think"}.get(m)
-    messages = build_messages(question, system=system_prompt, flag=flag)
+    messages = build_messages(question, system=system_prompt, flag=METHOD_FLAG.get(m))
     text = render_prompt(
         tokenizer,
         messages,
-        enable_thinking=m != "no_think",
-        thinking_budget=condition.budget if m == "budget_prompt" else None,
+        enable_thinking=METHOD_ENABLE_THINKING.get(m, True),
+        thinking_budget=condition.budget if m in BUDGET_STATED else None,
     )
     prefill = ""
     if m == "no_think" and text.endswith(EMPTY_THINK_BLOCK):
@@ -598,10 +629,49 @@ def aggregate(
         )
         row["mean_repeated_ngram_rate"] = _rate(r["repeated_ngram_rate"] for r in recs)
         row["mean_filler_share"] = _rate(r["filler_share"] for r in recs)
+        auto = cond.mode == "auto"
+        row["think_rate"] = _rate(r["thinking_tokens"] > 0 for r in recs) if auto else None
+        row["within_budget_when_thinking"] = (
+            _rate(r["within_budget"] for r in recs if r["thinking_tokens"] > 0)
+            if auto and with_budget
+            else None
+        )
+        row["by_difficulty"] = difficulty_quartiles(recs) if auto else None
         if samples > 1:
             row.update(_parallel_metrics(by_problem, samples, best_of_n_scorer))
         rows.append(row)
     return add_budget_metrics(rows, records)
+
+
+def difficulty_quartiles(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]] | None:
+    """Per quarter of the problems ordered by difficulty (their full reference trace's thinking tokens,
+    ``full_trace_tokens``; ties broken by problem id): ``n`` problems, the trace-length range, ``think_rate``,
+    ``accuracy`` and ``mean_total_tokens``. Whether an auto decision follows difficulty. None when a
+    problem has no reference trace or there are fewer than four problems."""
+    by_problem: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for r in records:
+        by_problem[r["problem_id"]].append(r)
+    if len(by_problem) < 4 or any(rs[0].get("full_trace_tokens") is None for rs in by_problem.values()):
+        return None
+    ordered = sorted(by_problem.items(), key=lambda kv: (kv[1][0]["full_trace_tokens"], kv[0]))
+    out = []
+    for q, part in enumerate(np.array_split(np.arange(len(ordered)), 4), start=1):
+        group = [ordered[i] for i in part]
+        recs = [r for _, rs in group for r in rs]
+        out.append(
+            {
+                "quarter": q,
+                "n": len(group),
+                "full_trace_tokens": [
+                    group[0][1][0]["full_trace_tokens"],
+                    group[-1][1][0]["full_trace_tokens"],
+                ],
+                "think_rate": _rate(r["thinking_tokens"] > 0 for r in recs),
+                "accuracy": _rate(r["correct"] for r in recs),
+                "mean_total_tokens": _rate(r["total_tokens"] for r in recs),
+            }
+        )
+    return out
 
 
 def add_budget_metrics(rows: list[dict[str, Any]], records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -766,7 +836,7 @@ def summary_markdown(results: dict[str, Any]) -> str:
         "|---|---|---|---|---|---|---|---|",
     ]
     for r in results["rows"]:
-        if r["mode"] != "think":
+        if r["mode"] == "no_think":
             continue
         lines.append(
             f"| {r['task']} | {r['method']} | {r.get('budget_label', r['budget'])} | {fmt(r['accuracy'], 'pct')} | "
@@ -774,6 +844,28 @@ def summary_markdown(results: dict[str, Any]) -> str:
             f"{fmt(r.get('answer_follows_trace_rate'), 'pct')} | {fmt(r.get('budget_effect'), 'pct')} | "
             f"{fmt(r.get('budget_use_need_more'), 'pct')} ({r.get('n_need_more', '–')}) |"
         )
+    auto = [r for r in results["rows"] if r["mode"] == "auto"]
+    if auto:
+        lines += [
+            "",
+            "## Auto mode: does the model think where it must",
+            "",
+            "Think rate: share of samples that think; per quarter of the problems ordered by the length of their "
+            "full reference trace (easiest first): think rate / accuracy.",
+            "",
+            "| task | method | budget | accuracy | mean total tokens | think rate | within budget when thinking | "
+            "Q1 | Q2 | Q3 | Q4 |",
+            "|---|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        for r in auto:
+            quarters = r.get("by_difficulty") or []
+            cells = [f"{fmt(q['think_rate'], 'pct')} / {fmt(q['accuracy'], 'pct')}" for q in quarters]
+            cells += ["–"] * (4 - len(cells))
+            lines.append(
+                f"| {r['task']} | {r['method']} | {r.get('budget_label', r['budget'])} | {fmt(r['accuracy'], 'pct')} | "
+                f"{fmt(r['mean_total_tokens'], 'tokens')} | {fmt(r.get('think_rate'), 'pct')} | "
+                f"{fmt(r.get('within_budget_when_thinking'), 'pct')} | " + " | ".join(cells) + " |"
+            )
     parallel = [r for r in results["rows"] if "pass_at_k" in r]
     if parallel:
         ks = list(parallel[0]["pass_at_k"])

@@ -97,13 +97,17 @@ class FrontierArguments:
 
 
 def condition_label(method: str, budget_label: str) -> str:
-    """How a condition reads in the figure and the tables: ``off``, ``32``, ``free``, ``forced 32``."""
+    """How a condition reads in the figure and the tables: ``off``, ``32``, ``free``, ``forced 32``,
+    ``auto``, ``auto 32``."""
     return {
         "no_think": "off",
         "no_think_flag": "off (flag)",
         "think_flag": "free (flag)",
         "think": "free",
         "budget_forcing": f"forced {budget_label}",
+        "auto": "auto",
+        "auto_flag": "auto (flag)",
+        "auto_budget": f"auto {budget_label}",
     }.get(method, str(budget_label))
 
 

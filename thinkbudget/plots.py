@@ -29,6 +29,9 @@ MARKERS = {
     "think": "*",
     "think_flag": "P",
     "budget_forcing": "^",
+    "auto": "X",
+    "auto_flag": "p",
+    "auto_budget": "h",
 }
 
 

@@ -15,6 +15,15 @@ Thinking is switched by prompt, two ways that agree:
     ``a/think`` in a question switches nothing. With ``/no_think`` the model itself writes the empty think block; nothing is
     pre-filled, which is what lets evaluation measure no-think compliance "with only the flag".
 
+**Auto mode** leaves the decision to the model: ``enable_thinking="auto"`` (a soft default, as True is:
+a later ``/think`` or ``/no_think`` flag overrides it) or the text flag ``/auto_think`` (the last flag wins,
+as for the other two). The system message then states :data:`AUTO_SENTENCE`, nothing is pre-filled, and
+the model opens its answer with either the empty think block (it decided not to think) or a trace.
+``thinking_budget`` combines with it: the budget holds where the model thinks. ``enable_thinking=False``
+stays the hard switch that beats every flag, and renderings without auto are unchanged. (thinkbudget's
+stages install this template whenever they load a tokenizer; a checkpoint saved before auto mode, loaded
+by plain transformers, renders auto as thinking on: its template ignores the keyword and the flag.)
+
 The budget counts thinking tokens only (between the tags); the answer is counted separately by
 :mod:`thinkbudget.parsing`, so reasoning cannot hide after ``</think>``.
 """
@@ -29,6 +38,11 @@ THINK_OPEN = "<think>"
 THINK_CLOSE = "</think>"
 THINK_FLAG = "/think"
 NO_THINK_FLAG = "/no_think"
+AUTO_THINK_FLAG = "/auto_think"
+FLAGS = (THINK_FLAG, NO_THINK_FLAG, AUTO_THINK_FLAG)
+AUTO = "auto"
+# The values of the enable_thinking keyword: on, the hard off switch, and auto (the model decides).
+ENABLE_THINKING_VALUES = (True, False, AUTO)
 # What the template pre-fills with enable_thinking=False, and what a no-think answer starts with.
 EMPTY_THINK_BLOCK = f"{THINK_OPEN}\n\n{THINK_CLOSE}\n\n"
 # The answer cap (tokens after </think>): beyond it an answer counts as reasoning moved past the think
@@ -40,16 +54,19 @@ DEFAULT_SYSTEM_PROMPT = "You are a helpful assistant. Put your final answer in \
 # rendered prompts with BUDGET_PATTERN, so this sentence is the single source of truth.
 BUDGET_TEMPLATE = "Think for at most {budget} tokens."
 BUDGET_PATTERN = re.compile(r"Think for at most (\d+) tokens\.")
+# The one fixed phrasing of auto mode, stated in the system message (before a budget, if any).
+AUTO_SENTENCE = "Think only if the problem needs it."
 
 # ChatML (SmolLM2, Qwen2/3) with the thinking controls. Kept readable on purpose: this string is
 # what ships inside every checkpoint we save. `{% generation %}` marks assistant tokens so TRL's
 # `assistant_only_loss` also works on conversational data.
 CHAT_TEMPLATE = r"""{%- set ns = namespace(think=true, hard_off=false, flag='') -%}
 {%- if enable_thinking is defined and enable_thinking is false -%}{%- set ns.hard_off = true -%}{%- endif -%}
+{%- if enable_thinking is defined and enable_thinking is string and enable_thinking == 'auto' -%}{%- set ns.flag = 'auto_think' -%}{%- endif -%}
 {%- for m in messages -%}
 {%- if m['role'] in ['system', 'user'] and m['content'] is string -%}
 {%- for w in m['content'].split() -%}
-{%- if w == '/think' -%}{%- set ns.flag = 'think' -%}{%- elif w == '/no_think' -%}{%- set ns.flag = 'no_think' -%}{%- endif -%}
+{%- if w == '/think' -%}{%- set ns.flag = 'think' -%}{%- elif w == '/no_think' -%}{%- set ns.flag = 'no_think' -%}{%- elif w == '/auto_think' -%}{%- set ns.flag = 'auto_think' -%}{%- endif -%}
 {%- endfor -%}
 {%- endif -%}
 {%- endfor -%}
@@ -63,6 +80,7 @@ CHAT_TEMPLATE = r"""{%- set ns = namespace(think=true, hard_off=false, flag='') 
 {%- else -%}
 {%- set system = '@DEFAULT_SYSTEM@' -%}{%- set rest = messages -%}
 {%- endif -%}
+{%- if ns.think and ns.flag == 'auto_think' -%}{%- set system = system ~ '\n' ~ '@AUTO_SENTENCE@' -%}{%- endif -%}
 {%- if budget_line -%}{%- set system = system ~ '\n' ~ budget_line -%}{%- endif -%}
 {{- '<|im_start|>system\n' ~ system ~ '<|im_end|>\n' -}}
 {%- for m in rest -%}
@@ -83,6 +101,7 @@ CHAT_TEMPLATE = (
     CHAT_TEMPLATE.replace("@BUDGET_PREFIX@", _prefix)
     .replace("@BUDGET_SUFFIX@", _suffix)
     .replace("@DEFAULT_SYSTEM@", DEFAULT_SYSTEM_PROMPT.replace("\\", "\\\\"))
+    .replace("@AUTO_SENTENCE@", AUTO_SENTENCE)
 )
 
 
@@ -112,15 +131,16 @@ def parse_budget_from_prompt(prompt: str) -> int | None:
 
 
 def flags_in(text: str) -> list[str]:
-    """The thinking flags in ``text``, in order: ``'think'`` / ``'no_think'`` for each whitespace-separated
-    word that *is* ``/think`` or ``/no_think`` (a whole word: ``example.com/no_thinking``, ``a/think`` or
-    ``/think.`` are not flags). ``str.split()`` is also what the chat template uses, so both agree."""
-    return [w[1:] for w in text.split() if w in (THINK_FLAG, NO_THINK_FLAG)]
+    """The thinking flags in ``text``, in order: ``'think'`` / ``'no_think'`` / ``'auto_think'`` for each
+    whitespace-separated word that *is* ``/think``, ``/no_think`` or ``/auto_think`` (a whole word:
+    ``example.com/no_thinking``, ``a/think`` or ``/think.`` are not flags). ``str.split()`` is also what
+    the chat template uses, so both agree."""
+    return [w[1:] for w in text.split() if w in FLAGS]
 
 
 def last_flag(messages: Sequence[dict[str, Any]]) -> str | None:
-    """``'think'``, ``'no_think'`` or None: the last text flag in system/user messages (Qwen3 rule).
-    A flag is a whole whitespace-separated word (:func:`flags_in`)."""
+    """``'think'``, ``'no_think'``, ``'auto_think'`` or None: the last text flag in system/user messages
+    (Qwen3 rule). A flag is a whole whitespace-separated word (:func:`flags_in`)."""
     flag = None
     for m in messages:
         content = m.get("content")
@@ -132,17 +152,36 @@ def last_flag(messages: Sequence[dict[str, Any]]) -> str | None:
     return flag
 
 
-def thinking_enabled(messages: Sequence[dict[str, Any]], enable_thinking: bool = True) -> bool:
-    """Whether the template puts the model in thinking mode (mirrors :data:`CHAT_TEMPLATE`)."""
-    return bool(enable_thinking) and last_flag(messages) != "no_think"
+def validate_enable_thinking(value: Any) -> bool | str:
+    """``enable_thinking`` as True, False or ``'auto'``, or ``ValueError`` naming the valid values (the
+    template would read any other string as thinking on)."""
+    if value is True or value is False or value == AUTO:
+        return value
+    raise ValueError(f"enable_thinking must be True, False or {AUTO!r}, got {value!r}")
+
+
+def thinking_mode(messages: Sequence[dict[str, Any]], enable_thinking: bool | str = True) -> str:
+    """``'think'``, ``'no_think'`` or ``'auto'``: the mode the template puts the model in (mirrors
+    :data:`CHAT_TEMPLATE`: the hard off switch first, then the last flag, then the keyword's default)."""
+    enable_thinking = validate_enable_thinking(enable_thinking)
+    if enable_thinking is False:
+        return "no_think"
+    flag = last_flag(messages) or ("auto_think" if enable_thinking == AUTO else None)
+    return {"no_think": "no_think", "auto_think": AUTO}.get(flag or "", "think")
+
+
+def thinking_enabled(messages: Sequence[dict[str, Any]], enable_thinking: bool | str = True) -> bool:
+    """Whether the template lets the model think (thinking mode or auto; mirrors :data:`CHAT_TEMPLATE`)."""
+    return thinking_mode(messages, enable_thinking) != "no_think"
 
 
 def build_messages(
     question: str, *, system: str | None = None, flag: str | None = None
 ) -> list[dict[str, str]]:
-    """Chat messages for one question; ``flag`` ('think'/'no_think') is appended to the user turn."""
-    if flag not in (None, "think", "no_think"):
-        raise ValueError(f"flag must be one of None, 'think', 'no_think', got {flag!r}")
+    """Chat messages for one question; ``flag`` ('think'/'no_think'/'auto_think') is appended to the user
+    turn."""
+    if flag not in (None, "think", "no_think", "auto_think"):
+        raise ValueError(f"flag must be one of None, 'think', 'no_think', 'auto_think', got {flag!r}")
     user = question if flag is None else f"{question} /{flag}"
     msgs = [{"role": "system", "content": system}] if system is not None else []
     return msgs + [{"role": "user", "content": user}]
@@ -152,11 +191,13 @@ def render_prompt(
     tokenizer: Any,
     messages: Sequence[dict[str, Any]],
     *,
-    enable_thinking: bool = True,
+    enable_thinking: bool | str = True,
     thinking_budget: int | None = None,
 ) -> str:
     """Render a generation prompt with per-row thinking controls (TRL's ``chat_template_kwargs`` is
-    global to a run, so mixed batches render each row themselves through this function)."""
+    global to a run, so mixed batches render each row themselves through this function).
+    ``enable_thinking`` is True, False or ``'auto'``."""
+    enable_thinking = validate_enable_thinking(enable_thinking)
     if thinking_budget is not None:
         thinking_budget = validate_budget(thinking_budget)
     return tokenizer.apply_chat_template(
