@@ -55,7 +55,7 @@ def check_targets(ds) -> dict:
 
     rows = lines = correct = follows = numeric = 0
     for completion, mode, gran in zip(ds["completion"], ds["mode"], ds["granularity"]):
-        if mode != "think" or gran == "none":
+        if mode not in ("think", "auto") or gran == "none":  # auto rows that answer directly have no trace
             continue
         thinking = thinking_between_tags(completion)
         check = check_lines(thinking)
@@ -106,6 +106,15 @@ def summarize(ds, kind: str) -> dict:
         for b, n, m in zip(budget, ds["thinking_tokens"], ds["mode"]):
             if m == "think":
                 by_budget.setdefault(b, []).append(n)
+        # Auto rows: the share whose target thinks, per task and budget (the measured decisions at work).
+        by_auto: dict[str, list[bool]] = {}
+        for t, b, n, m in zip(ds["task"], budget, ds["thinking_tokens"], ds["mode"]):
+            if m == "auto":
+                by_auto.setdefault(f"{t}|{b}", []).append(n > 0)
+        if by_auto:
+            summary["auto_think_share_by_task_budget"] = {
+                k: round(sum(v) / len(v), 3) for k, v in sorted(by_auto.items())
+            }
         summary["thinking_tokens_by_budget"] = {
             b: {"mean": round(mean(v), 1), "max": max(v), "answer_only": sum(x == 0 for x in v)}
             for b, v in sorted(by_budget.items())

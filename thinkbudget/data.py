@@ -14,6 +14,12 @@ type) of one of three types, drawn per problem with a seeded RNG:
 - With ``plan_line``, every think target of a problem that knows its size (the chain family) opens
   with it (``12 steps``), counted in the budget (:func:`plan_text` says why).
 - **no think** (``no_think_ratio``): an empty think block and the answer.
+- **auto** (``auto_ratio``): the prompt leaves the decision to the model (``enable_thinking="auto"`` or
+  ``/auto_think``), budgeted or not in the proportion of the think rows. The target thinks (the trace a
+  think row of that budget gets) where thinking pays for problems of its difficulty, and otherwise answers
+  after an empty block that the model writes: the decision table ``auto_decisions`` is *measured* from an
+  evaluation (:mod:`thinkbudget.auto`). GRPO for the decision is not built yet: RL rows drawn auto are
+  trained as think rows of the same budget.
 
 Each row is also controlled one of two ways (``flag_ratio``): the chat-template keyword arguments
 (``enable_thinking``/``thinking_budget``; with thinking off the prompt is pre-filled with the empty
@@ -42,6 +48,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from thinkbudget import auto
 from thinkbudget.protocol import (
     boxed,
     build_messages,
@@ -56,11 +63,11 @@ from thinkbudget.tasks import (
     load_problems,
     validate_task_name,
 )
-from thinkbudget.traces import check_lines, is_number, same_number, trace_thinking_tokens
+from thinkbudget.traces import check_lines, full_trace_tokens, is_number, same_number, trace_thinking_tokens
 
 logger = logging.getLogger(__name__)
 
-MODES = ("think", "no_think")
+MODES = ("think", "no_think", "auto")
 CONTROLS = ("kwargs", "flag")
 KINDS = ("sft", "rl")
 RATIO_TOLERANCE = 1e-6
@@ -108,6 +115,20 @@ class DataMixArguments:
     )
     no_think_ratio: float = field(
         default=0.25, metadata={"help": "Fraction of rows with thinking off (0-1)."}
+    )
+    auto_ratio: float = field(
+        default=0.0,
+        metadata={
+            "help": "Fraction of rows in auto mode, where the model decides whether to think (0-1; the four "
+            "ratios sum to 1). Needs auto_decisions."
+        },
+    )
+    auto_decisions: str | None = field(
+        default=None,
+        metadata={
+            "help": "Decision table of the auto rows (path, JSON from scripts/auto_decisions.py): per task and "
+            "difficulty (full-trace tokens), whether thinking paid in a measured evaluation."
+        },
     )
     flag_ratio: float = field(
         default=0.3,
@@ -176,16 +197,24 @@ class DataMixArguments:
                 raise ValueError(
                     f"budget_weights: must be non-negative numbers with a positive sum, got {self.budget_weights}"
                 )
-        for name in ("think_budget_ratio", "think_free_ratio", "no_think_ratio", "flag_ratio"):
+        for name in ("think_budget_ratio", "think_free_ratio", "no_think_ratio", "auto_ratio", "flag_ratio"):
             v = getattr(self, name)
             if not _is_number(v) or not 0.0 <= v <= 1.0:
                 raise ValueError(f"{name}: must be a fraction in [0, 1], got {v!r}")
-        total = self.think_budget_ratio + self.think_free_ratio + self.no_think_ratio
+        total = self.think_budget_ratio + self.think_free_ratio + self.no_think_ratio + self.auto_ratio
         if abs(total - 1.0) > RATIO_TOLERANCE:
             raise ValueError(
-                f"think_budget_ratio + think_free_ratio + no_think_ratio: must sum to 1, got {total:g} "
-                f"({self.think_budget_ratio} + {self.think_free_ratio} + {self.no_think_ratio})"
+                f"think_budget_ratio + think_free_ratio + no_think_ratio + auto_ratio: must sum to 1, got "
+                f"{total:g} ({self.think_budget_ratio} + {self.think_free_ratio} + {self.no_think_ratio} + "
+                f"{self.auto_ratio})"
             )
+        if self.auto_ratio > 0 and not self.auto_decisions:
+            raise ValueError(
+                "auto_decisions: required when auto_ratio > 0 (where thinking pays is measured, not guessed):\n"
+                f"  {auto.COMMAND}"
+            )
+        if self.auto_decisions:
+            auto.load_decisions(self.auto_decisions)
         if not isinstance(self.plan_line, bool):
             raise ValueError(f"plan_line: must be true or false, got {self.plan_line!r}")
         n_types = len(row_types(self))
@@ -250,7 +279,7 @@ CONFIG_CLASSES = (PrepareArguments, DataMixArguments)
 class RowPlan:
     """The drawn type of one row."""
 
-    mode: str  # "think" | "no_think"
+    mode: str  # "think" | "no_think" | "auto"
     control: str  # "kwargs" | "flag"
     budget: int | None
 
@@ -267,10 +296,20 @@ def draw_row_plan(args: DataMixArguments, split: str, problem_id: str) -> RowPla
         budget = rng.choices(args.budgets, weights=weights, k=1)[0]
     elif u < args.think_budget_ratio + args.think_free_ratio:
         mode = "think"
-    else:
+    elif args.auto_ratio <= 0 or u < 1.0 - args.auto_ratio:
         mode = "no_think"
+    else:
+        mode = "auto"
     control = "flag" if rng.random() < args.flag_ratio else "kwargs"
+    if mode == "auto" and rng.random() < auto_budget_share(args):  # drawn after the control: see above
+        budget = rng.choices(args.budgets, weights=args.budget_weights or None, k=1)[0]
     return RowPlan(mode, control, budget)
+
+
+def auto_budget_share(args: DataMixArguments) -> float:
+    """The share of auto rows that state a budget: that of the think rows (0 without think rows)."""
+    think = args.think_budget_ratio + args.think_free_ratio
+    return args.think_budget_ratio / think if think > 0 else 0.0
 
 
 def row_types(args: DataMixArguments) -> list[str]:
@@ -283,6 +322,13 @@ def row_types(args: DataMixArguments) -> list[str]:
     if args.think_budget_ratio > 0:
         weights = args.budget_weights or [1.0] * len(args.budgets)
         types += [str(b) for b, w in zip(args.budgets, weights) if _is_number(w) and w > 0]
+    if args.auto_ratio > 0:
+        share = auto_budget_share(args)
+        if share < 1:
+            types.append("auto")
+        if share > 0:
+            weights = args.budget_weights or [1.0] * len(args.budgets)
+            types += [f"auto {b}" for b, w in zip(args.budgets, weights) if _is_number(w) and w > 0]
     return types
 
 
@@ -303,11 +349,33 @@ def draw_row_plans(args: DataMixArguments, split: str, problem_id: str, k: int =
 
 
 def render_row_prompt(tokenizer: Any, question: str, plan: RowPlan, system_prompt: str | None = None) -> str:
-    """The generation prompt for one row type (flag rows put ``/think``/``/no_think`` in the user turn)."""
-    flag = plan.mode if plan.control == "flag" else None
+    """The generation prompt for one row type (flag rows put ``/think``, ``/no_think`` or ``/auto_think`` in
+    the user turn; keyword rows set ``enable_thinking`` to True, False or ``'auto'``)."""
+    flag = (
+        {"think": "think", "no_think": "no_think", "auto": "auto_think"}[plan.mode]
+        if plan.control == "flag"
+        else None
+    )
     messages = build_messages(question, system=system_prompt, flag=flag)
-    enable_thinking = plan.mode == "think" or plan.control == "flag"
+    if plan.control == "flag":
+        enable_thinking: bool | str = True
+    else:
+        enable_thinking = "auto" if plan.mode == "auto" else plan.mode == "think"
     return render_prompt(tokenizer, messages, enable_thinking=enable_thinking, thinking_budget=plan.budget)
+
+
+def auto_thinks(problem: Problem, decisions: dict[str, list[dict[str, Any]]], tokenizer: Any) -> bool:
+    """Whether the auto target of ``problem`` thinks: the measured decision for its task and difficulty
+    (:func:`thinkbudget.auto.should_think`); a problem without traces has nothing to think with."""
+    n = full_trace_tokens(problem.traces, tokenizer)
+    if n is None:
+        return False
+    if problem.task not in decisions:
+        raise ValueError(
+            f"auto_decisions: no decisions for task {problem.task!r} (it covers {', '.join(decisions) or 'none'}); "
+            f"evaluate a model on it with methods no_think and think, then:\n  {auto.COMMAND}"
+        )
+    return auto.should_think(decisions[problem.task], n)
 
 
 RESULT = "result"  # the coarsest granularity: the result alone ("= 52"), no written intermediates
@@ -452,13 +520,16 @@ def build_sft_dataset(args: DataMixArguments, tokenizer: Any, split: str = "trai
     args.validate()
     rows: dict[str, list[Any]] = {c: [] for c in SFT_COLUMNS}
     k = args.rows_per_problem if split == "train" else 1
+    decisions = auto.load_decisions(args.auto_decisions) if args.auto_ratio > 0 else {}
     pairs = [(p, plan) for p in _problems(args, split) for plan in draw_row_plans(args, split, p.id, k)]
     for p, plan in tqdm(pairs, desc=f"sft/{split}", mininterval=5, disable=None):
         if not p.traces and plan.mode == "think":
             plan = RowPlan("no_think", plan.control, None)  # nothing to think with: a no-think row
         answer = answer_text(p.answer)
         gran, trace, n_think = None, None, 0
-        if plan.mode == "think":
+        if plan.mode == "auto" and not auto_thinks(p, decisions, tokenizer):
+            completion = format_response(None, answer)  # nothing pre-filled: the model writes the empty block
+        elif plan.mode in ("think", "auto"):
             plan, (gran, trace, n_think) = fit_budgeted_row(
                 p, plan, args.budgets, tokenizer, plan_line=args.plan_line
             )
@@ -492,6 +563,8 @@ def build_rl_dataset(args: DataMixArguments, tokenizer: Any, split: str = "train
     rows: dict[str, list[Any]] = {c: [] for c in RL_COLUMNS}
     for p in tqdm(_problems(args, split), desc=f"rl/{split}", mininterval=5, disable=None):
         plan = draw_row_plan(args, split, p.id)
+        if plan.mode == "auto":  # no GRPO reward for the decision yet: trained as a think row
+            plan = RowPlan("think", plan.control, plan.budget)
         row = {
             "prompt": render_row_prompt(tokenizer, p.question, plan, args.system_prompt),
             "question": p.question,

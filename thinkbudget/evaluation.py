@@ -86,7 +86,7 @@ from thinkbudget.protocol import (
     validate_budget,
 )
 from thinkbudget.selection import available_selectors, best_of_n, majority_vote, selector_at_n
-from thinkbudget.traces import check_lines, same_number, trace_thinking_tokens
+from thinkbudget.traces import check_lines, full_trace_tokens, same_number
 
 logger = logging.getLogger(__name__)
 
@@ -375,7 +375,6 @@ def make_record(
     budget = condition.budget
     final_answer = extract_final_answer(parsed.answer)
     check = check_lines(parsed.thinking) if parsed.thinking_tokens else None
-    finest = next(iter(problem.traces.values()), None) if problem.traces else None
     return {
         "key": sample_key(condition.task, condition.method, condition.budget_label, problem.id, sample_idx),
         "task": condition.task,
@@ -416,7 +415,7 @@ def make_record(
         "trace_result": check.result if check else None,
         "answer_follows_trace": same_number(check.result, final_answer) if check else None,
         # Thinking tokens of the problem's full (finest) reference trace: which budgets it needs.
-        "full_trace_tokens": trace_thinking_tokens(finest, tokenizer) if finest else None,
+        "full_trace_tokens": full_trace_tokens(problem.traces, tokenizer),
         "flags": hack_flags(parsed, condition.mode, answer_cap),
     }
 

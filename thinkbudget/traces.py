@@ -146,6 +146,14 @@ def trace_thinking_tokens(trace: str, tokenizer: Any) -> int:
     return get_parser(tokenizer).thinking_token_count(thinking_between_tags(format_response(trace, "")))
 
 
+def full_trace_tokens(traces: dict[str, str] | None, tokenizer: Any) -> int | None:
+    """Thinking tokens of a problem's full (finest, first) reference trace: how hard the problem is, in
+    the unit of budgets. The one definition for evaluation's ``full_trace_tokens`` and auto mode's
+    decisions (:mod:`thinkbudget.auto`); None for a problem without traces."""
+    finest = next(iter(traces.values()), None) if traces else None
+    return trace_thinking_tokens(finest, tokenizer) if finest else None
+
+
 def thinking_between_tags(response: str) -> str:
     """The exact text between the think tags of a :func:`thinkbudget.protocol.format_response` target."""
     from thinkbudget.protocol import THINK_CLOSE, THINK_OPEN
