@@ -292,8 +292,7 @@ def draw_row_plan(args: DataMixArguments, split: str, problem_id: str) -> RowPla
     budget = None
     if u < args.think_budget_ratio:
         mode = "think"
-        weights = args.budget_weights or None
-        budget = rng.choices(args.budgets, weights=weights, k=1)[0]
+        budget = _draw_budget(rng, args)
     elif u < args.think_budget_ratio + args.think_free_ratio:
         mode = "think"
     elif args.auto_ratio <= 0 or u < 1.0 - args.auto_ratio:
@@ -302,8 +301,13 @@ def draw_row_plan(args: DataMixArguments, split: str, problem_id: str) -> RowPla
         mode = "auto"
     control = "flag" if rng.random() < args.flag_ratio else "kwargs"
     if mode == "auto" and rng.random() < auto_budget_share(args):  # drawn after the control: see above
-        budget = rng.choices(args.budgets, weights=args.budget_weights or None, k=1)[0]
+        budget = _draw_budget(rng, args)
     return RowPlan(mode, control, budget)
+
+
+def _draw_budget(rng: random.Random, args: DataMixArguments) -> int:
+    """One budget from ``budgets`` by ``budget_weights`` (uniform when empty): budgeted think and auto rows."""
+    return rng.choices(args.budgets, weights=args.budget_weights or None, k=1)[0]
 
 
 def auto_budget_share(args: DataMixArguments) -> float:
@@ -319,16 +323,16 @@ def row_types(args: DataMixArguments) -> list[str]:
         types.append("off")
     if args.think_free_ratio > 0:
         types.append("free")
+    weights = args.budget_weights or [1.0] * len(args.budgets)
+    drawn = [str(b) for b, w in zip(args.budgets, weights) if _is_number(w) and w > 0]
     if args.think_budget_ratio > 0:
-        weights = args.budget_weights or [1.0] * len(args.budgets)
-        types += [str(b) for b, w in zip(args.budgets, weights) if _is_number(w) and w > 0]
+        types += drawn
     if args.auto_ratio > 0:
         share = auto_budget_share(args)
         if share < 1:
             types.append("auto")
         if share > 0:
-            weights = args.budget_weights or [1.0] * len(args.budgets)
-            types += [f"auto {b}" for b, w in zip(args.budgets, weights) if _is_number(w) and w > 0]
+            types += [f"auto {b}" for b in drawn]
     return types
 
 
