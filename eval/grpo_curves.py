@@ -4,8 +4,9 @@
 
 Reads ``trainer_state.json`` (the run folder's, else its newest ``checkpoint-N``'s) and writes
 ``grpo_curves.png`` (four panels: total reward and each reward's mean; thinking tokens per budget;
-within-budget share per budget; accuracy and no-think compliance; a fifth, the share of rollouts at
-their target's granularity per budget, where the run logged it) and ``grpo_curves.md`` (the same
+within-budget share per budget; accuracy and no-think compliance; then, where the run logged them, the
+share of rollouts at their target's granularity per budget, and auto mode's decision: the policy's
+probability of thinking overall and per difficulty bin, ``auto/p_think``) and ``grpo_curves.md`` (the same
 numbers, one row per logged step), so that the length signal the rewards give is there to see.
 The metric names are the ones ``thinkbudget.rl.rollout_metrics`` logs.
 """
@@ -64,7 +65,13 @@ def write_grpo_curves(run: str | Path, out: str | Path) -> tuple[Path, Path]:
     reward_keys = sorted({k for h in history for k in h if k.startswith("rewards/") and k.endswith("/mean")})
     shape_keys = [f"thinkbudget/budget_{b}/at_target" for b in budgets] + ["thinkbudget/no_budget/at_target"]
     shape_keys = [k for k in shape_keys if any(k in h for h in history)]  # runs since the granularity reward
-    fig, axes = plt.subplots(1, 4 + bool(shape_keys), figsize=(20 + 5 * bool(shape_keys), 4.2))
+    # Auto rows (thinkbudget.decision): overall first, then the difficulty bins in their order (le16 ... gt128).
+    auto_keys = sorted(
+        {k for h in history for k in h if k.startswith("auto/p_think")},
+        key=lambda k: (k != "auto/p_think", "gt" in k, int(re.sub(r"\D", "", k) or 0)),
+    )
+    extra = [keys for keys in (shape_keys, auto_keys) if keys]
+    fig, axes = plt.subplots(1, 4 + len(extra), figsize=(20 + 5 * len(extra), 4.2))
     ax = axes[0]
     ax.plot(*series(history, "reward"), color="black", lw=2, label="total (weighted)")
     for k in reward_keys:
@@ -87,12 +94,20 @@ def write_grpo_curves(run: str | Path, out: str | Path) -> tuple[Path, Path]:
     axes[3].plot(*series(history, "thinkbudget/no_think/compliance"), marker=".", label="no-think compliance")
     axes[3].set_title("rollout accuracy and no-think compliance")
     axes[3].set_ylim(-0.02, 1.02)
+    panel = 4
     for k in shape_keys:
         label = "no budget" if "no_budget" in k else f"budget {k.split('/')[1].split('_')[1]}"
-        axes[4].plot(*series(history, k), marker=".", label=label)
+        axes[panel].plot(*series(history, k), marker=".", label=label)
     if shape_keys:
-        axes[4].set_title("share at the target's granularity")
-        axes[4].set_ylim(-0.02, 1.02)
+        axes[panel].set_title("share at the target's granularity")
+        axes[panel].set_ylim(-0.02, 1.02)
+        panel += 1
+    for k in auto_keys:
+        label = "all auto prompts" if k == "auto/p_think" else f"full trace {k.split('/')[-1]} tokens"
+        axes[panel].plot(*series(history, k), marker=".", lw=2 if k == "auto/p_think" else 1, label=label)
+    if auto_keys:
+        axes[panel].set_title("auto: the policy's P(think) by difficulty")
+        axes[panel].set_ylim(-0.02, 1.02)
     for a in axes[1:]:
         a.legend(fontsize=7)
     for a in axes:
@@ -110,7 +125,7 @@ def write_grpo_curves(run: str | Path, out: str | Path) -> tuple[Path, Path]:
         "thinkbudget/accuracy",
         "thinkbudget/no_think/compliance",
     ]
-    cols += shape_keys + reward_keys
+    cols += shape_keys + auto_keys + reward_keys
     short = [c.replace("thinkbudget/", "").replace("/mean", "") for c in cols]
     lines = [
         f"# GRPO training curves: `{run}`",

@@ -173,7 +173,7 @@ def test_auto_rows_follow_the_measured_decisions(tmp_path, tokenizer):
     assert decided["chain", True] and decided["chain", False] and not decided["rg/leg_counting", True]
 
 
-def test_auto_mix_keeps_the_other_rows_and_rl_trains_auto_as_think(tmp_path, tokenizer):
+def test_auto_mix_keeps_the_other_rows_and_rl_keeps_auto_rows(tmp_path, tokenizer):
     args = _auto_mix(tmp_path)
     plain = DataMixArguments(
         **{
@@ -190,9 +190,17 @@ def test_auto_mix_keeps_the_other_rows_and_rl_trains_auto_as_think(tmp_path, tok
     a = {r["id"]: r for r in with_auto if r["mode"] == "think"}
     b = {r["id"]: r for r in without if r["mode"] == "think"}
     assert a == b and a
+    # RL rows drawn auto stay auto (GRPO trains the decision: thinkbudget.decision): the prompt states
+    # the auto sentence, and every row carries its difficulty.
     rl = build_rl_dataset(args, tokenizer, "train")
-    assert set(rl["mode"]) == {"think", "no_think"}
-    assert any(AUTO_SENTENCE in p for p in rl["prompt"]) is False
+    assert set(rl["mode"]) == {"think", "no_think", "auto"}
+    for row in rl:
+        assert (AUTO_SENTENCE in row["prompt"]) == (row["mode"] == "auto")
+        if row["task"] == "chain":  # reasoning-gym problems have no reference trace: no difficulty
+            assert row["full_trace_tokens"] > 0
+        else:
+            assert row["full_trace_tokens"] is None
+        assert row["target_lines"] is None or row["mode"] == "think"
 
 
 def test_auto_decisions_script(tmp_path):

@@ -11,7 +11,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _step(step: int, *, shape: bool) -> dict:
+def _step(step: int, *, shape: bool, auto: bool = False) -> dict:
     h = {
         "step": step,
         "reward": 1.0 + step / 10,
@@ -26,6 +26,11 @@ def _step(step: int, *, shape: bool) -> dict:
     if shape:
         h["thinkbudget/budget_32/at_target"] = 0.125 * step
         h["thinkbudget/no_budget/at_target"] = 0.75
+    if auto:  # thinkbudget.rl logs the policy's P(think) at auto prompts, overall and per difficulty bin
+        h["auto/p_think"] = 0.5
+        h["auto/p_think/gt128"] = 1.0 - 0.0625 * step
+        h["auto/p_think/le16"] = 0.125 * step
+        h["auto/p_think/le128"] = 0.75
     return h
 
 
@@ -61,6 +66,22 @@ def test_curves_table_and_figure(tmp_path):
             assert col["no_budget/at_target"] == ("0.75",) * 3
         else:
             assert not any("at_target" in c for c in header)
+        assert not any("auto" in c for c in header)
+
+
+def test_auto_panel_orders_the_difficulty_bins(tmp_path):
+    run = tmp_path / "rl"
+    run.mkdir()
+    history = [_step(s, shape=False, auto=True) for s in (1, 2)]
+    (run / "trainer_state.json").write_text(json.dumps({"log_history": history}))
+    proc = _run(run, tmp_path / "curves")
+    assert proc.returncode == 0, proc.stderr
+    header = [
+        c.strip()
+        for c in (tmp_path / "curves/grpo_curves.md").read_text().splitlines()[4].strip("|").split("|")
+    ]
+    auto = [c for c in header if c.startswith("auto/")]
+    assert auto == ["auto/p_think", "auto/p_think/le16", "auto/p_think/le128", "auto/p_think/gt128"]
 
 
 def test_missing_state_is_an_error(tmp_path):

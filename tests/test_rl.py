@@ -12,7 +12,6 @@ thinking and answer length, so the rewards differ and the updates are real.
 from __future__ import annotations
 
 import json
-import math
 import os
 import signal
 import subprocess
@@ -51,39 +50,6 @@ def _entry_point():
 @pytest.fixture(scope="module")
 def rl_entry():
     return _entry_point()
-
-
-@pytest.fixture(scope="session")
-def varied_model_path(tmp_path_factory, tiny_model_path) -> str:
-    """tiny-llama with an untied output layer whose rows for the protocol tokens are set so that each
-    gets about `p` probability at an average position (rollouts then vary in length and structure)."""
-    from thinkbudget.models import load_model_and_tokenizer
-    from thinkbudget.protocol import build_messages, render_prompt
-
-    model, tok = load_model_and_tokenizer(tiny_model_path, dtype="float32")
-    model.config.tie_word_embeddings = False
-    model.lm_head.weight = torch.nn.Parameter(model.get_input_embeddings().weight.detach().clone())
-    prompts = [
-        render_prompt(tok, build_messages("What is 3*4?"), thinking_budget=16),
-        render_prompt(tok, build_messages("Compute 17+5."), enable_thinking=False),
-    ]
-    tok.padding_side = "left"
-    with torch.no_grad():
-        enc = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
-        out = model(**enc, output_hidden_states=True)
-        mask = enc["attention_mask"].bool()
-        hidden = out.hidden_states[-1][mask]  # after the final norm: what the output layer sees
-        log_z = torch.logsumexp(out.logits[mask], dim=-1).mean().item()
-        mean = hidden.mean(0)
-        for token, p in {"<|im_end|>": 0.1, "<think>": 0.1, "</think>": 0.06}.items():
-            # h . w = log(p) + log Z at the mean hidden state -> probability ~p there.
-            row = tok.convert_tokens_to_ids(token)
-            model.lm_head.weight[row] = (math.log(p) + log_z) * mean / mean.dot(mean)
-    path = tmp_path_factory.mktemp("varied-tiny-llama")
-    model.save_pretrained(path)
-    tok.padding_side = "right"
-    tok.save_pretrained(path)
-    return str(path)
 
 
 def _launch(args: list[str], *, processes: int = 1, timeout: int = 300) -> subprocess.CompletedProcess:

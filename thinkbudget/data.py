@@ -18,8 +18,9 @@ type) of one of three types, drawn per problem with a seeded RNG:
   ``/auto_think``), budgeted or not in the proportion of the think rows. The target thinks (the trace a
   think row of that budget gets) where thinking pays for problems of its difficulty, and otherwise answers
   after an empty block that the model writes: the decision table ``auto_decisions`` is *measured* from an
-  evaluation (:mod:`thinkbudget.auto`). GRPO for the decision is not built yet: RL rows drawn auto are
-  trained as think rows of the same budget.
+  evaluation (:mod:`thinkbudget.auto`). RL rows drawn auto stay auto: GRPO samples and rewards the
+  decision itself (:mod:`thinkbudget.decision`), and each RL row carries ``full_trace_tokens`` (its
+  difficulty, :func:`thinkbudget.traces.full_trace_tokens`) for the decision's curves per difficulty.
 
 Each row is also controlled one of two ways (``flag_ratio``): the chat-template keyword arguments
 (``enable_thinking``/``thinking_budget``; with thinking off the prompt is pre-filled with the empty
@@ -490,6 +491,7 @@ RL_COLUMNS = (
     "budget",
     "id",
     "target_lines",
+    "full_trace_tokens",
 )
 
 
@@ -512,7 +514,7 @@ def target_lines_of(
 def _features(kind: str):
     from datasets import Features, Value
 
-    ints = {"budget", "thinking_tokens", "target_lines"}
+    ints = {"budget", "thinking_tokens", "target_lines", "full_trace_tokens"}
     cols = SFT_COLUMNS if kind == "sft" else RL_COLUMNS
     return Features({c: Value("int64") if c in ints else Value("string") for c in cols})
 
@@ -559,16 +561,15 @@ def build_sft_dataset(args: DataMixArguments, tokenizer: Any, split: str = "trai
 
 
 def build_rl_dataset(args: DataMixArguments, tokenizer: Any, split: str = "train"):
-    """RL rows: a per-row rendered prompt (mode/budget applied) with gold answer, task, meta and the
-    target's shape (``target_lines``, :func:`target_lines_of`)."""
+    """RL rows: a per-row rendered prompt (mode/budget applied) with gold answer, task, meta, the
+    target's shape (``target_lines``, :func:`target_lines_of`) and the problem's difficulty
+    (``full_trace_tokens``; None without traces)."""
     from datasets import Dataset
 
     args.validate()
     rows: dict[str, list[Any]] = {c: [] for c in RL_COLUMNS}
     for p in tqdm(_problems(args, split), desc=f"rl/{split}", mininterval=5, disable=None):
         plan = draw_row_plan(args, split, p.id)
-        if plan.mode == "auto":  # no GRPO reward for the decision yet: trained as a think row
-            plan = RowPlan("think", plan.control, plan.budget)
         row = {
             "prompt": render_row_prompt(tokenizer, p.question, plan, args.system_prompt),
             "question": p.question,
@@ -580,6 +581,7 @@ def build_rl_dataset(args: DataMixArguments, tokenizer: Any, split: str = "train
             "budget": plan.budget,
             "id": p.id,
             "target_lines": target_lines_of(p, plan, tokenizer, plan_line=args.plan_line),
+            "full_trace_tokens": full_trace_tokens(p.traces, tokenizer),
         }
         for c in RL_COLUMNS:
             rows[c].append(row[c])

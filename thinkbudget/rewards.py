@@ -20,6 +20,9 @@ Shared rules, so that the number a reward optimises is the number evaluation rep
   reward's worst value.
 - Length rewards return ``None`` on no-think rows (their length is governed by ``mode_compliance``
   and ``answer_length``) and, where the formula needs a budget, on rows without one.
+- An auto row (``mode`` ``auto``: the model decides) is scored as the mode its completion chose: a think
+  row if it wrote thinking (budget and all), else a no-think row; ``no_think_bonus`` pays the choice
+  not to think (AdaptThink's ``delta``, :mod:`thinkbudget.decision`).
 - No reward raises on model output; every value is clamped to the reward's declared ``bounds``.
 
 Rewards are small callable classes (picklable: TRL may ship reward functions to another process)
@@ -42,6 +45,7 @@ from thinkbudget.grading import extract_boxed, is_correct
 from thinkbudget.parsing import ParsedCompletion, parse_completion
 from thinkbudget.protocol import (
     ANSWER_CAP,
+    AUTO_SENTENCE,
     EMPTY_THINK_BLOCK,
     NO_THINK_FLAG,
     THINK_CLOSE,
@@ -220,10 +224,13 @@ def _prefill(prompt: Any) -> str | None:
     return None
 
 
-def _mode(mode: Any, prompt: Any) -> str:
-    """``"think"`` or ``"no_think"``: the ``mode`` column, else inferred from the rendered prompt."""
-    if mode in ("think", "no_think"):
+def row_mode(mode: Any, prompt: Any) -> str:
+    """``"think"``, ``"no_think"`` or ``"auto"``: the ``mode`` column, else inferred from the rendered
+    prompt (auto where the template stated :data:`~thinkbudget.protocol.AUTO_SENTENCE`)."""
+    if mode in ("think", "no_think", "auto"):
         return mode
+    if isinstance(prompt, str) and AUTO_SENTENCE in prompt:
+        return "auto"
     if _prefill(prompt) == "closed":
         return "no_think"
     if isinstance(prompt, str) and prompt.rfind(NO_THINK_FLAG) > prompt.rfind(THINK_FLAG):
@@ -253,7 +260,8 @@ def build_rows(
     """One dict per completion, as every reward and :func:`completion_stats` see it: ``prompt``,
     ``parsed`` (the one parser, cached), and the dataset columns ``answer``, ``budget``, ``mode``,
     ``task``, ``meta``, ``target_lines`` (``mode`` resolved from the prompt when the column is missing,
-    ``budget`` an int or None)."""
+    ``budget`` an int or None). ``auto`` says whether the row left the decision to the model; such a
+    row's ``mode`` is the one its completion chose (``think`` when it wrote thinking)."""
     n = len(completion_ids) if completion_ids is not None else len(completions or [])
     prompts = list(prompts) if prompts is not None else [None] * n
     completions = list(completions) if completions is not None else [None] * n
@@ -266,7 +274,10 @@ def build_rows(
             "parsed": _parse(tokenizer, ids[i], completions[i] if i < len(completions) else None),
         }
         row.update({name: values[i] for name, values in cols.items()})
-        row["mode"] = _mode(row["mode"], row["prompt"])
+        row["mode"] = row_mode(row["mode"], row["prompt"])
+        row["auto"] = row["mode"] == "auto"
+        if row["auto"]:
+            row["mode"] = "think" if row["parsed"].thinking_tokens > 0 else "no_think"
         row["budget"] = _budget(row["budget"])
         rows.append(row)
     return rows
@@ -422,6 +433,22 @@ class ModeComplianceReward(Reward):
         if row["mode"] == "no_think":
             return float(p.no_think_compliant)
         return float(think_closed(p, row["prompt"]) and p.thinking_tokens > 0)
+
+
+class NoThinkBonusReward(Reward):
+    """``no_think_bonus`` (AdaptThink's ``delta * 1[y_1 = </think>]``, Zhang et al. 2025, Eq. 4): 1 when an
+    auto row answers without thinking, 0 when it thinks; None on rows that are not auto. Its weight is
+    ``delta``, the accuracy a skipped trace may cost (AdaptThink: 0.05): with ``correctness`` at weight 1,
+    not thinking wins a group where it is right at least as often, minus ``delta``, as thinking.
+    Pair it with ``auto_decision_sampling`` so that every auto group holds both modes."""
+
+    name = "no_think_bonus"
+    bounds = (0.0, 1.0)
+
+    def row(self, row):
+        if not row["auto"]:
+            return None
+        return float(row["mode"] == "no_think")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -660,6 +687,7 @@ REWARDS: dict[str, type[Reward]] = {
         CorrectnessReward,
         FormatReward,
         ModeComplianceReward,
+        NoThinkBonusReward,
         L1ExactReward,
         L1MaxReward,
         BudgetCutoffReward,
@@ -714,7 +742,7 @@ def completion_stats(
 ) -> list[dict[str, Any]]:
     """Per-row facts the trainer logs (same parser, same scorer and caches as the rewards).
 
-    Each dict: ``mode``, ``budget`` (int or None), ``thinking_tokens``, ``answer_tokens``,
+    Each dict: ``mode`` (an auto row's: the mode it chose), ``auto``, ``budget`` (int or None), ``thinking_tokens``, ``answer_tokens``,
     ``within_budget`` (closed and thinking <= budget; None without a budget), ``correct`` (None
     without gold), ``no_think_compliant`` (None on think rows), ``at_target`` (the ``granularity``
     reward's verdict; None where it does not apply).
@@ -733,6 +761,7 @@ def completion_stats(
         out.append(
             {
                 "mode": row["mode"],
+                "auto": row["auto"],
                 "budget": row["budget"],
                 "thinking_tokens": parsed.thinking_tokens,
                 "answer_tokens": parsed.answer_tokens,

@@ -24,6 +24,11 @@ applied), so the rendered text is exactly what the policy sees.
   calls ``unwrapped_model.generate(**inputs, generation_config=...)`` with no way to pass a logits
   processor, so for the duration of one rollout the unwrapped model's ``generate`` is wrapped to add
   one (a fresh processor per call: it reads each row's budget from that call's prompts);
+- AdaptThink's sampling of auto mode's decision (:mod:`thinkbudget.decision`, ``auto_decision_sampling``):
+  in each group of an auto prompt, half the rollouts start with the empty block and half with a trace
+  (``<think>`` and the decision token are forced, the rest is sampled), and the loss takes the decision
+  token's old probability as 1/2, so PPO's ratio is the importance weight; the policy's own probability
+  of thinking is logged per difficulty (``auto/p_think``, ``auto/p_think/<bin>``);
 - per-step metrics: accuracy, thinking tokens and within-budget share per budget, no-think
   compliance, answer tokens, forced-rollout share, and generation vs scoring time;
 - run totals for ``run_summary.json`` (generation / scoring / whole-step seconds, generated tokens).
@@ -41,10 +46,19 @@ from typing import Any
 from transformers import LogitsProcessorList, TrainerCallback
 from trl import GRPOConfig, GRPOTrainer, ModelConfig
 
+from thinkbudget import decision
+from thinkbudget.auto import DEFAULT_EDGES, bin_index
 from thinkbudget.data import DatasetArguments
 from thinkbudget.forcing import ThinkingBudgetProcessor
 from thinkbudget.hardware import OutputHeadArguments, uses_full_logits
-from thinkbudget.rewards import REWARDS, ROW_COLUMNS, RewardParams, check_reward_names, completion_stats
+from thinkbudget.rewards import (
+    REWARDS,
+    ROW_COLUMNS,
+    RewardParams,
+    check_reward_names,
+    completion_stats,
+    row_mode,
+)
 from thinkbudget.run_folders import RunFolderArguments
 
 logger = logging.getLogger(__name__)
@@ -68,6 +82,14 @@ class RLScriptArguments(DatasetArguments, RewardParams):
         metadata={
             "help": "Elastic Reasoning's budget-constrained rollouts (true/false): force </think> once a row "
             "has used its budget (tokens), then let it answer. transformers generation only."
+        },
+    )
+    auto_decision_sampling: bool = field(
+        default=True,
+        metadata={
+            "help": "AdaptThink's importance sampling of auto rows' decision (true/false): half of each auto "
+            "group is forced to answer without thinking, half to think, and the decision token's loss is "
+            "weighted by pi/0.5. False samples the decision on-policy. No effect without auto rows."
         },
     )
 
@@ -204,6 +226,35 @@ def check_dataset_budgets(dataset: Any, max_completion_length: int) -> None:
         )
 
 
+def check_auto_rows(
+    dataset: Any,
+    auto_decision_sampling: bool,
+    num_generations: int,
+    use_vllm: bool,
+    reward_funcs: Sequence[str],
+) -> None:
+    """Raise ``ValueError`` when the dataset's auto rows cannot be trained as configured: decision
+    sampling splits each group into halves (``num_generations`` even) and forces tokens into the
+    rollouts (not through vLLM); warn when auto rows train without ``no_think_bonus`` (then nothing
+    prefers skipping a trace that costs no accuracy)."""
+    if "auto" not in set(dataset["mode"]):
+        return
+    if auto_decision_sampling and num_generations % 2:
+        raise ValueError(
+            f"num_generations: auto_decision_sampling splits each group of an auto row into two halves "
+            f"(thinking off / on), so it must be even, got {num_generations}; or set auto_decision_sampling: false"
+        )
+    if auto_decision_sampling and use_vllm:
+        raise ValueError(
+            "auto_decision_sampling: forces the decision token in rollouts by transformers generation or the "
+            "cached engine, not vLLM; set use_vllm: false or auto_decision_sampling: false"
+        )
+    if "no_think_bonus" not in reward_funcs:
+        logger.warning(
+            "the dataset has auto rows but reward_funcs lacks no_think_bonus: nothing pays for not thinking"
+        )
+
+
 # --------------------------------------------------------------------------------------------------
 # The trainer
 # --------------------------------------------------------------------------------------------------
@@ -215,11 +266,19 @@ def rollout_metrics(stats: Sequence[dict[str, Any]]) -> list[tuple[str, float]]:
     ``.../no_think/accuracy``), ``thinkbudget/budget_<B>/{thinking_tokens,within_budget,accuracy}``,
     ``thinkbudget/no_budget/thinking_tokens``, ``thinkbudget/no_think/compliance``,
     ``thinkbudget/answer_tokens``, and ``.../at_target`` beside ``thinking_tokens`` where the row has a
-    target granularity (the share of rollouts that write it).
+    target granularity (the share of rollouts that write it). Auto rows count only in
+    ``thinkbudget/auto/{thinks,think/accuracy,no_think/accuracy,within_budget_when_thinking}``.
     """
     out: list[tuple[str, float]] = []
     for s in stats:
         out.append(("thinkbudget/answer_tokens", float(s["answer_tokens"])))
+        if s.get("auto"):  # the model's own choice (half forced under auto_decision_sampling)
+            out.append(("thinkbudget/auto/thinks", float(s["mode"] == "think")))
+            if s["correct"] is not None:
+                out.append((f"thinkbudget/auto/{s['mode']}/accuracy", float(s["correct"])))
+            if s["mode"] == "think" and s["budget"] is not None:
+                out.append(("thinkbudget/auto/within_budget_when_thinking", float(s["within_budget"])))
+            continue
         if s["correct"] is not None:
             out.append(("thinkbudget/accuracy", float(s["correct"])))
             out.append((f"thinkbudget/{s['mode']}/accuracy", float(s["correct"])))
@@ -242,9 +301,19 @@ def rollout_metrics(stats: Sequence[dict[str, Any]]) -> list[tuple[str, float]]:
 class ThinkBudgetGRPOTrainer(GRPOTrainer):
     """``GRPOTrainer`` with optional budget-forced rollouts, per-budget metrics and run timing."""
 
-    def __init__(self, *args: Any, budget_forcing_rollouts: bool = False, **kwargs: Any):
+    def __init__(
+        self,
+        *args: Any,
+        budget_forcing_rollouts: bool = False,
+        auto_decision_sampling: bool = True,
+        **kwargs: Any,
+    ):
         super().__init__(*args, **kwargs)
         self.budget_forcing_rollouts = budget_forcing_rollouts
+        self.auto_decision_sampling = auto_decision_sampling
+        self._decision_tokens: decision.DecisionTokens | None = None
+        self._branches: list[str | None] = []  # this generation batch's forced branches (set per batch)
+        self._decision_inputs: dict[str, Any] | None = None  # the micro-batch whose loss is being computed
         self._bf16_rollout_model: Any = None
         # train/rl.py checks this before the model loads; a trainer built directly is checked here.
         check_forcing_backend(
@@ -258,6 +327,39 @@ class ThinkBudgetGRPOTrainer(GRPOTrainer):
             "rollouts": 0,
             "forced": 0,
         }
+
+    def _compute_loss(self, model, inputs):
+        # A micro-batch with forced decisions: the forward inside TRL's loss sets their old log-probability
+        # (see _decision_old_logps) before TRL reads ``old_per_token_logps``.
+        self._decision_inputs = inputs if "decision_branch" in inputs else None
+        try:
+            return super()._compute_loss(model, inputs)
+        finally:
+            self._decision_inputs = None
+
+    def _decision_old_logps(self, logps: Any) -> None:
+        """AdaptThink's importance weight, through PPO's ratio: the forced decision token's old
+        log-probability is log pi_IS = log 1/2 (every other token keeps its own, so its ratio stays 1).
+        Also logs the policy's probability of thinking, read off the rows forced to the empty block,
+        overall and per difficulty bin (``auto/p_think``, ``auto/p_think/<bin>``)."""
+        inputs, self._decision_inputs = self._decision_inputs, None  # once: the loss's own forward
+        if inputs is None:
+            return
+        branch, pos = inputs["decision_branch"].to(logps.device), self._decision_tokens.position
+        old = inputs.get("old_per_token_logps")
+        old = (logps.detach() if old is None else old).clone()
+        old[branch >= 0, pos] = decision.IS_LOGP
+        inputs["old_per_token_logps"] = old
+        off = (branch == 0).nonzero().flatten().tolist()
+        if not off or not self.model.training:
+            return
+        p = [decision.p_think(v) for v in logps[off, pos].detach().tolist()]
+        self._metrics["train"]["auto/p_think"].append(sum(p) / len(p))
+        bins = inputs["decision_bin"].tolist()
+        labels = [f"le{e}" for e in DEFAULT_EDGES] + [f"gt{DEFAULT_EDGES[-1]}"]
+        for b in sorted({bins[i] for i in off if bins[i] >= 0}):
+            values = [v for i, v in zip(off, p) if bins[i] == b]
+            self._metrics["train"][f"auto/p_think/{labels[b]}"].append(sum(values) / len(values))
 
     def _get_per_token_logps_and_entropies(
         self,
@@ -279,7 +381,7 @@ class ThinkBudgetGRPOTrainer(GRPOTrainer):
 
         plain = uses_full_logits(getattr(self.args, "lm_head_loss", "fused"), self.args.use_cpu)
         if not plain or compute_aux_loss or any(v is not None for v in extra.values()):
-            return super()._get_per_token_logps_and_entropies(
+            out = super()._get_per_token_logps_and_entropies(
                 model,
                 input_ids,
                 attention_mask,
@@ -289,6 +391,8 @@ class ThinkBudgetGRPOTrainer(GRPOTrainer):
                 compute_aux_loss,
                 **extra,
             )
+            self._decision_old_logps(out[0])
+            return out
         batch_size = batch_size or input_ids.size(0)
         all_logps, all_entropies = [], []
         for start in range(0, input_ids.size(0), batch_size):
@@ -306,7 +410,9 @@ class ThinkBudgetGRPOTrainer(GRPOTrainer):
                 entropy = log_z - (torch.softmax(logits, dim=-1) * logits).sum(dim=-1)
                 all_entropies.append(entropy.masked_fill(~valid, 0.0))
         entropies = torch.cat(all_entropies, dim=0) if compute_entropy else None
-        return torch.cat(all_logps, dim=0), entropies, None
+        logps = torch.cat(all_logps, dim=0)
+        self._decision_old_logps(logps)
+        return logps, entropies, None
 
     def _generate(self, prompts: list):
         t0 = time.perf_counter()
@@ -342,9 +448,56 @@ class ThinkBudgetGRPOTrainer(GRPOTrainer):
             self._bf16_rollout_model.load_state_dict(model.state_dict())
         return self._bf16_rollout_model
 
+    def _generate_and_score_completions(self, inputs):
+        """TRL's rollouts and rewards; for auto rows (``auto_decision_sampling``) each group's decisions are
+        forced half and half (:func:`thinkbudget.decision.plan_branches`) and the batch carries
+        ``decision_branch`` (-1 not auto, 0 forced off, 1 forced on) and ``decision_bin`` (difficulty bin of
+        ``full_trace_tokens`` by :data:`thinkbudget.auto.DEFAULT_EDGES`, -1 unknown) for the loss."""
+        import torch
+
+        branches: list[str | None] = []
+        if self.auto_decision_sampling and self.model.training:  # evaluation samples the decision on-policy
+            modes = [row_mode(x.get("mode"), x.get("prompt")) for x in inputs]
+            branches = decision.plan_branches(modes, [x.get("prompt") for x in inputs])
+        self._branches = branches if any(branches) else []
+        try:
+            output = super()._generate_and_score_completions(inputs)
+        finally:
+            self._branches = []
+        if any(branches):
+            output["decision_branch"] = torch.tensor(
+                [-1 if b is None else decision.BRANCHES.index(b) for b in branches], dtype=torch.long
+            )
+            tokens = [x.get("full_trace_tokens") for x in inputs]
+            output["decision_bin"] = torch.tensor(
+                [-1 if t is None else bin_index(int(t), DEFAULT_EDGES) for t in tokens], dtype=torch.long
+            )
+        return output
+
     def _generate_single_turn(
         self, prompt_ids, images, multimodal_fields, num_generations, has_tool_images=False
     ):
+        branches = self._branches
+        if not branches or len(branches) != len(prompt_ids):
+            return self._rollouts(prompt_ids, images, multimodal_fields, num_generations, has_tool_images)
+        # AdaptThink's pi_IS: <think> and the decision token are forced (they are part of the completion,
+        # so the loss sees them); the rest is sampled. A completion keeps max_completion_length tokens.
+        if self._decision_tokens is None:
+            self._decision_tokens = decision.decision_tokens(self.processing_class)
+        forced = [self._decision_tokens.prefix(b) if b else [] for b in branches]
+        completion_ids, logprobs = self._rollouts(
+            [list(p) + f for p, f in zip(prompt_ids, forced)],
+            images,
+            multimodal_fields,
+            num_generations,
+            has_tool_images,
+        )
+        completion_ids = [(f + list(c))[: self.max_completion_length] for f, c in zip(forced, completion_ids)]
+        return completion_ids, logprobs
+
+    def _rollouts(self, prompt_ids, images, multimodal_fields, num_generations, has_tool_images=False):
+        """One batch of completions of ``prompt_ids`` by vLLM / paged generation (TRL's), the cached
+        engine, or ``model.generate`` (with budget forcing where asked)."""
         if self.use_vllm or self.use_transformers_continuous_batching:
             return super()._generate_single_turn(
                 prompt_ids, images, multimodal_fields, num_generations, has_tool_images=has_tool_images

@@ -39,6 +39,7 @@ from thinkbudget.rl import (
     StepTimer,
     ThinkBudgetGRPOTrainer,
     ThinkGRPOConfig,
+    check_auto_rows,
     check_dataset_budgets,
     timing_summary,
     validate_run,
@@ -71,11 +72,18 @@ def main(script_args: RLScriptArguments, training_args: ThinkGRPOConfig, model_a
     try:
         train_dataset = load_prepared(script_args.dataset_path, "rl", "train")
         check_dataset_budgets(train_dataset, training_args.max_completion_length)
+        check_auto_rows(
+            train_dataset,
+            script_args.auto_decision_sampling,
+            training_args.num_generations,
+            training_args.use_vllm,
+            script_args.reward_funcs,
+        )
     except ValueError as e:
         raise SystemExit(f"invalid RL dataset: {e}") from None
     if len(train_dataset) == 0:
         raise SystemExit(f"dataset_path: {script_args.dataset_path} holds no RL training rows")
-    modes = {m: train_dataset["mode"].count(m) for m in ("think", "no_think")}
+    modes = {m: train_dataset["mode"].count(m) for m in ("think", "no_think", "auto")}
     logger.info("RL rows: %d (%s)", len(train_dataset), modes)
 
     # 3. Policy (think tokens and chat template installed), rewards, optional LoRA.
@@ -107,6 +115,7 @@ def main(script_args: RLScriptArguments, training_args: ThinkGRPOConfig, model_a
         peft_config=peft_config,
         callbacks=callbacks,
         budget_forcing_rollouts=script_args.budget_forcing_rollouts,
+        auto_decision_sampling=script_args.auto_decision_sampling,
     )
     t0 = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=resume)
@@ -141,6 +150,7 @@ def main(script_args: RLScriptArguments, training_args: ThinkGRPOConfig, model_a
                 zip(script_args.reward_funcs, training_args.reward_weights or [1.0] * len(reward_funcs))
             ),
             "budget_forcing_rollouts": script_args.budget_forcing_rollouts,
+            "auto_decision_sampling": script_args.auto_decision_sampling,
             "train_runtime_s": round(result.metrics.get("train_runtime", wall), 3),
             "timing": timing_summary(trainer.run_totals, timer, int(world_tokens.sum().item())),
             "last_logged": {
