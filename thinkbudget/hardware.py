@@ -89,7 +89,8 @@ class ReleaseFreedMemory:
     On CPU every batch has its own sequence length, so the allocator sees tensors of ever new sizes;
     glibc keeps the freed ones in its heap (its mmap threshold rises after the first large frees) and
     the resident memory of a SmolLM2-135M SFT run grew by ~120 MB a step, to 15 GB after 80 steps, and
-    slowed the steps down. ``malloc_trim(0)`` after each step returns it (a few milliseconds).
+    slowed the steps down. ``malloc_trim(0)`` after each micro-batch and each step returns it (a few
+    milliseconds each).
     """
 
     def __init__(self) -> None:
@@ -107,6 +108,14 @@ class ReleaseFreedMemory:
         release = cls()
 
         class _Callback(TrainerCallback):
+            # After each micro-batch's backward too: its activations are the step's largest allocation,
+            # and freed heap left between micro-batches set the stage's peak (results/cpu-memory.md).
+            def on_substep_end(self, args, state, control, **kwargs):
+                release()
+
+            def on_pre_optimizer_step(self, args, state, control, **kwargs):
+                release()
+
             def on_step_end(self, args, state, control, **kwargs):
                 release()
 

@@ -45,12 +45,18 @@ from typing import Any
 
 from transformers import LogitsProcessorList, TrainerCallback
 from trl import GRPOConfig, GRPOTrainer, ModelConfig
+from trl.trainer.utils import (
+    shuffle_sequence_dict,
+    split_pixel_values_by_grid,
+    split_tensor_dict,
+    unsplit_pixel_values_by_grid,
+)
 
 from thinkbudget import decision
 from thinkbudget.auto import DEFAULT_EDGES, bin_index
 from thinkbudget.data import DatasetArguments
 from thinkbudget.forcing import ThinkingBudgetProcessor
-from thinkbudget.hardware import OutputHeadArguments, uses_full_logits
+from thinkbudget.hardware import OutputHeadArguments, ReleaseFreedMemory, uses_full_logits
 from thinkbudget.rewards import (
     REWARDS,
     ROW_COLUMNS,
@@ -138,6 +144,16 @@ class ThinkGRPOConfig(RunFolderArguments, OutputHeadArguments, GRPOConfig):
             "help": "Rollouts without vLLM: cached (continuous batching over a preallocated KV cache, "
             "llama/qwen2/qwen3 models), hf (model.generate) or auto (cached on a CPU where it runs the "
             "model and the sampling settings, else hf)."
+        },
+    )
+    length_grouped_micro_batches: bool = field(
+        default=True,
+        metadata={
+            "help": "Cut each step's rollouts into micro-batches of similar length (prompt + completion tokens) "
+            "and drop the padding columns no row of a micro-batch uses (true/false). The step's gradient is "
+            "the same sum over the same rollouts; the forward and backward skip the padding that TRL's random "
+            "micro-batches carry at the width of the longest rollout. Only when steps_per_generation equals "
+            "gradient_accumulation_steps (one generation batch per optimizer step) and without images."
         },
     )
 
@@ -298,6 +314,62 @@ def rollout_metrics(stats: Sequence[dict[str, Any]]) -> list[tuple[str, float]]:
     return out
 
 
+PROMPT_KEYS = ("prompt_ids", "prompt_mask")  # left-padded; every other per-token tensor is the completion's
+
+
+def length_grouped_micro_batches(batch: dict[str, Any], num_chunks: int) -> list[dict[str, Any]]:
+    """Split one generation batch into ``num_chunks`` micro-batches of rows of similar length, each
+    trimmed to the columns its own rows use.
+
+    TRL shuffles the batch and splits it at the full width: every micro-batch carries the prompt padding
+    of the batch's longest prompt and the completion padding of its longest completion, so a step of
+    short thinking-off answers and 200-token traces computes every row at 200 tokens. Here rows are
+    ordered by prompt + completion tokens (``prompt_mask`` and ``completion_mask``), cut into equal
+    chunks, and each chunk drops the leading prompt columns and trailing completion columns that are
+    padding in all its rows. Per-row values (lists, 1-D tensors) follow their rows; scalars are shared;
+    2-D tensors other than :data:`PROMPT_KEYS` are completion-aligned (TRL's convention:
+    ``completion_ids``, ``completion_mask``, old / reference / sampling log-probabilities).
+
+    Dropping all-padding columns changes no real position's output: right padding comes after every
+    real token, and left padding shifts every row's positions by the same amount, which rotary
+    embeddings do not see (relative positions; floating-point noise aside).
+    """
+    import torch
+
+    prompt_mask, completion_mask = batch["prompt_mask"], batch["completion_mask"]
+    rows = prompt_mask.size(0)
+    if rows % num_chunks:
+        raise ValueError(f"{rows} rollouts do not split into {num_chunks} equal micro-batches")
+    lengths = prompt_mask.sum(dim=1) + completion_mask.sum(dim=1)
+    order = torch.argsort(lengths, stable=True)
+    size = rows // num_chunks
+    prompt_width, completion_width = prompt_mask.size(1), completion_mask.size(1)
+    chunks = []
+    for start in range(0, rows, size):
+        index = order[start : start + size]
+        used_prompt = prompt_mask[index].any(dim=0).nonzero()
+        first = int(used_prompt[0]) if len(used_prompt) else prompt_width
+        used_completion = completion_mask[index].any(dim=0).nonzero()
+        end = int(used_completion[-1]) + 1 if len(used_completion) else 1
+        chunk: dict[str, Any] = {}
+        for key, value in batch.items():
+            if value is None or (isinstance(value, torch.Tensor) and value.ndim == 0):
+                chunk[key] = value
+            elif not isinstance(value, torch.Tensor):
+                chunk[key] = [value[i] for i in index.tolist()]
+            else:
+                value = value[index]
+                if value.ndim >= 2 and key in PROMPT_KEYS:
+                    if value.size(1) != prompt_width:
+                        raise ValueError(f"{key} is {value.size(1)} columns wide, prompt_mask {prompt_width}")
+                    value = value[:, first:]
+                elif value.ndim >= 2 and value.size(1) == completion_width:
+                    value = value[:, :end]
+                chunk[key] = value
+        chunks.append(chunk)
+    return chunks
+
+
 class ThinkBudgetGRPOTrainer(GRPOTrainer):
     """``GRPOTrainer`` with optional budget-forced rollouts, per-budget metrics and run timing."""
 
@@ -315,6 +387,7 @@ class ThinkBudgetGRPOTrainer(GRPOTrainer):
         self._branches: list[str | None] = []  # this generation batch's forced branches (set per batch)
         self._decision_inputs: dict[str, Any] | None = None  # the micro-batch whose loss is being computed
         self._bf16_rollout_model: Any = None
+        self._release_memory = ReleaseFreedMemory()
         # train/rl.py checks this before the model loads; a trainer built directly is checked here.
         check_forcing_backend(
             budget_forcing_rollouts, self.use_vllm, self.use_transformers_continuous_batching
@@ -327,6 +400,31 @@ class ThinkBudgetGRPOTrainer(GRPOTrainer):
             "rollouts": 0,
             "forced": 0,
         }
+
+    def _prepare_inputs(self, generation_batch):
+        """TRL's buffering of one generation batch per optimizer step, with micro-batches grouped by
+        length and trimmed (:func:`length_grouped_micro_batches`) instead of shuffled at full width.
+        The optimizer step sums the same rollouts' losses over the same normaliser, so only the padding
+        it computes changes."""
+        args = self.args
+        grouped = (
+            getattr(args, "length_grouped_micro_batches", False)
+            and self.model.training
+            and args.steps_per_generation == args.gradient_accumulation_steps
+        )
+        if not grouped:
+            return super()._prepare_inputs(generation_batch)
+        generate_every = args.steps_per_generation * self.num_iterations
+        if self._step % generate_every == 0 or self._buffered_inputs is None:
+            batch = self._generate_and_score_completions(generation_batch)
+            if "pixel_values" in batch:  # images keep TRL's own split
+                batch = split_pixel_values_by_grid(batch)
+                batch = shuffle_sequence_dict(batch)
+                chunks = split_tensor_dict(batch, args.steps_per_generation)
+                self._buffered_inputs = [unsplit_pixel_values_by_grid(c) for c in chunks]
+            else:
+                self._buffered_inputs = length_grouped_micro_batches(batch, args.steps_per_generation)
+        return self._buffered_inputs[self._step % args.steps_per_generation]
 
     def _compute_loss(self, model, inputs):
         # A micro-batch with forced decisions: the forward inside TRL's loss sets their old log-probability
@@ -401,13 +499,21 @@ class ThinkBudgetGRPOTrainer(GRPOTrainer):
                 out = model(
                     input_ids=ids, attention_mask=mask, logits_to_keep=logits_to_keep + 1, use_cache=False
                 )
-            logits = out.logits[:, :-1].float() / self.temperature  # position t predicts token t + 1
+            # position t predicts token t + 1; one fp32 copy of the logits (divided in place), and the
+            # model's bf16 logits dropped at once: they are the largest tensors of the step
+            logits = out.logits[:, :-1].float().div_(self.temperature)
+            del out
             targets, valid = ids[:, -logits_to_keep:], mask[:, -logits_to_keep:].bool()
             log_z = torch.logsumexp(logits, dim=-1)
             logps = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - log_z
             all_logps.append(logps.masked_fill(~valid, 0.0))
             if compute_entropy:
-                entropy = log_z - (torch.softmax(logits, dim=-1) * logits).sum(dim=-1)
+                # Logged (and read by the top-entropy mask) but differentiated only by an entropy bonus:
+                # without one, no graph keeps a softmax over the whole vocabulary for the backward pass.
+                with torch.set_grad_enabled(torch.is_grad_enabled() and self._entropy_bonus_enabled):
+                    p_logits = (logits - log_z.unsqueeze(-1)).exp_().mul_(logits)  # p * logits, one copy
+                    entropy = log_z - p_logits.sum(dim=-1)
+                    del p_logits
                 all_entropies.append(entropy.masked_fill(~valid, 0.0))
         entropies = torch.cat(all_entropies, dim=0) if compute_entropy else None
         logps = torch.cat(all_logps, dim=0)
@@ -419,6 +525,8 @@ class ThinkBudgetGRPOTrainer(GRPOTrainer):
         out = super()._generate(prompts)
         seconds = time.perf_counter() - t0
         completion_ids = out[1]
+        if self.args.use_cpu:  # the rollout's KV cache and fused weights go back before the update
+            self._release_memory()
         mode = "train" if self.model.training else "eval"
         self._metrics[mode]["timing/generation_s"].append(seconds)
         if mode == "train":
@@ -441,7 +549,14 @@ class ThinkBudgetGRPOTrainer(GRPOTrainer):
         import torch
 
         if self._bf16_rollout_model is None:
-            clone = copy.deepcopy(model)
+            # Each parameter goes into the copy as bf16 directly (deepcopy's memo): copying the fp32 model
+            # first would take another 4 bytes a parameter, which glibc keeps in its heap afterwards.
+            with torch.no_grad():
+                memo = {
+                    id(p): torch.nn.Parameter(p.detach().to(torch.bfloat16), requires_grad=False)
+                    for p in model.parameters()
+                }
+            clone = copy.deepcopy(model, memo)
             clone.__dict__.pop("forward", None)  # accelerate's autocast wrapper: not needed in pure bf16
             self._bf16_rollout_model = clone.to(torch.bfloat16).eval()
         else:
