@@ -27,7 +27,13 @@ def test_decoding_benchmark_quick(tmp_path):
     assert real["samples_compared"] == 3 * 5  # (2 chain + 1 GSM8K problems) x 5 conditions
     assert real["hf"]["samples_generated"] == real["cached"]["samples_generated"] == 15
     assert 0 <= real["same_tokens"] <= real["same_answer"] <= 1
-    assert report["grpo"]["cached"]["completions_per_step"] == report["grpo"]["hf"]["completions_per_step"]
+    grpo = report["grpo"]
+    assert {g["completions_per_step"] for g in grpo.values()} == {grpo["hf"]["completions_per_step"]}
+    assert [(g["rollout_backend"], g["micro_batches"]) for g in grpo.values()] == [
+        ("hf", "TRL's shuffled, full width"),
+        ("cached", "TRL's shuffled, full width"),
+        ("cached", "grouped by length"),
+    ]
     assert 0 < report["figures"]["decode_share_of_matmul"] < 1
     targets = {t["target"]: t["verdict"] for t in report["targets"]}
     assert len(targets) == 6 and set(targets.values()) <= {"reached", "NOT reached"}

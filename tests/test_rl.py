@@ -435,3 +435,141 @@ def test_lm_head_loss_choices_are_checked(tmp_path):
 
     with pytest.raises(ValueError, match="lm_head_loss: 'chunked'; choose one of auto, fused, full_logits"):
         ThinkGRPOConfig(output_dir=str(tmp_path), report_to="none", use_cpu=True, lm_head_loss="chunked")
+
+
+# ------------------------------------------------------------------------------------------------
+# Micro-batches grouped by length (length_grouped_micro_batches)
+# ------------------------------------------------------------------------------------------------
+def _rollout_batch(prompt_lengths, completion_lengths, seed=0):
+    """A generation batch as TRL returns it: left-padded prompts, right-padded completions, per-row
+    values of each kind (1-D tensor, list, 2-D completion-aligned tensor) and a shared scalar."""
+    gen = torch.Generator().manual_seed(seed)
+    rows, p_width, c_width = len(prompt_lengths), max(prompt_lengths), max(completion_lengths)
+    prompt_mask = torch.tensor([[0] * (p_width - n) + [1] * n for n in prompt_lengths])
+    completion_mask = torch.tensor([[1] * n + [0] * (c_width - n) for n in completion_lengths])
+    return {
+        "prompt_ids": torch.randint(1, 100, (rows, p_width), generator=gen) * prompt_mask,
+        "prompt_mask": prompt_mask,
+        "completion_ids": torch.randint(1, 100, (rows, c_width), generator=gen) * completion_mask,
+        "completion_mask": completion_mask,
+        "old_per_token_logps": -torch.rand(rows, c_width, generator=gen) * completion_mask,
+        "advantages": torch.randn(rows, generator=gen),
+        "row": list(range(rows)),
+        "num_items_in_batch": completion_mask.sum(),
+        "ref_per_token_logps": None,
+    }
+
+
+def _real_tokens(batch, i):
+    """Row i's real prompt and completion tokens and its per-token values, padding dropped."""
+    p, c = batch["prompt_mask"][i].bool(), batch["completion_mask"][i].bool()
+    return (
+        batch["prompt_ids"][i][p].tolist(),
+        batch["completion_ids"][i][c].tolist(),
+        batch["old_per_token_logps"][i][c].tolist(),
+    )
+
+
+@pytest.mark.parametrize(
+    "prompt_lengths, completion_lengths, chunks, widths",
+    [
+        # two short answers and two long traces: each pair alone, trimmed to its own width
+        ([5, 3, 5, 4], [2, 9, 3, 8], 2, [(5, 3), (4, 9)]),
+        # one chunk: the whole batch, nothing to trim
+        ([2, 4], [6, 1], 1, [(4, 6)]),
+        # a chunk of short prompts drops the prompt padding of the long one
+        ([7, 2, 2, 7], [1, 1, 2, 5], 2, [(2, 2), (7, 5)]),
+    ],
+)
+def test_length_grouped_micro_batches_cases(prompt_lengths, completion_lengths, chunks, widths):
+    from thinkbudget.rl import length_grouped_micro_batches
+
+    batch = _rollout_batch(prompt_lengths, completion_lengths)
+    out = length_grouped_micro_batches(batch, chunks)
+    assert [(c["prompt_ids"].size(1), c["completion_ids"].size(1)) for c in out] == widths
+    for chunk in out:
+        assert chunk["num_items_in_batch"] is batch["num_items_in_batch"]  # shared scalar
+        assert chunk["ref_per_token_logps"] is None
+        for j, i in enumerate(chunk["row"]):
+            assert _real_tokens(chunk, j) == _real_tokens(batch, i)
+            assert chunk["advantages"][j] == batch["advantages"][i]
+
+
+@pytest.mark.parametrize("seed", range(25))
+def test_length_grouped_micro_batches_fuzz(seed):
+    """Every row exactly once, chunks in order of length, and only all-padding columns dropped."""
+    import random
+
+    from thinkbudget.rl import length_grouped_micro_batches
+
+    rnd = random.Random(seed)
+    chunks = rnd.choice([1, 2, 3, 4])
+    rows = chunks * rnd.randint(1, 5)
+    prompts = [rnd.randint(1, 12) for _ in range(rows)]
+    completions = [rnd.randint(1, 20) for _ in range(rows)]
+    batch = _rollout_batch(prompts, completions, seed)
+    out = length_grouped_micro_batches(batch, chunks)
+    assert len(out) == chunks and all(len(c["row"]) == rows // chunks for c in out)
+    assert sorted(i for c in out for i in c["row"]) == list(range(rows))
+    totals = [[prompts[i] + completions[i] for i in c["row"]] for c in out]
+    assert all(max(a) <= min(b) for a, b in zip(totals, totals[1:]))
+    for chunk in out:
+        assert chunk["prompt_mask"][:, 0].any() and chunk["completion_mask"][:, -1].any()
+        for j, i in enumerate(chunk["row"]):
+            assert _real_tokens(chunk, j) == _real_tokens(batch, i)
+
+
+def test_length_grouped_micro_batches_refuse_an_uneven_split():
+    from thinkbudget.rl import length_grouped_micro_batches
+
+    with pytest.raises(ValueError, match="5 rollouts do not split into 2"):
+        length_grouped_micro_batches(_rollout_batch([1] * 5, [1] * 5), 2)
+
+
+def test_grouped_micro_batches_give_trls_gradient(tiny_model_path, tmp_path):
+    """The step's gradient, summed over grouped and trimmed micro-batches, equals the gradient over
+    TRL's shuffled full-width micro-batches of the same rollouts (the dapo loss's shared normaliser)."""
+    from datasets import Dataset
+    from trl.trainer.utils import shuffle_sequence_dict, split_tensor_dict
+
+    from thinkbudget.models import load_model_and_tokenizer
+    from thinkbudget.rl import length_grouped_micro_batches
+
+    model, tok = load_model_and_tokenizer(tiny_model_path, dtype="float32")
+    dataset = Dataset.from_dict({"prompt": ["Q?"] * 2, "answer": ["1"] * 2})
+    trainer = _tiny_grpo_trainer(
+        model, tok, tmp_path, dataset, num_generations=2, per_device_train_batch_size=2, loss_type="dapo"
+    )
+    batch = _rollout_batch([6, 2, 9, 3, 4, 8], [3, 12, 1, 7, 2, 5], seed=1)
+    batch.pop("row")
+    batch["old_per_token_logps"] = None
+    grads = []
+    for chunks in (
+        split_tensor_dict(shuffle_sequence_dict(batch), 3),
+        length_grouped_micro_batches(batch, 3),
+    ):
+        trainer.model.zero_grad()
+        for chunk in chunks:
+            trainer._compute_loss(trainer.model, chunk).backward()
+        grads.append(torch.cat([p.grad.flatten() for p in trainer.model.parameters() if p.grad is not None]))
+    assert grads[0].abs().max() > 0
+    assert torch.allclose(grads[0], grads[1], atol=1e-6, rtol=1e-4)
+
+
+def test_cpu_trainers_return_freed_memory_after_each_micro_batch():
+    """The CPU callback trims the heap after each micro-batch's backward, before the optimizer step and
+    after the step: hooks that transformers' Trainer calls (a misspelt hook would never run)."""
+    from transformers import TrainerCallback
+
+    from thinkbudget.hardware import ReleaseFreedMemory, training_callbacks
+
+    calls = []
+    callback = ReleaseFreedMemory.callback()
+    for hook in ("on_substep_end", "on_pre_optimizer_step", "on_step_end"):
+        assert hook in vars(TrainerCallback)
+        closure = {c.cell_contents for c in getattr(type(callback), hook).__closure__ or ()}
+        (release,) = [c for c in closure if isinstance(c, ReleaseFreedMemory)]
+        release._trim = lambda _, hook=hook: calls.append(hook)
+        getattr(callback, hook)(None, None, None)
+    assert calls == ["on_substep_end", "on_pre_optimizer_step", "on_step_end"]
+    assert len(training_callbacks(use_cpu=True)) == 1 and training_callbacks(use_cpu=False) == []
