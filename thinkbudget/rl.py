@@ -388,6 +388,16 @@ class ThinkBudgetGRPOTrainer(GRPOTrainer):
         self._decision_inputs: dict[str, Any] | None = None  # the micro-batch whose loss is being computed
         self._bf16_rollout_model: Any = None
         self._release_memory = ReleaseFreedMemory()
+        if getattr(self.args, "length_grouped_micro_batches", False) and (
+            self.args.steps_per_generation != self.args.gradient_accumulation_steps
+        ):
+            logger.warning(
+                "length_grouped_micro_batches applies when steps_per_generation (%s) equals "
+                "gradient_accumulation_steps (%s): one generation batch per optimizer step; this run "
+                "uses TRL's shuffled micro-batches",
+                self.args.steps_per_generation,
+                self.args.gradient_accumulation_steps,
+            )
         # train/rl.py checks this before the model loads; a trainer built directly is checked here.
         check_forcing_backend(
             budget_forcing_rollouts, self.use_vllm, self.use_transformers_continuous_batching
