@@ -573,3 +573,37 @@ def test_cpu_trainers_return_freed_memory_after_each_micro_batch():
         getattr(callback, hook)(None, None, None)
     assert calls == ["on_substep_end", "on_pre_optimizer_step", "on_step_end"]
     assert len(training_callbacks(use_cpu=True)) == 1 and training_callbacks(use_cpu=False) == []
+
+
+def test_entropy_is_differentiable_only_under_an_entropy_bonus(tiny_model_path, tmp_path):
+    """Without an entropy bonus the logged entropy carries no graph; with one (entropy_coef) it does, and
+    both give the same values."""
+    from datasets import Dataset
+
+    from thinkbudget.models import load_model_and_tokenizer
+
+    input_ids = torch.randint(0, 100, (2, 12), generator=torch.Generator().manual_seed(0))
+    attention_mask = torch.ones_like(input_ids)
+    values = {}
+    for coef in (0.0, 0.01):
+        model, tok = load_model_and_tokenizer(tiny_model_path, dtype="float32")
+        dataset = Dataset.from_dict({"prompt": ["Q?"] * 2, "answer": ["1"] * 2})
+        trainer = _tiny_grpo_trainer(
+            model,
+            tok,
+            tmp_path / str(coef),
+            dataset,
+            num_generations=2,
+            per_device_train_batch_size=2,
+            lm_head_loss="full_logits",
+            entropy_coef=coef,
+        )
+        _, entropies, _ = trainer._get_per_token_logps_and_entropies(
+            trainer.model, input_ids, attention_mask, 6, compute_entropy=True
+        )
+        assert entropies.requires_grad == (coef > 0)
+        if coef > 0:
+            entropies.sum().backward()
+            assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in trainer.model.parameters())
+        values[coef] = entropies.detach()
+    assert torch.allclose(values[0.0], values[0.01], atol=1e-6)

@@ -518,12 +518,15 @@ class ThinkBudgetGRPOTrainer(GRPOTrainer):
             logps = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - log_z
             all_logps.append(logps.masked_fill(~valid, 0.0))
             if compute_entropy:
-                # Logged (and read by the top-entropy mask) but differentiated only by an entropy bonus:
-                # without one, no graph keeps a softmax over the whole vocabulary for the backward pass.
-                with torch.set_grad_enabled(torch.is_grad_enabled() and self._entropy_bonus_enabled):
-                    p_logits = (logits - log_z.unsqueeze(-1)).exp_().mul_(logits)  # p * logits, one copy
-                    entropy = log_z - p_logits.sum(dim=-1)
-                    del p_logits
+                if self._entropy_bonus_enabled and torch.is_grad_enabled():  # the loss differentiates it
+                    entropy = log_z - (torch.softmax(logits, dim=-1) * logits).sum(dim=-1)
+                else:
+                    # Logged (and read by the top-entropy mask) only: no graph keeps a softmax over the
+                    # whole vocabulary for the backward pass, and p * logits is built in one copy.
+                    with torch.no_grad():
+                        p_logits = (logits - log_z.unsqueeze(-1)).exp_().mul_(logits)
+                        entropy = log_z - p_logits.sum(dim=-1)
+                        del p_logits
                 all_entropies.append(entropy.masked_fill(~valid, 0.0))
         entropies = torch.cat(all_entropies, dim=0) if compute_entropy else None
         logps = torch.cat(all_logps, dim=0)
