@@ -540,6 +540,7 @@ def test_grouped_micro_batches_give_trls_gradient(tiny_model_path, tmp_path):
     trainer = _tiny_grpo_trainer(
         model, tok, tmp_path, dataset, num_generations=2, per_device_train_batch_size=2, loss_type="dapo"
     )
+    assert trainer._grouped_micro_batches  # a text model, one generation batch a step: the trainer groups
     batch = _rollout_batch([6, 2, 9, 3, 4, 8], [3, 12, 1, 7, 2, 5], seed=1)
     batch.pop("row")
     batch["old_per_token_logps"] = None

@@ -43,14 +43,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from transformers import LogitsProcessorList, TrainerCallback
+from transformers import LogitsProcessorList, PreTrainedTokenizerBase, TrainerCallback
 from trl import GRPOConfig, GRPOTrainer, ModelConfig
-from trl.trainer.utils import (
-    shuffle_sequence_dict,
-    split_pixel_values_by_grid,
-    split_tensor_dict,
-    unsplit_pixel_values_by_grid,
-)
 
 from thinkbudget import decision
 from thinkbudget.auto import DEFAULT_EDGES, bin_index
@@ -153,7 +147,7 @@ class ThinkGRPOConfig(RunFolderArguments, OutputHeadArguments, GRPOConfig):
             "and drop the padding columns no row of a micro-batch uses (true/false). The step's gradient is "
             "the same sum over the same rollouts; the forward and backward skip the padding that TRL's random "
             "micro-batches carry at the width of the longest rollout. Only when steps_per_generation equals "
-            "gradient_accumulation_steps (one generation batch per optimizer step) and without images."
+            "gradient_accumulation_steps (one generation batch per optimizer step), for text models."
         },
     )
 
@@ -388,11 +382,15 @@ class ThinkBudgetGRPOTrainer(GRPOTrainer):
         self._decision_inputs: dict[str, Any] | None = None  # the micro-batch whose loss is being computed
         self._bf16_rollout_model: Any = None
         self._release_memory = ReleaseFreedMemory()
-        if getattr(self.args, "length_grouped_micro_batches", False) and (
-            self.args.steps_per_generation != self.args.gradient_accumulation_steps
-        ):
+        # Grouped micro-batches (decided once): one generation batch per optimizer step, text only (a
+        # multimodal processor's batches carry images, which keep TRL's split).
+        asked = getattr(self.args, "length_grouped_micro_batches", False)
+        one_batch_a_step = self.args.steps_per_generation == self.args.gradient_accumulation_steps
+        text_only = isinstance(self.processing_class, PreTrainedTokenizerBase)
+        self._grouped_micro_batches = asked and one_batch_a_step and text_only
+        if asked and not self._grouped_micro_batches:
             logger.warning(
-                "length_grouped_micro_batches applies when steps_per_generation (%s) equals "
+                "length_grouped_micro_batches applies to text models whose steps_per_generation (%s) equals "
                 "gradient_accumulation_steps (%s): one generation batch per optimizer step; this run "
                 "uses TRL's shuffled micro-batches",
                 self.args.steps_per_generation,
@@ -416,25 +414,13 @@ class ThinkBudgetGRPOTrainer(GRPOTrainer):
         length and trimmed (:func:`length_grouped_micro_batches`) instead of shuffled at full width.
         The optimizer step sums the same rollouts' losses over the same normaliser, so only the padding
         it computes changes."""
-        args = self.args
-        grouped = (
-            getattr(args, "length_grouped_micro_batches", False)
-            and self.model.training
-            and args.steps_per_generation == args.gradient_accumulation_steps
-        )
-        if not grouped:
+        if not (self._grouped_micro_batches and self.model.training):
             return super()._prepare_inputs(generation_batch)
-        generate_every = args.steps_per_generation * self.num_iterations
-        if self._step % generate_every == 0 or self._buffered_inputs is None:
+        chunks = self.args.steps_per_generation
+        if self._step % (chunks * self.num_iterations) == 0 or self._buffered_inputs is None:
             batch = self._generate_and_score_completions(generation_batch)
-            if "pixel_values" in batch:  # images keep TRL's own split
-                batch = split_pixel_values_by_grid(batch)
-                batch = shuffle_sequence_dict(batch)
-                chunks = split_tensor_dict(batch, args.steps_per_generation)
-                self._buffered_inputs = [unsplit_pixel_values_by_grid(c) for c in chunks]
-            else:
-                self._buffered_inputs = length_grouped_micro_batches(batch, args.steps_per_generation)
-        return self._buffered_inputs[self._step % args.steps_per_generation]
+            self._buffered_inputs = length_grouped_micro_batches(batch, chunks)
+        return self._buffered_inputs[self._step % chunks]
 
     def _compute_loss(self, model, inputs):
         # A micro-batch with forced decisions: the forward inside TRL's loss sets their old log-probability
