@@ -29,7 +29,7 @@ from pathlib import Path
 from rich.console import Console
 
 from thinkbudget.frontier import FrontierRecipe, load_frontier_recipe
-from thinkbudget.jobs import Job, accelerate_command, add_job_arguments, run_job
+from thinkbudget.jobs import Job, add_job_arguments, run_job, training_command
 from thinkbudget.recipes import cli_flags
 from thinkbudget.run_folders import REPO_ROOT
 from thinkbudget.stages import Stage
@@ -63,7 +63,7 @@ def build_stages(recipe: FrontierRecipe, checkpoint: str, run: Path) -> list[Sta
             scorer / "run_summary.json",
             needs=["scorer_data"],
             command=[
-                *accelerate_command("train/scorer.py", None, recipe.accelerate_args),
+                *training_command("train/scorer.py", None, recipe.accelerate_args),
                 *config(recipe.scorer),
             ]
             + ["--data_dirs", str(data), "--model_name_or_path", checkpoint, "--output_dir", str(scorer)]

@@ -28,7 +28,7 @@ from pathlib import Path
 from rich.console import Console
 
 from thinkbudget.demo import demo_markdown, run_demo
-from thinkbudget.jobs import Job, accelerate_command, add_job_arguments, run_job
+from thinkbudget.jobs import Job, add_job_arguments, run_job, training_command
 from thinkbudget.pipeline import Profile, auto_profile, available_profiles, check_profile_keys, load_profile
 from thinkbudget.recipes import cli_flags
 from thinkbudget.run_folders import REPO_ROOT, command_line, git_commit
@@ -98,7 +98,7 @@ def training_stages(profile: Profile, run_dir: Path) -> list[Stage]:
             needs=["data"],
             resumes="checkpoint",
             command=[
-                *accelerate_command("train/sft.py", acc, acc_args),
+                *training_command("train/sft.py", acc, acc_args),
                 *recipe(profile.sft),
                 "--model_name_or_path",
                 profile.model,
@@ -117,7 +117,7 @@ def training_stages(profile: Profile, run_dir: Path) -> list[Stage]:
             needs=["sft"],
             resumes="checkpoint",
             command=[
-                *accelerate_command("train/rl.py", acc, acc_args),
+                *training_command("train/rl.py", acc, acc_args),
                 *recipe(profile.rl),
                 "--model_name_or_path",
                 str(sft_dir),

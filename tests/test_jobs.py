@@ -223,3 +223,36 @@ def test_dry_run_writes_nothing(tmp_path):
     run_dir = tmp_path / "run"
     assert run_job(_job(run_dir), dry_run=True) == 0
     assert not run_dir.exists()
+
+
+# --------------------------------------------------------------------------------------------
+# How a stage starts a training script
+# --------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("config", "extra", "expected"),
+    [
+        # one process on the CPU: no launcher process beside the trainer
+        (None, ["--num_processes", "1", "--cpu"], ["python", "s.py", "--use_cpu", "true"]),
+        (None, ["--cpu", "--num_processes", "1"], ["python", "s.py", "--use_cpu", "true"]),
+        (None, ["--cpu", "--num_processes=1"], ["python", "s.py", "--use_cpu", "true"]),
+        (None, ["--cpu"], ["python", "s.py", "--use_cpu", "true"]),
+        # anything else keeps accelerate
+        (
+            None,
+            ["--num_processes", "2", "--cpu"],
+            ["accelerate", "launch", "--num_processes", "2", "--cpu", "s.py"],
+        ),
+        (None, ["--num_processes", "1"], ["accelerate", "launch", "--num_processes", "1", "s.py"]),
+        (
+            None,
+            ["--num_processes", "1", "--cpu", "--mixed_precision", "no"],
+            ["accelerate", "launch", "--num_processes", "1", "--cpu", "--mixed_precision", "no", "s.py"],
+        ),
+        ("c.yaml", ["--cpu"], ["accelerate", "launch", "--config_file", "c.yaml", "--cpu", "s.py"]),
+        (None, [], ["accelerate", "launch", "s.py"]),
+    ],
+)
+def test_training_command(config, extra, expected):
+    from thinkbudget.jobs import training_command
+
+    assert training_command("s.py", config, extra) == expected

@@ -163,14 +163,14 @@ def test_dry_run_of_the_cpu_profile_prints_every_stage(tmp_path, capsys):
     assert "Profile 'cpu': " in out and "SMOKE RUN" not in out
     for stage in STAGES:
         assert f"- {stage}: " in out
-    launch = "accelerate launch --num_processes 1 --cpu"
+    launch = "python"  # one CPU process: no launcher (training_command)
     assert f"- data: python data/prepare.py --config configs/data/cpu.yaml --output_dir {run_dir}/data" in out
     assert (
-        f"- sft: {launch} train/sft.py --config configs/sft/smollm2-135m.yaml --model_name_or_path smollm2-135m "
+        f"- sft: {launch} train/sft.py --use_cpu true --config configs/sft/smollm2-135m.yaml --model_name_or_path smollm2-135m "
         f"--dataset_path {run_dir}/data --output_dir {run_dir}/sft --num_train_epochs"
     ) in out
     assert (
-        f"- rl: {launch} train/rl.py --config configs/rl/smollm2-135m.yaml --model_name_or_path {run_dir}/sft "
+        f"- rl: {launch} train/rl.py --use_cpu true --config configs/rl/smollm2-135m.yaml --model_name_or_path {run_dir}/sft "
         f"--dataset_path {run_dir}/data --output_dir {run_dir}/rl --reward_funcs"
     ) in out
     # the data stage owns the mix: no stage after it repeats a mix field

@@ -390,8 +390,8 @@ def test_kill_then_resume_continues_the_step_count(varied_model_path, smoke_data
     assert (out / f"checkpoint-{step + 2}" / "trainer_state.json").is_file()
 
 
-def test_full_logits_logps_equal_trls_fused_head(tiny_model_path, tokenizer, tmp_path):
-    """lm_head_loss=full_logits (the CPU default) gives the policy-gradient the same per-token
+def test_own_heads_logps_equal_trls_fused_head(tiny_model_path, tokenizer, tmp_path):
+    """lm_head_loss=full_logits and chunked (the CPU default) give the policy-gradient the same per-token
     log-probabilities, entropies and gradients as TRL's fused head: temperature-scaled, zero on padding."""
     from datasets import Dataset
 
@@ -403,7 +403,7 @@ def test_full_logits_logps_equal_trls_fused_head(tiny_model_path, tokenizer, tmp
     attention_mask[0, :3] = 0  # left-padded prompt
     attention_mask[1, -4:] = 0  # a completion that ended early (right padding)
     results = {}
-    for choice in ("fused", "full_logits"):
+    for choice in ("fused", "full_logits", "chunked"):
         model, tok = load_model_and_tokenizer(tiny_model_path, dtype="float32")
         dataset = Dataset.from_dict({"prompt": ["Q?"] * 2, "answer": ["1"] * 2})
         trainer = _tiny_grpo_trainer(
@@ -423,18 +423,22 @@ def test_full_logits_logps_equal_trls_fused_head(tiny_model_path, tokenizer, tmp
         logps.sum().backward()
         grad = torch.cat([p.grad.flatten() for p in trainer.model.parameters() if p.grad is not None])
         results[choice] = (logps.detach(), entropies.detach(), grad)
-    (l1, e1, g1), (l2, e2, g2) = results["fused"], results["full_logits"]
-    assert l1.shape == l2.shape == (4, 8)
-    assert (l2[1, -4:] == 0).all() and (l2[0] != 0).all()
-    assert torch.allclose(l1, l2, atol=1e-5) and torch.allclose(e1, e2, atol=1e-5)
-    assert torch.allclose(g1, g2, atol=1e-5, rtol=1e-4)
+    l1, e1, g1 = results["fused"]
+    for choice in ("full_logits", "chunked"):
+        l2, e2, g2 = results[choice]
+        assert l1.shape == l2.shape == (4, 8)
+        assert (l2[1, -4:] == 0).all() and (l2[0] != 0).all() and (e2[1, -4:] == 0).all(), choice
+        assert torch.allclose(l1, l2, atol=1e-5) and torch.allclose(e1, e2, atol=1e-5), choice
+        assert torch.allclose(g1, g2, atol=1e-5, rtol=1e-4), choice
 
 
 def test_lm_head_loss_choices_are_checked(tmp_path):
     from thinkbudget.rl import ThinkGRPOConfig
 
-    with pytest.raises(ValueError, match="lm_head_loss: 'chunked'; choose one of auto, fused, full_logits"):
-        ThinkGRPOConfig(output_dir=str(tmp_path), report_to="none", use_cpu=True, lm_head_loss="chunked")
+    with pytest.raises(
+        ValueError, match="lm_head_loss: 'chunky'; choose one of auto, fused, full_logits, chunked"
+    ):
+        ThinkGRPOConfig(output_dir=str(tmp_path), report_to="none", use_cpu=True, lm_head_loss="chunky")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -573,7 +577,10 @@ def test_cpu_trainers_return_freed_memory_after_each_micro_batch():
         release._trim = lambda _, hook=hook: calls.append(hook)
         getattr(callback, hook)(None, None, None)
     assert calls == ["on_substep_end", "on_pre_optimizer_step", "on_step_end"]
-    assert len(training_callbacks(use_cpu=True)) == 1 and training_callbacks(use_cpu=False) == []
+    from types import SimpleNamespace
+
+    assert len(training_callbacks(SimpleNamespace(use_cpu=True))) == 1
+    assert training_callbacks(SimpleNamespace(use_cpu=False)) == []
 
 
 def test_entropy_is_differentiable_only_under_an_entropy_bonus(tiny_model_path, tmp_path):
@@ -608,3 +615,101 @@ def test_entropy_is_differentiable_only_under_an_entropy_bonus(tiny_model_path, 
             assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in trainer.model.parameters())
         values[coef] = entropies.detach()
     assert torch.allclose(values[0.0], values[0.01], atol=1e-6)
+
+
+def test_bf16_rollout_copy_is_made_per_generation_batch_and_dropped(tiny_model_path, tmp_path):
+    """On a CPU with bf16, rollouts come from a bf16 copy of the policy's current weights, and the copy is
+    gone before the update, so its memory does not sit beside the gradients and AdamW's moments; the
+    loss's forward runs under autocast without a cache of cast weights."""
+    from datasets import Dataset
+
+    from thinkbudget.models import load_model_and_tokenizer
+    from thinkbudget.rewards import get_reward_funcs
+    from thinkbudget.rl import ThinkBudgetGRPOTrainer, ThinkGRPOConfig
+
+    model, tok = load_model_and_tokenizer(tiny_model_path, dtype="float32")
+    tok.padding_side = "left"
+    dataset = Dataset.from_dict({"prompt": ["Q1?", "Q2?"], "answer": ["1", "2"]})
+    args = ThinkGRPOConfig(
+        output_dir=str(tmp_path),
+        use_cpu=True,
+        bf16=True,
+        report_to="none",
+        num_generations=2,
+        per_device_train_batch_size=2,
+        max_completion_length=4,
+        max_steps=1,
+    )
+    trainer = ThinkBudgetGRPOTrainer(
+        model=model,
+        reward_funcs=get_reward_funcs(["correctness"], tok),
+        args=args,
+        train_dataset=dataset,
+        processing_class=tok,
+    )
+    copies = []
+    real = trainer._rollout_copy
+
+    def recording(m):
+        copy = real(m)
+        copies.append((copy, {k: v.clone() for k, v in copy.state_dict().items()}))
+        return copy
+
+    trainer._rollout_copy = recording
+    policy = trainer.accelerator.unwrap_model(trainer.model_wrapped)
+    for step in range(2):
+        with torch.no_grad():
+            policy.model.norm.weight.add_(0.5)  # the policy moves between generation batches
+        trainer._generate(["Q1?", "Q2?"])
+        copy, weights = copies[-1]
+        assert trainer._bf16_rollout_model is None  # dropped before the update
+        assert all(v.dtype == torch.bfloat16 for v in weights.values())
+        for name, value in policy.state_dict().items():
+            assert torch.equal(weights[name], value.to(torch.bfloat16)), (step, name)
+    assert copies[0][0] is not copies[1][0]
+
+    # The loss's forward runs in bf16 autocast without a cache of cast weights (CPU).
+    seen = []
+    policy.model.layers[0].register_forward_hook(
+        lambda *_: seen.append((torch.is_autocast_enabled("cpu"), torch.is_autocast_cache_enabled()))
+    )
+    ids = torch.randint(0, 100, (2, 6))
+    trainer._get_per_token_logps_and_entropies(trainer.model, ids, torch.ones_like(ids), 3)
+    assert seen and all(s == (True, False) for s in seen), seen
+
+
+_HOLES = """
+import sys, torch
+from thinkbudget.hardware import map_large_allocations
+def rss():
+    return int(next(l for l in open('/proc/self/status') if l.startswith('VmRSS')).split()[1]) // 1024
+if sys.argv[1] == "1":
+    assert map_large_allocations(1)
+first = torch.ones(1 << 20)
+del first  # a freed 4 MB block: glibc raises its threshold to it
+blocks = [torch.ones(1 << 20) for _ in range(100)]  # 100 x 4 MB, touched
+before = rss()
+del blocks[::2]  # every other block freed: holes between live blocks
+print(before - rss())
+"""
+
+
+@pytest.mark.parametrize(("threshold", "returned"), [("0", False), ("1", True)])
+def test_mapped_large_allocations_return_freed_memory(threshold, returned):
+    """cpu_mmap_threshold_mb: freed blocks between live ones go back to the system at once; with glibc's
+    default they stay in its heap as holes (the fragmentation that raised the GRPO stage's peak)."""
+    import subprocess
+
+    out = subprocess.run(
+        [sys.executable, "-c", _HOLES, threshold], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    freed_mb = int(out.stdout.split()[-1])
+    assert (freed_mb > 150) if returned else (freed_mb < 50), freed_mb  # 200 MB freed
+
+
+def test_mmap_threshold_is_checked(tmp_path):
+    from thinkbudget.rl import ThinkGRPOConfig
+
+    with pytest.raises(ValueError, match=r"cpu_mmap_threshold_mb: megabytes in \[0, 32\].*got 64"):
+        ThinkGRPOConfig(output_dir=str(tmp_path), report_to="none", use_cpu=True, cpu_mmap_threshold_mb=64)

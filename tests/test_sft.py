@@ -306,11 +306,9 @@ def test_resolve_resume(tmp_path):
 
 
 @pytest.mark.parametrize("num_items", [None, 7])
-def test_full_logits_loss_equals_trls_fused_loss_and_gradient(
-    tokenizer, tiny_model_path, tmp_path, num_items
-):
-    """lm_head_loss=full_logits (the CPU default) optimises exactly what TRL's fused head does: same loss,
-    same gradient, same token accuracy, on a padded batch of real rows."""
+def test_own_losses_equal_trls_fused_loss_and_gradient(tokenizer, tiny_model_path, tmp_path, num_items):
+    """lm_head_loss=full_logits and chunked (the CPU default) optimise exactly what TRL's fused head does:
+    same loss, same gradient, same token accuracy, on a padded batch of real rows."""
     from datasets import Dataset
 
     from thinkbudget.models import load_model_and_tokenizer
@@ -318,7 +316,7 @@ def test_full_logits_loss_equals_trls_fused_loss_and_gradient(
 
     dataset = tokenize_dataset(Dataset.from_list(_mask_rows(tokenizer)), tokenizer)
     results = {}
-    for choice in ("fused", "full_logits"):
+    for choice in ("fused", "full_logits", "chunked"):
         model, _ = load_model_and_tokenizer(tiny_model_path, dtype="float32")
         args = ThinkSFTConfig(
             output_dir=str(tmp_path / choice), report_to="none", bf16=False, use_cpu=True, lm_head_loss=choice
@@ -335,10 +333,12 @@ def test_full_logits_loss_equals_trls_fused_loss_and_gradient(
         loss.backward()
         grad = torch.cat([p.grad.flatten() for p in trainer.model.parameters() if p.grad is not None])
         results[choice] = (loss.item(), grad, trainer._metrics["train"]["mean_token_accuracy"][-1])
-    (l1, g1, a1), (l2, g2, a2) = results["fused"], results["full_logits"]
-    assert l1 == pytest.approx(l2, rel=1e-5)
-    assert torch.allclose(g1, g2, atol=1e-6, rtol=1e-4)
-    assert a1 == pytest.approx(a2)
+    l1, g1, a1 = results["fused"]
+    for choice in ("full_logits", "chunked"):
+        l2, g2, a2 = results[choice]
+        assert l1 == pytest.approx(l2, rel=1e-5), choice
+        assert torch.allclose(g1, g2, atol=1e-6, rtol=1e-4), choice
+        assert a1 == pytest.approx(a2), choice
 
 
 @pytest.mark.parametrize(
@@ -357,8 +357,10 @@ def test_first_supervised_position(labels, first):
 def test_lm_head_loss_choices_are_checked(tmp_path):
     from thinkbudget.sft import ThinkSFTConfig
 
-    with pytest.raises(ValueError, match="lm_head_loss: 'chunked'; choose one of auto, fused, full_logits"):
-        ThinkSFTConfig(output_dir=str(tmp_path), report_to="none", use_cpu=True, lm_head_loss="chunked")
+    with pytest.raises(
+        ValueError, match="lm_head_loss: 'chunky'; choose one of auto, fused, full_logits, chunked"
+    ):
+        ThinkSFTConfig(output_dir=str(tmp_path), report_to="none", use_cpu=True, lm_head_loss="chunky")
 
 
 def test_length_grouped_batches_are_shuffled_not_a_long_to_short_loop():
@@ -381,3 +383,41 @@ def test_length_grouped_batches_are_shuffled_not_a_long_to_short_loop():
     assert idx == length_grouped_batches(lengths, 16, torch.Generator().manual_seed(0))
     sampler = LengthBatchShuffledSampler(lengths, 16, torch.Generator().manual_seed(1))
     assert len(sampler) == 400 and sorted(sampler) == list(range(400))
+
+
+@pytest.mark.parametrize("choice", ["full_logits", "chunked"])
+def test_own_losses_run_under_the_trainers_mixed_precision(choice, tokenizer, tiny_model_path, tmp_path):
+    """With bf16 the decoder's layers and the head run under autocast in a real training step on both
+    paths: the chunked path calls the decoder directly, past accelerate's autocast wrapper of the forward,
+    and must enter it itself (an fp32 step is ~2x slower on a CPU). On a CPU autocast keeps no cache of
+    cast weights (thinkbudget.hardware.autocast_without_weight_cache)."""
+    from datasets import Dataset
+
+    from thinkbudget.models import load_model_and_tokenizer
+    from thinkbudget.sft import ThinkBudgetSFTTrainer, ThinkSFTConfig, tokenize_dataset
+
+    dataset = tokenize_dataset(Dataset.from_list(_mask_rows(tokenizer)), tokenizer)
+    model, _ = load_model_and_tokenizer(tiny_model_path, dtype="float32")
+    seen = []
+    cached = []
+
+    def record(*_):
+        seen.append(torch.is_autocast_enabled("cpu"))
+        cached.append(torch.is_autocast_cache_enabled())
+
+    model.model.layers[0].register_forward_hook(record)
+    model.lm_head.register_forward_hook(record)
+    args = ThinkSFTConfig(
+        output_dir=str(tmp_path),
+        report_to="none",
+        bf16=True,
+        use_cpu=True,
+        lm_head_loss=choice,
+        max_steps=1,
+        per_device_train_batch_size=len(dataset),
+        save_strategy="no",
+    )
+    trainer = ThinkBudgetSFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)
+    trainer.train()
+    assert seen and all(seen), seen
+    assert not any(cached), cached  # no bf16 weight copies kept through the forward on a CPU

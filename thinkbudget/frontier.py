@@ -552,7 +552,8 @@ RUN_STAGE_SCRIPTS = {
 class FrontierRecipe:
     """One YAML in ``configs/scorer/`` for ``scripts/frontier_run.py``: the checkpoint whose answers are
     sampled, scored and selected, and per stage a recipe and overrides (``--key value`` flags), as in
-    the main job's profiles. ``accelerate_args`` go to ``accelerate launch`` for the scorer's training."""
+    the main job's profiles. ``accelerate_args`` go to ``accelerate launch`` for the scorer's training (one process on the CPU runs
+    without the launcher: :func:`thinkbudget.jobs.training_command`)."""
 
     description: str
     checkpoint: str

@@ -53,13 +53,34 @@ JOBS = ("main", "frontier", "sweep")  # the kinds of job that own a run folder
 # --------------------------------------------------------------------------------------------
 # Commands run as logged subprocesses
 # --------------------------------------------------------------------------------------------
+def single_cpu_process(extra: Sequence[str]) -> bool:
+    """Whether ``accelerate launch`` arguments ask for exactly one process on the CPU and nothing else
+    (``--num_processes 1 --cpu``, in any order, ``--num_processes=1`` too)."""
+    args = [a for x in extra for a in str(x).split("=", 1)]
+    if "--cpu" not in args:
+        return False
+    rest = [a for a in args if a != "--cpu"]
+    return rest in ([], ["--num_processes", "1"])
+
+
 def accelerate_command(script: str, accelerate_config: str | None, extra: Sequence[str] = ()) -> list[str]:
     """``accelerate launch [--config_file F] [extra] script``. Without a config file accelerate runs one
-    process on whatever device it finds (its defaults), which is what the CPU profiles want."""
+    process on whatever device it finds (its defaults)."""
     cmd = ["accelerate", "launch"]
     if accelerate_config:
         cmd += ["--config_file", accelerate_config]
     return [*cmd, *extra, script]
+
+
+def training_command(script: str, accelerate_config: str | None, extra: Sequence[str] = ()) -> list[str]:
+    """How a job stage starts a training script: :func:`accelerate_command`, except for one process on
+    the CPU (``extra`` is ``--num_processes 1 --cpu``, no config file), which runs as ``python script
+    --use_cpu true``: the same run (the trainers read ``use_cpu``; torch uses the physical cores, as
+    accelerate would set them) without the launcher's own process, which stays resident beside the
+    trainer (~250 MB that the stage's peak memory counts, ``results/cpu-memory.md``)."""
+    if accelerate_config is None and single_cpu_process(extra):
+        return ["python", script, "--use_cpu", "true"]
+    return accelerate_command(script, accelerate_config, extra)
 
 
 def executable(cmd: Sequence[str]) -> list[str]:

@@ -56,7 +56,8 @@ class EvalSpec:
 class Profile:
     """A hardware profile of the main job (one YAML in ``configs/pipeline/``). ``model`` is the base
     model (alias, hub id or path); ``accelerate_config`` (a file in ``configs/accelerate/``) and
-    ``accelerate_args`` (e.g. ``[--num_processes, "1", --cpu]``) go to ``accelerate launch``."""
+    ``accelerate_args`` (e.g. ``[--num_processes, "1", --cpu]``) go to ``accelerate launch``; one process on
+    the CPU runs without the launcher (:func:`thinkbudget.jobs.training_command`)."""
 
     name: str
     description: str

@@ -46,11 +46,16 @@ from typing import Any
 from transformers import LogitsProcessorList, PreTrainedTokenizerBase, TrainerCallback
 from trl import GRPOConfig, GRPOTrainer, ModelConfig
 
-from thinkbudget import decision
+from thinkbudget import decision, head
 from thinkbudget.auto import DEFAULT_EDGES, bin_index
 from thinkbudget.data import DatasetArguments
 from thinkbudget.forcing import ThinkingBudgetProcessor
-from thinkbudget.hardware import OutputHeadArguments, ReleaseFreedMemory, uses_full_logits
+from thinkbudget.hardware import (
+    OutputHeadArguments,
+    ReleaseFreedMemory,
+    autocast_without_weight_cache,
+    resolve_lm_head_loss,
+)
 from thinkbudget.rewards import (
     REWARDS,
     ROW_COLUMNS,
@@ -375,12 +380,15 @@ class ThinkBudgetGRPOTrainer(GRPOTrainer):
         **kwargs: Any,
     ):
         super().__init__(*args, **kwargs)
+        if self.args.use_cpu:  # bf16 copies of the weights are not kept through the forward pass
+            autocast_without_weight_cache(self.accelerator)
         self.budget_forcing_rollouts = budget_forcing_rollouts
         self.auto_decision_sampling = auto_decision_sampling
         self._decision_tokens: decision.DecisionTokens | None = None
         self._branches: list[str | None] = []  # this generation batch's forced branches (set per batch)
         self._decision_inputs: dict[str, Any] | None = None  # the micro-batch whose loss is being computed
         self._bf16_rollout_model: Any = None
+        self._lm_head_choice: str | None = None  # lm_head_loss resolved on the first inputs
         self._release_memory = ReleaseFreedMemory()
         # Grouped micro-batches (decided once): one generation batch per optimizer step, text only (a
         # multimodal processor's batches carry images, which keep TRL's split).
@@ -466,15 +474,16 @@ class ThinkBudgetGRPOTrainer(GRPOTrainer):
         compute_aux_loss=False,
         **extra,
     ):
-        """Per-token log-probabilities (and entropies) of the completion tokens from one plain forward
-        (``lm_head_loss``: the CPU default). TRL's fused head scores every position, prompt included, and
-        recomputes the head in the backward pass, which on a CPU (no Triton kernel) costs more than the
-        logits of the completion tokens alone (``logits_to_keep``). Same values as TRL's (tested):
-        temperature-scaled, zero on padding. Images, MoE losses and ``fused`` use TRL's path."""
+        """Per-token log-probabilities (and entropies) of the completion tokens, by ``lm_head_loss``:
+        ``chunked`` (the CPU default: the completion positions' head in chunks, recomputed in the backward,
+        :mod:`thinkbudget.head`) or ``full_logits`` (one plain forward, ``logits_to_keep``). TRL's fused head
+        scores every position, prompt included, and on a CPU (no Triton kernel) costs more than either.
+        Same values as TRL's (tested): temperature-scaled, zero on padding. Images, MoE losses, ``fused``,
+        and an entropy bonus that differentiates the entropy (chunked) use the paths that support them."""
         import torch
 
-        plain = uses_full_logits(getattr(self.args, "lm_head_loss", "fused"), self.args.use_cpu)
-        if not plain or compute_aux_loss or any(v is not None for v in extra.values()):
+        choice = self._head_choice(model, input_ids, attention_mask)
+        if choice == "fused" or compute_aux_loss or any(v is not None for v in extra.values()):
             out = super()._get_per_token_logps_and_entropies(
                 model,
                 input_ids,
@@ -487,10 +496,34 @@ class ThinkBudgetGRPOTrainer(GRPOTrainer):
             )
             self._decision_old_logps(out[0])
             return out
+        entropy_graph = compute_entropy and self._entropy_bonus_enabled and torch.is_grad_enabled()
+        chunked = choice == "chunked" and not entropy_graph
         batch_size = batch_size or input_ids.size(0)
         all_logps, all_entropies = [], []
         for start in range(0, input_ids.size(0), batch_size):
             ids, mask = input_ids[start : start + batch_size], attention_mask[start : start + batch_size]
+            targets, valid = ids[:, -logits_to_keep:], mask[:, -logits_to_keep:].bool()
+            if chunked:
+                # position t predicts token t + 1; only the real completion tokens are scored
+                decoder, weight = head.head_parts(model)
+                with self.accelerator.autocast():
+                    hidden = head.final_hidden(decoder, ids, mask)[:, -(logits_to_keep + 1) : -1]
+                    out = head.token_logprobs(
+                        hidden[valid],
+                        weight,
+                        targets[valid],
+                        temperature=self.temperature,
+                        with_entropy=compute_entropy,
+                    )
+                del hidden
+                logps = torch.zeros(valid.shape, dtype=out.logps.dtype, device=out.logps.device)
+                logps[valid] = out.logps
+                all_logps.append(logps)
+                if compute_entropy:
+                    entropy = torch.zeros_like(logps, requires_grad=False)
+                    entropy[valid] = out.entropy
+                    all_entropies.append(entropy)
+                continue
             with self.accelerator.autocast():
                 out = model(
                     input_ids=ids, attention_mask=mask, logits_to_keep=logits_to_keep + 1, use_cache=False
@@ -499,12 +532,11 @@ class ThinkBudgetGRPOTrainer(GRPOTrainer):
             # model's bf16 logits dropped at once: they are the largest tensors of the step
             logits = out.logits[:, :-1].float().div_(self.temperature)
             del out
-            targets, valid = ids[:, -logits_to_keep:], mask[:, -logits_to_keep:].bool()
             log_z = torch.logsumexp(logits, dim=-1)
             logps = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - log_z
             all_logps.append(logps.masked_fill(~valid, 0.0))
             if compute_entropy:
-                if self._entropy_bonus_enabled and torch.is_grad_enabled():  # the loss differentiates it
+                if entropy_graph:  # the loss differentiates it
                     entropy = log_z - (torch.softmax(logits, dim=-1) * logits).sum(dim=-1)
                 else:
                     # Logged (and read by the top-entropy mask) only: no graph keeps a softmax over the
@@ -519,12 +551,37 @@ class ThinkBudgetGRPOTrainer(GRPOTrainer):
         self._decision_old_logps(logps)
         return logps, entropies, None
 
+    def _head_choice(self, model: Any, input_ids: Any, attention_mask: Any) -> str:
+        """``lm_head_loss`` resolved for this run, once, on its first inputs: ``chunked`` needs a model whose
+        head is a plain linear map (:func:`thinkbudget.head.matches_model_logits`); asked for by name on
+        another model it is an error, chosen by ``auto`` it becomes ``full_logits`` with a warning."""
+        if self._lm_head_choice is None:
+            asked = getattr(self.args, "lm_head_loss", "fused")
+            choice = resolve_lm_head_loss(asked, self.args.use_cpu)
+            if choice == "chunked":
+                with self.accelerator.autocast():
+                    fits = head.matches_model_logits(model, input_ids, attention_mask)
+                if not fits and asked == "chunked":
+                    raise ValueError(
+                        f"lm_head_loss: chunked needs a model whose logits are its decoder's output times a "
+                        f"bias-free head ({type(model).__name__} is not); choose full_logits or fused"
+                    )
+                if not fits:
+                    logger.warning(
+                        "lm_head_loss auto: %s is not supported by the chunked head; using full_logits",
+                        type(model).__name__,
+                    )
+                    choice = "full_logits"
+            self._lm_head_choice = choice
+        return self._lm_head_choice
+
     def _generate(self, prompts: list):
         t0 = time.perf_counter()
         out = super()._generate(prompts)
         seconds = time.perf_counter() - t0
         completion_ids = out[1]
-        if self.args.use_cpu:  # the rollout's KV cache and fused weights go back before the update
+        if self.args.use_cpu:  # the rollout copy and KV cache go back before the update
+            self._bf16_rollout_model = None
             self._release_memory()
         mode = "train" if self.model.training else "eval"
         self._metrics[mode]["timing/generation_s"].append(seconds)
@@ -535,10 +592,12 @@ class ThinkBudgetGRPOTrainer(GRPOTrainer):
         return out
 
     def _rollout_copy(self, model: Any) -> Any | None:
-        """A bf16 copy of the policy for rollouts on a CPU, refreshed from the fp32 master weights.
+        """A bf16 copy of the policy for rollouts on a CPU, made from the fp32 master weights for each
+        generation batch and dropped after it (:meth:`_generate`), so that its 2 bytes a parameter do not
+        sit beside the update's gradients and optimizer state (the update holds the stage's peak memory).
 
         Autocast casts every weight at every decoding step; generating from bf16 weights is about 15 %
-        faster on a 2-core CPU (results/cpu-speed.md) and a refresh costs ~0.05 s for 135M parameters.
+        faster on a 2-core CPU (results/cpu-speed.md) and making the copy costs ~0.1 s for 135M parameters.
         Only for bf16 training on the CPU without LoRA (elsewhere generation runs on the policy itself).
         """
         if not (self.args.bf16 and self.args.use_cpu) or hasattr(model, "peft_config"):

@@ -32,8 +32,9 @@ import torch.nn.functional as F
 from transformers.trainer_pt_utils import LengthGroupedSampler
 from trl import ModelConfig, SFTConfig, SFTTrainer
 
+from thinkbudget import head
 from thinkbudget.data import DatasetArguments
-from thinkbudget.hardware import OutputHeadArguments, uses_full_logits
+from thinkbudget.hardware import OutputHeadArguments, autocast_without_weight_cache, resolve_lm_head_loss
 from thinkbudget.protocol import THINK_CLOSE, THINK_OPEN, encode_prompt
 from thinkbudget.run_folders import RunFolderArguments
 
@@ -131,18 +132,25 @@ class LengthBatchShuffledSampler(torch.utils.data.Sampler):
 
 
 class ThinkBudgetSFTTrainer(SFTTrainer):
-    """TRL's ``SFTTrainer`` with a plain full-logits loss where it is faster (``lm_head_loss``), and
-    length-grouped batches in random order (:func:`length_grouped_batches`).
+    """TRL's ``SFTTrainer`` with its own loss on the CPU (``lm_head_loss``), and length-grouped batches in
+    random order (:func:`length_grouped_batches`).
 
     TRL 1.16 computes the SFT loss with a fused, chunked output head that never builds the full logits
     and recomputes them in the backward pass. On a GPU that saves memory at little cost (a Triton kernel);
-    on a CPU the chunks run in PyTorch, the head's matrix product (a fifth of SmolLM2-135M's compute)
-    runs twice, and the trainer loses much of the model's raw speed. ``full_logits`` computes the same
-    loss (the mean negative log-likelihood of the completion tokens) from one ordinary forward pass (its
-    head applied from the batch's first completion token on, ``logits_to_keep``), and
-    logs the same ``mean_token_accuracy`` and ``num_tokens`` (not ``entropy``, which needs a second pass
-    over the vocabulary). Any option this path does not implement (a custom loss, label smoothing, the
-    dft loss, MoE auxiliary losses, ``return_outputs``) falls back to TRL's own ``compute_loss``."""
+    on a CPU the chunks run in PyTorch over every position, prompt included, the head's matrix product (a
+    fifth of SmolLM2-135M's compute) runs twice, and the trainer loses much of the model's raw speed.
+    Both of this trainer's paths compute the same loss (the mean negative log-likelihood of the completion
+    tokens) over the supervised positions only: ``full_logits`` from one ordinary forward (the head from
+    the batch's first completion token on, ``logits_to_keep``), ``chunked`` (the CPU default) from the
+    decoder's hidden states, the head in chunks of positions (:mod:`thinkbudget.head`). Both log the same
+    ``mean_token_accuracy`` and ``num_tokens`` (not ``entropy``, which needs a second pass over the
+    vocabulary). Any option they do not implement (a custom loss, label smoothing, the dft loss, MoE
+    auxiliary losses, ``return_outputs``) falls back to TRL's own ``compute_loss``."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.args.use_cpu:  # bf16 copies of the weights are not kept through the forward pass
+            autocast_without_weight_cache(self.accelerator)
 
     def _get_train_sampler(self, train_dataset=None):
         sampler = super()._get_train_sampler(train_dataset)
@@ -150,9 +158,10 @@ class ThinkBudgetSFTTrainer(SFTTrainer):
             return LengthBatchShuffledSampler(sampler.lengths, sampler.batch_size, sampler.generator)
         return sampler
 
-    def _full_logits(self, return_outputs: bool) -> bool:
+    def _own_loss(self, return_outputs: bool) -> bool:
+        """Whether this trainer computes the loss itself (``full_logits`` or ``chunked``), not TRL."""
         return (
-            uses_full_logits(self.args.lm_head_loss, self.args.use_cpu)
+            resolve_lm_head_loss(self.args.lm_head_loss, self.args.use_cpu) != "fused"
             and not return_outputs
             and self.compute_loss_func is None
             and self.label_smoother is None
@@ -168,8 +177,31 @@ class ThinkBudgetSFTTrainer(SFTTrainer):
 
         return "logits_to_keep" in inspect.signature(self.model.forward).parameters
 
+    def _chunked(self, model: Any, body: dict[str, Any]) -> bool:
+        """``lm_head_loss`` resolved to ``chunked`` for this run, decided once on its first batch: the model's
+        head must be a plain linear map (:func:`thinkbudget.head.matches_model_logits`); asked for by name
+        on another model it is an error, chosen by ``auto`` it becomes ``full_logits`` with a warning."""
+        if getattr(self, "_chunked_head", None) is None:
+            asked = self.args.lm_head_loss
+            chunked = resolve_lm_head_loss(asked, self.args.use_cpu) == "chunked"
+            if chunked:
+                with self.accelerator.autocast():
+                    chunked = head.matches_model_logits(model, body["input_ids"], body["attention_mask"])
+                if not chunked and asked == "chunked":
+                    raise ValueError(
+                        f"lm_head_loss: chunked needs a model whose logits are its decoder's output times a "
+                        f"bias-free head ({type(model).__name__} is not); choose full_logits or fused"
+                    )
+                if not chunked:
+                    logger.warning(
+                        "lm_head_loss auto: %s is not supported by the chunked head; using full_logits",
+                        type(model).__name__,
+                    )
+            self._chunked_head = chunked
+        return self._chunked_head
+
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        if not self._full_logits(return_outputs) or "attention_mask" not in inputs:  # padding-free: TRL
+        if not self._own_loss(return_outputs) or "attention_mask" not in inputs:  # padding-free: TRL
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
         mode = "train" if self.model.training else "eval"
         labels = inputs["labels"]
@@ -179,22 +211,36 @@ class ThinkBudgetSFTTrainer(SFTTrainer):
         # their gradient shrink by as much; the loss is the same.
         body = {k: v for k, v in inputs.items() if k != "labels"}
         first = _first_supervised_position(labels)
-        if first > 0 and self._head_keeps_logits:
-            body["logits_to_keep"] = labels.shape[1] - first
-        else:
-            first = 0
-        logits = model(**body, use_cache=False).logits
-        logits, target = logits[:, :-1], labels[:, first + 1 :]
+        target = labels[:, first + 1 :]
         mask = target != -100
-        per_token = F.cross_entropy(
-            logits.flatten(0, 1).float(), target.flatten(), ignore_index=-100, reduction="none"
-        )
+        if self._chunked(model, body):
+            # chunked: the supervised positions' head in chunks (thinkbudget/head.py), no full logits
+            # (the model's own forward carries accelerate's autocast wrapper; its decoder called directly
+            # does not, so the mixed precision is entered here)
+            decoder, weight = head.head_parts(model)
+            with self.accelerator.autocast():
+                hidden = decoder(**body, use_cache=False).last_hidden_state[:, first:-1]
+                out = head.token_logprobs(hidden[mask], weight, target[mask], with_argmax=True)
+            loss_sum, correct = -out.logps.sum(), out.argmax_hit.sum()
+        else:
+            if not (first > 0 and self._head_keeps_logits):
+                first = 0
+                target = labels[:, 1:]
+                mask = target != -100
+            else:
+                body["logits_to_keep"] = labels.shape[1] - first
+            logits = model(**body, use_cache=False).logits[:, :-1]
+            per_token = F.cross_entropy(
+                logits.flatten(0, 1).float(), target.flatten(), ignore_index=-100, reduction="none"
+            )
+            loss_sum = per_token.sum()
+            with torch.no_grad():
+                correct = ((logits.argmax(dim=-1) == target) & mask).sum()
         num_tokens = mask.sum() if num_items_in_batch is None else num_items_in_batch
-        loss = per_token.sum() / torch.as_tensor(num_tokens, device=per_token.device).clamp(min=1)
+        loss = loss_sum / torch.as_tensor(num_tokens, device=loss_sum.device).clamp(min=1)
         if self.args.average_tokens_across_devices and num_items_in_batch is not None:
             loss = loss * (self.accelerator.num_processes // self.get_tp_size())  # as TRL: DDP averages
         with torch.no_grad():
-            correct = ((logits.argmax(dim=-1) == target) & mask).sum()
             num_valid = self.accelerator.gather_for_metrics(mask.sum()).sum()
             num_correct = self.accelerator.gather_for_metrics(correct).sum()
             accuracy = (num_correct / num_valid).item() if num_valid > 0 else 0.0

@@ -105,7 +105,7 @@ def main(script_args: RLScriptArguments, training_args: ThinkGRPOConfig, model_a
     #    kill's leftovers go).
     clear_output_dir(out, overwrite=training_args.overwrite_output_dir, resuming=resume is not None)
     timer = StepTimer()
-    callbacks = [timer, *training_callbacks(training_args.use_cpu)]  # CPU: release freed memory each step
+    callbacks = [timer, *training_callbacks(training_args)]  # CPU: release freed memory each step
     trainer = ThinkBudgetGRPOTrainer(
         model=model,
         reward_funcs=reward_funcs,

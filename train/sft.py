@@ -102,7 +102,7 @@ def main(script_args: SFTScriptArguments, training_args: ThinkSFTConfig, model_a
 
     # Only now is the output folder touched (an old run's checkpoints go on overwrite; a kill's leftovers go).
     clear_output_dir(out, overwrite=training_args.overwrite_output_dir, resuming=resume is not None)
-    callbacks = training_callbacks(training_args.use_cpu)  # CPU: release freed memory each step
+    callbacks = training_callbacks(training_args)  # CPU: release freed memory each step
     trainer = ThinkBudgetSFTTrainer(
         model=model,
         args=training_args,
