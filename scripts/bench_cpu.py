@@ -74,7 +74,8 @@ class BenchArguments:
         default=False,
         metadata={
             "help": "Only the output-head comparison in bf16: raw fwd+bwd, the SFT trainer and a GRPO step "
-            "with each lm_head_loss (fused = TRL's chunked head, full_logits = the CPU default)."
+            "with lm_head_loss fused (TRL's chunked head) and full_logits (one plain forward); the CPU "
+            "default, chunked, is compared with full_logits in results/cpu-memory.md."
         },
     )
     eval_batch: int = field(default=64, metadata={"help": "Generation batch rows (rows)."})

@@ -136,3 +136,38 @@ def test_heads_that_are_not_plain_linear_maps_have_no_parts():
     model.lm_head = torch.nn.Linear(16, 64, bias=True)
     assert head_parts(model) is None
     assert head_parts(torch.nn.Linear(3, 3)) is None  # no decoder at all
+
+
+def test_choose_head_loss():
+    """A run's lm_head_loss on its first batch: by name it is itself (``chunked`` checked against the
+    model), ``auto`` on a CPU is ``chunked`` where the model fits it, else ``full_logits`` with a warning."""
+    import contextlib
+    import logging
+
+    from transformers import Gemma2Config, Gemma2ForCausalLM, LlamaConfig, LlamaForCausalLM
+
+    from thinkbudget.head import choose_head_loss
+
+    plain = _tiny(LlamaConfig, LlamaForCausalLM)
+    capped = _tiny(Gemma2Config, Gemma2ForCausalLM, final_logit_softcapping=1.0)
+    with torch.no_grad():
+        capped.lm_head.weight.mul_(100)
+    ids = torch.randint(0, 64, (2, 7))
+    mask = torch.ones_like(ids)
+    ctx = contextlib.nullcontext
+    for asked in ("fused", "full_logits"):
+        assert choose_head_loss(asked, True, None, ids, mask, ctx) == asked  # no model needed
+    assert choose_head_loss("auto", True, plain, ids, mask, ctx) == "chunked"
+    assert choose_head_loss("chunked", False, plain, ids, mask, ctx) == "chunked"
+    with pytest.raises(ValueError, match="lm_head_loss: chunked needs a model .*Gemma2ForCausalLM is not"):
+        choose_head_loss("chunked", True, capped, ids, mask, ctx)
+    logger = logging.getLogger("thinkbudget.head")
+    records = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    logger.addHandler(handler)
+    try:
+        assert choose_head_loss("auto", True, capped, ids, mask, ctx) == "full_logits"
+    finally:
+        logger.removeHandler(handler)
+    assert any("does not fit the chunked head" in r.getMessage() for r in records)

@@ -1,23 +1,23 @@
-"""The output head's log-probabilities in chunks of the vocabulary: the loss of SFT and GRPO without the full logits.
+"""The output head's log-probabilities in chunks of the vocabulary, over the scored positions only.
 
-A causal LM's loss needs, at every supervised position, ``log p(target)`` = ``logit[target] - logsumexp(logits)``
+A causal LM's loss needs, at every supervised position, ``log p(target) = logit[target] - logsumexp(logits)``
 over the whole vocabulary (49,152 tokens for SmolLM2). Computed the ordinary way, a micro-batch of 4 rows of
-224 completion tokens holds their logits in bf16 (88 MB), an fp32 copy (176 MB), the softmax that autograd keeps
-for the backward pass (176 MB) and the gradient of each: about a gigabyte on top of a 135M model whose weights,
-gradients and AdamW moments take two. :func:`token_logprobs` takes the final hidden states of the positions
-that are scored (padding and prompt left out) and the head's weight, and computes the same values chunk by
-chunk of the vocabulary: the forward keeps only one scalar per position (``logsumexp``), the backward recomputes each chunk's
-logits and turns them into the gradient at once. The price is the head's product a second time over the
-scored positions (~7 % of a training step's arithmetic for SmolLM2-135M); ``results/cpu-memory.md`` says
-what it buys.
+224 completion tokens holds their logits in bf16 (88 MB), an fp32 copy (176 MB), the log-softmax that
+autograd keeps for the backward pass (176 MB) and the gradient of each. :func:`token_logprobs` takes the final
+hidden states of the positions that are scored (padding and prompt left out) and the head's weight, and
+computes the same values in one pass over chunks of the vocabulary (an online ``logsumexp``). For the
+backward pass it keeps the softmax in the product's dtype (2 bytes a logit in bf16; the target's own
+probability, where ``1 - p`` needs the precision, in fp32), and writes each chunk's share of the weight's
+gradient once into its own rows. On the demo's SFT steps it is ~7 % faster than one plain forward
+(``full_logits``); ``results/cpu-memory.md`` has the measurements.
 
 TRL has its own chunked head (``lm_head_loss: fused``), which runs Triton kernels on a GPU; on a CPU it scores
 every position, prompt included, and is slower than one plain forward (``results/cpu-speed-lm-head.md``).
 
 The model must apply its head as a plain linear map to the decoder's output (``logits = hidden @ W.T``, no
 bias, no scaling or soft-capping): :func:`head_parts` returns the decoder and the weight, and
-:func:`matches_model_logits` checks the result against the model's own logits on real inputs before a trainer
-relies on it.
+:func:`choose_head_loss` checks the result against the model's own logits on a trainer's first batch
+(:func:`matches_model_logits`) before the trainer relies on it.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ import torch
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_CHUNK = 4096  # vocabulary rows per chunk: 1,000 positions x 4,096 fp32 logits = 16 MB
+DEFAULT_CHUNK = 4096  # vocabulary rows per chunk: 1,000 positions x 4,096 fp32 logits = 16 MB at a time
 
 
 @dataclass
@@ -207,3 +207,36 @@ def matches_model_logits(
             (ours - reference).abs().max().item(),
         )
     return ok
+
+
+def choose_head_loss(
+    asked: str,
+    use_cpu: bool,
+    model: Any,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    autocast: Any,
+) -> str:
+    """``lm_head_loss`` for a run, decided once on its first batch (both trainers): ``auto`` resolves by
+    device (:func:`thinkbudget.hardware.resolve_lm_head_loss`); ``chunked`` needs a model whose logits are
+    its decoder's output times a bias-free head (:func:`matches_model_logits`, run under the trainer's
+    ``autocast`` context factory). Asked for by name on another model ``chunked`` is an error; chosen by
+    ``auto`` it becomes ``full_logits`` with a warning."""
+    from thinkbudget.hardware import resolve_lm_head_loss
+
+    choice = resolve_lm_head_loss(asked, use_cpu)
+    if choice != "chunked":
+        return choice
+    with autocast():
+        fits = matches_model_logits(model, input_ids, attention_mask)
+    if fits:
+        return "chunked"
+    if asked == "chunked":
+        raise ValueError(
+            f"lm_head_loss: chunked needs a model whose logits are its decoder's output times a bias-free head "
+            f"({type(model).__name__} is not); choose full_logits or fused"
+        )
+    logger.warning(
+        "lm_head_loss auto: %s does not fit the chunked head; using full_logits", type(model).__name__
+    )
+    return "full_logits"

@@ -50,12 +50,7 @@ from thinkbudget import decision, head
 from thinkbudget.auto import DEFAULT_EDGES, bin_index
 from thinkbudget.data import DatasetArguments
 from thinkbudget.forcing import ThinkingBudgetProcessor
-from thinkbudget.hardware import (
-    OutputHeadArguments,
-    ReleaseFreedMemory,
-    autocast_without_weight_cache,
-    resolve_lm_head_loss,
-)
+from thinkbudget.hardware import OutputHeadArguments, ReleaseFreedMemory, autocast_without_weight_cache
 from thinkbudget.rewards import (
     REWARDS,
     ROW_COLUMNS,
@@ -475,7 +470,7 @@ class ThinkBudgetGRPOTrainer(GRPOTrainer):
         **extra,
     ):
         """Per-token log-probabilities (and entropies) of the completion tokens, by ``lm_head_loss``:
-        ``chunked`` (the CPU default: the completion positions' head in chunks, recomputed in the backward,
+        ``chunked`` (the CPU default: the completion positions' head in chunks of the vocabulary,
         :mod:`thinkbudget.head`) or ``full_logits`` (one plain forward, ``logits_to_keep``). TRL's fused head
         scores every position, prompt included, and on a CPU (no Triton kernel) costs more than either.
         Same values as TRL's (tested): temperature-scaled, zero on padding. Images, MoE losses, ``fused``,
@@ -552,27 +547,12 @@ class ThinkBudgetGRPOTrainer(GRPOTrainer):
         return logps, entropies, None
 
     def _head_choice(self, model: Any, input_ids: Any, attention_mask: Any) -> str:
-        """``lm_head_loss`` resolved for this run, once, on its first inputs: ``chunked`` needs a model whose
-        head is a plain linear map (:func:`thinkbudget.head.matches_model_logits`); asked for by name on
-        another model it is an error, chosen by ``auto`` it becomes ``full_logits`` with a warning."""
+        """``lm_head_loss`` for this run, decided on its first inputs (:func:`thinkbudget.head.choose_head_loss`)."""
         if self._lm_head_choice is None:
             asked = getattr(self.args, "lm_head_loss", "fused")
-            choice = resolve_lm_head_loss(asked, self.args.use_cpu)
-            if choice == "chunked":
-                with self.accelerator.autocast():
-                    fits = head.matches_model_logits(model, input_ids, attention_mask)
-                if not fits and asked == "chunked":
-                    raise ValueError(
-                        f"lm_head_loss: chunked needs a model whose logits are its decoder's output times a "
-                        f"bias-free head ({type(model).__name__} is not); choose full_logits or fused"
-                    )
-                if not fits:
-                    logger.warning(
-                        "lm_head_loss auto: %s is not supported by the chunked head; using full_logits",
-                        type(model).__name__,
-                    )
-                    choice = "full_logits"
-            self._lm_head_choice = choice
+            self._lm_head_choice = head.choose_head_loss(
+                asked, self.args.use_cpu, model, input_ids, attention_mask, self.accelerator.autocast
+            )
         return self._lm_head_choice
 
     def _generate(self, prompts: list):

@@ -178,27 +178,18 @@ class ThinkBudgetSFTTrainer(SFTTrainer):
         return "logits_to_keep" in inspect.signature(self.model.forward).parameters
 
     def _chunked(self, model: Any, body: dict[str, Any]) -> bool:
-        """``lm_head_loss`` resolved to ``chunked`` for this run, decided once on its first batch: the model's
-        head must be a plain linear map (:func:`thinkbudget.head.matches_model_logits`); asked for by name
-        on another model it is an error, chosen by ``auto`` it becomes ``full_logits`` with a warning."""
-        if getattr(self, "_chunked_head", None) is None:
-            asked = self.args.lm_head_loss
-            chunked = resolve_lm_head_loss(asked, self.args.use_cpu) == "chunked"
-            if chunked:
-                with self.accelerator.autocast():
-                    chunked = head.matches_model_logits(model, body["input_ids"], body["attention_mask"])
-                if not chunked and asked == "chunked":
-                    raise ValueError(
-                        f"lm_head_loss: chunked needs a model whose logits are its decoder's output times a "
-                        f"bias-free head ({type(model).__name__} is not); choose full_logits or fused"
-                    )
-                if not chunked:
-                    logger.warning(
-                        "lm_head_loss auto: %s is not supported by the chunked head; using full_logits",
-                        type(model).__name__,
-                    )
-            self._chunked_head = chunked
-        return self._chunked_head
+        """Whether ``lm_head_loss`` is ``chunked`` for this run, decided on its first batch
+        (:func:`thinkbudget.head.choose_head_loss`)."""
+        if getattr(self, "_head_loss", None) is None:
+            self._head_loss = head.choose_head_loss(
+                self.args.lm_head_loss,
+                self.args.use_cpu,
+                model,
+                body["input_ids"],
+                body["attention_mask"],
+                self.accelerator.autocast,
+            )
+        return self._head_loss == "chunked"
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         if not self._own_loss(return_outputs) or "attention_mask" not in inputs:  # padding-free: TRL
