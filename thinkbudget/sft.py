@@ -142,7 +142,7 @@ class ThinkBudgetSFTTrainer(SFTTrainer):
     Both of this trainer's paths compute the same loss (the mean negative log-likelihood of the completion
     tokens) over the supervised positions only: ``full_logits`` from one ordinary forward (the head from
     the batch's first completion token on, ``logits_to_keep``), ``chunked`` (the CPU default) from the
-    decoder's hidden states, the head in chunks of positions (:mod:`thinkbudget.head`). Both log the same
+    decoder's hidden states, the head in chunks of the vocabulary (:mod:`thinkbudget.head`). Both log the same
     ``mean_token_accuracy`` and ``num_tokens`` (not ``entropy``, which needs a second pass over the
     vocabulary). Any option they do not implement (a custom loss, label smoothing, the dft loss, MoE
     auxiliary losses, ``return_outputs``) falls back to TRL's own ``compute_loss``."""
