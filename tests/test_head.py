@@ -113,7 +113,7 @@ def test_a_plain_llama_head_matches_its_own_logits():
     mask[0, :2] = 0
     decoder, weight = head_parts(model)
     assert weight is model.lm_head.weight
-    assert final_hidden(decoder, ids, mask).shape == (2, 9, 16)
+    assert final_hidden(decoder, input_ids=ids, attention_mask=mask).shape == (2, 9, 16)
     assert matches_model_logits(model, ids, mask)
 
 

@@ -83,6 +83,16 @@ def resolve_generation_dtype(dtype: str, on_gpu: bool) -> str:
     return "float32"
 
 
+@functools.cache
+def _libc() -> Any:
+    """The C library (ctypes), or None where ctypes cannot find one: malloc_trim and mallopt live there."""
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    return ctypes.CDLL(name) if name else None
+
+
 class ReleaseFreedMemory:
     """A ``TrainerCallback`` for CPU training: hand freed heap memory back to the system every step.
 
@@ -94,12 +104,7 @@ class ReleaseFreedMemory:
     """
 
     def __init__(self) -> None:
-        import ctypes
-        import ctypes.util
-
-        name = ctypes.util.find_library("c")
-        libc = ctypes.CDLL(name) if name else None
-        self._trim = getattr(libc, "malloc_trim", None)
+        self._trim = getattr(_libc(), "malloc_trim", None)
 
     @classmethod
     def callback(cls) -> Any:
@@ -141,8 +146,8 @@ class OutputHeadArguments:
             "help": "How the trainer reads the output head for the loss and log-probabilities: fused (TRL's "
             "chunked head: never holds the full logits, recomputes them in the backward; for GPUs, where it "
             "has a Triton kernel), full_logits (one plain forward over the scored positions: holds rows x "
-            "tokens x vocabulary logits), chunked (the scored positions' head in chunks of positions, "
-            "recomputed in the backward: no full logits, the head's product twice; thinkbudget/head.py), "
+            "tokens x vocabulary logits), chunked (the scored positions' head in chunks of the vocabulary, a "
+            "bf16 softmax kept for the backward: no full fp32 logits; thinkbudget/head.py), "
             "auto (chunked on a CPU, fused elsewhere). Choices: auto, fused, full_logits, chunked."
         },
     )
@@ -204,11 +209,7 @@ def map_large_allocations(threshold_mb: float) -> bool:
     fragmented, so the resident set grows above what the step holds. Mapped blocks cost a page fault per
     4 kB page on first touch: the demo's GRPO stage peaked ~0.6 GB lower at 1 MB and ran ~10 % slower
     (results/cpu-memory.md). Returns whether the setting took (False off glibc)."""
-    import ctypes
-    import ctypes.util
-
-    name = ctypes.util.find_library("c")
-    mallopt = getattr(ctypes.CDLL(name), "mallopt", None) if name else None
+    mallopt = getattr(_libc(), "mallopt", None)
     if mallopt is None:
         logger.warning("cpu_mmap_threshold_mb: this C library has no mallopt; the setting is ignored")
         return False

@@ -175,9 +175,10 @@ def head_parts(model: Any) -> tuple[Any, torch.Tensor] | None:
     return decoder, head.weight
 
 
-def final_hidden(decoder: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-    """The decoder's last hidden state (after its final norm), [B, T, H]."""
-    return decoder(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).last_hidden_state
+def final_hidden(decoder: Any, **inputs: Any) -> torch.Tensor:
+    """The decoder's last hidden state (after its final norm), [B, T, H], for the model inputs ``inputs``
+    (``input_ids``, ``attention_mask``, ...), without a KV cache."""
+    return decoder(**inputs, use_cache=False).last_hidden_state
 
 
 @torch.no_grad()
@@ -197,7 +198,7 @@ def matches_model_logits(
         return True
     logits = model(input_ids=ids, attention_mask=mask, use_cache=False).logits[0, :-1].float()
     reference = torch.log_softmax(logits, dim=-1).gather(-1, ids[0, 1:].unsqueeze(-1)).squeeze(-1)[valid]
-    hidden = final_hidden(decoder, ids, mask)[0, :-1][valid]
+    hidden = final_hidden(decoder, input_ids=ids, attention_mask=mask)[0, :-1][valid]
     ours = token_logprobs(hidden, weight, ids[0, 1:][valid]).logps
     ok = bool(torch.allclose(ours, reference, atol=atol, rtol=0))
     if not ok:

@@ -502,7 +502,9 @@ class ThinkBudgetGRPOTrainer(GRPOTrainer):
                 # position t predicts token t + 1; only the real completion tokens are scored
                 decoder, weight = head.head_parts(model)
                 with self.accelerator.autocast():
-                    hidden = head.final_hidden(decoder, ids, mask)[:, -(logits_to_keep + 1) : -1]
+                    hidden = head.final_hidden(decoder, input_ids=ids, attention_mask=mask)[
+                        :, -(logits_to_keep + 1) : -1
+                    ]
                     out = head.token_logprobs(
                         hidden[valid],
                         weight,

@@ -149,6 +149,7 @@ class ThinkBudgetSFTTrainer(SFTTrainer):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self._head_loss: str | None = None  # lm_head_loss resolved on the first batch (_chunked)
         if self.args.use_cpu:  # bf16 copies of the weights are not kept through the forward pass
             autocast_without_weight_cache(self.accelerator)
 
@@ -180,7 +181,7 @@ class ThinkBudgetSFTTrainer(SFTTrainer):
     def _chunked(self, model: Any, body: dict[str, Any]) -> bool:
         """Whether ``lm_head_loss`` is ``chunked`` for this run, decided on its first batch
         (:func:`thinkbudget.head.choose_head_loss`)."""
-        if getattr(self, "_head_loss", None) is None:
+        if self._head_loss is None:
             self._head_loss = head.choose_head_loss(
                 self.args.lm_head_loss,
                 self.args.use_cpu,
@@ -210,7 +211,7 @@ class ThinkBudgetSFTTrainer(SFTTrainer):
             # does not, so the mixed precision is entered here)
             decoder, weight = head.head_parts(model)
             with self.accelerator.autocast():
-                hidden = decoder(**body, use_cache=False).last_hidden_state[:, first:-1]
+                hidden = head.final_hidden(decoder, **body)[:, first:-1]
                 out = head.token_logprobs(hidden[mask], weight, target[mask], with_argmax=True)
             loss_sum, correct = -out.logps.sum(), out.argmax_hit.sum()
         else:
