@@ -155,6 +155,22 @@ def by_difficulty(records, task: str, budgets: list[int]) -> list[dict[str, Any]
 MODEL_NAMES = {"rl": "SFT+GRPO", "sft": "SFT", "base": "base model"}  # a run's evaluated models, by stage
 
 
+def sample_granularity(traces: dict[str, str], record: dict[str, Any]) -> str | None:
+    """The granularity of a sample's trace: the one of the problem's ``traces`` with as many arithmetic
+    lines (each coarser one saves lines), among those of equal lines (``full`` and ``terse``) the one
+    closest in length; ``result`` with no line; None when no trace has its number of lines."""
+    from thinkbudget.data import RESULT
+
+    n = record.get("trace_lines") or 0
+    if n == 0:
+        return RESULT
+    same = [g for g, t in traces.items() if len(t.splitlines()) == n]
+    if len(same) < 2:
+        return same[0] if same else None
+    thinking = record["completion"].split("</think>")[0].replace("<think>", "").strip()
+    return min(same, key=lambda g: abs(len(traces[g]) - len(thinking)))
+
+
 def granularity_table(
     run: Path, records, task: str, budgets: list[int], stage: str = "rl"
 ) -> list[dict[str, Any]]:
@@ -167,7 +183,7 @@ def granularity_table(
     lines), ``result`` with none. Empty when the run folder lacks its data manifest or checkpoint."""
     import re
 
-    from thinkbudget.data import RESULT, fit_trace
+    from thinkbudget.data import RESULT, fit_trace, target_rule
     from thinkbudget.models import load_tokenizer
     from thinkbudget.tasks import load_problems
 
@@ -175,7 +191,8 @@ def granularity_table(
     if not manifest.is_file() or not (checkpoint / "tokenizer_config.json").is_file():
         return []
     mix = json.loads(manifest.read_text())["config"]["data"]
-    plan = bool(mix.get("plan_line", False))
+    rule = target_rule(mix)
+    plan = rule["plan"]
     config = load_results(run / "eval" / stage)["config"]
     limit = dict(zip(config.get("tasks") or [], config.get("task_limits") or [])).get(task, config["limit"])
     problems = {p.id: p for p in load_problems(task, config.get("split", "test"), limit, seed=config["seed"])}
@@ -188,9 +205,8 @@ def granularity_table(
             if p is None or not p.traces:
                 continue
             order = [*p.traces, RESULT]  # finest first
-            target = fit_trace(p, b, tokenizer, plan=plan)[0]
-            lines = {len(t.splitlines()): g for g, t in p.traces.items()} | {0: RESULT}
-            got = lines.get(r.get("trace_lines") or 0)
+            target = fit_trace(p, b, tokenizer, **rule)[0]
+            got = sample_granularity(p.traces, r)
             if got is None:
                 kind = "other"
             elif got == target:

@@ -169,7 +169,7 @@ def test_target_lines_literal(tokenizer):
     assert target_lines_of(p, RowPlan("no_think", "flag", None), tokenizer) is None
     assert target_lines_of(replace(p, traces={}), RowPlan("think", "kwargs", None), tokenizer) is None
     # With the plan line its 4 tokens count against the budget: 99 no longer holds the full trace.
-    assert target_lines_of(p, RowPlan("think", "kwargs", 99), tokenizer, plan_line=True) == 6
+    assert target_lines_of(p, RowPlan("think", "kwargs", 99), tokenizer, plan=True) == 6
 
 
 def test_plan_line_literal(tokenizer):

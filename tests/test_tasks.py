@@ -80,8 +80,13 @@ def verify_chain(p: Problem) -> None:
         assert sign in "+-" and 1 <= int(x) <= 9
         value = value + int(x) if sign == "+" else value - int(x)
         assert tasks.CHAIN_RANGE[0] <= value <= tasks.CHAIN_RANGE[1]
+    # terse: the full trace's lines without spaces, second after it (the same steps in fewer tokens).
+    assert list(p.traces)[:2] == ["full", tasks.TERSE]
+    assert p.traces[tasks.TERSE] == p.traces["full"].replace(" ", "")
     n_lines = []
     for gran, trace in p.traces.items():
+        if gran == tasks.TERSE:
+            continue
         lines = trace.splitlines()
         # The first line restates the start, the others continue from the previous line's result.
         assert lines[0].startswith(f"{first} ") and all(line[0] in "+-" for line in lines[1:]), gran
@@ -144,7 +149,7 @@ def test_synthetic_traces_recompute(task, split):
     assert len(problems) == 150
     for p in problems:
         assert p.task == task and next(iter(p.traces)) == "full"
-        expected = {"chain": {tasks.chain_granularity(g) for g in tasks.CHAIN_GROUPS}}
+        expected = {"chain": {tasks.chain_granularity(g) for g in tasks.CHAIN_GROUPS} | {tasks.TERSE}}
         assert set(p.traces) <= expected.get(task, {"full", "condensed"})
         VERIFIERS[task](p)
         assert answer_scores(p)
@@ -187,7 +192,10 @@ def test_literal_traces():
 @pytest.mark.parametrize("task", ["chain", "multiply", "nested", "gsm8k"])
 def test_granularities_have_strictly_different_token_lengths(task, tokenizer):
     """Traces run finest first, each coarser one strictly shorter in tokens (what lets the data stage
-    choose a coarser complete solution under a smaller budget)."""
+    choose a coarser complete solution under a smaller budget). The chain's terse trace is strictly
+    shorter than its full one, and no longer than the next coarser granularity only some of the time
+    (two operations a line cost about as many tokens as two terse lines), so it is left out of the
+    strict order: whichever of the two fits first is the finer."""
     from thinkbudget.parsing import get_parser
 
     parser = get_parser(tokenizer)
@@ -195,8 +203,10 @@ def test_granularities_have_strictly_different_token_lengths(task, tokenizer):
     with_coarser = [p for p in problems if len(p.traces) > 1]
     assert len(with_coarser) >= 0.4 * len(problems)
     for p in with_coarser:
-        lengths = [parser.thinking_token_count(t) for t in p.traces.values()]
+        lengths = [parser.thinking_token_count(t) for g, t in p.traces.items() if g != tasks.TERSE]
         assert all(a > b for a, b in zip(lengths, lengths[1:])), (p, lengths)
+        if tasks.TERSE in p.traces:
+            assert parser.thinking_token_count(p.traces[tasks.TERSE]) < lengths[0]
 
 
 def test_chain_spans_every_budget(tokenizer):
@@ -222,6 +232,8 @@ def test_chain_literal():
     assert tasks.chain_lines(47, ops, 2) == ["47 + 8 - 6 = 49", "+ 3 = 52"]
     assert tasks.chain_lines(47, ops, 6) == ["47 + 8 - 6 + 3 = 52"]
     assert [tasks.chain_granularity(g) for g in (1, 2, 6)] == ["full", "2-per-line", "6-per-line"]
+    assert tasks.chain_lines(47, ops, 1, terse=True) == ["47+8=55", "-6=49", "+3=52"]
+    assert tasks.chain_lines(47, ops, 2, terse=True) == ["47+8-6=49", "+3=52"]
 
 
 # -- splits, determinism, names -----------------------------------------------------------------

@@ -11,6 +11,8 @@ type) of one of three types, drawn per problem with a seeded RNG:
   answer is the trace's conclusion (:mod:`thinkbudget.traces`). A target is never over its budget and
   never an empty think block (:func:`fit_budgeted_row`).
 - **think without a budget** (``think_free_ratio``): the full trace.
+- ``granularities`` limits the traces a target may use (e.g. only the steps a 135M model gets right),
+  and ``budget_margin`` leaves a share of each budget unused, so that the next finer trace still fits.
 - With ``plan_line``, every think target of a problem that knows its size (the chain family) opens
   with it (``12 steps``), counted in the budget (:func:`plan_text` says why).
 - **no think** (``no_think_ratio``): an empty think block and the answer.
@@ -45,6 +47,7 @@ import random
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from tqdm.auto import tqdm
@@ -62,6 +65,7 @@ from thinkbudget.tasks import (
     check_counts_per_task,
     describe_valid_tasks,
     load_problems,
+    trace_granularities,
     validate_task_name,
 )
 from thinkbudget.traces import check_lines, full_trace_tokens, is_number, same_number, trace_thinking_tokens
@@ -160,6 +164,24 @@ class DataMixArguments:
         },
     )
 
+    granularities: list[str] = field(
+        default_factory=list,
+        metadata={
+            "help": "The trace granularities a budgeted think target may use (names such as full, terse, "
+            "2-per-line, condensed; the result alone is always allowed); empty = all of them. The finest "
+            "allowed one that fits the budget (and its margin) is the target; free thinking always "
+            "takes the finest trace."
+        },
+    )
+    budget_margin: float = field(
+        default=0.0,
+        metadata={
+            "help": "Share of the budget a budgeted target leaves unused (fraction in [0, 0.5)): its trace "
+            "has at most (1 - budget_margin) x budget thinking tokens, so a model that misjudges a "
+            "problem's size by a little and writes the next finer trace still stays within the budget."
+        },
+    )
+
     def __post_init__(self) -> None:
         self.validate()
 
@@ -218,6 +240,12 @@ class DataMixArguments:
             auto.load_decisions(self.auto_decisions)
         if not isinstance(self.plan_line, bool):
             raise ValueError(f"plan_line: must be true or false, got {self.plan_line!r}")
+        known = trace_granularities()
+        for g in self.granularities:
+            if g not in known:
+                raise ValueError(f"granularities: unknown granularity {g!r}; valid: {', '.join(known)}")
+        if not _is_number(self.budget_margin) or not 0.0 <= self.budget_margin < 0.5:
+            raise ValueError(f"budget_margin: must be a fraction in [0, 0.5), got {self.budget_margin!r}")
         n_types = len(row_types(self))
         r = self.rows_per_problem
         if isinstance(r, bool) or not isinstance(r, int) or not 1 <= r <= max(n_types, 1):
@@ -414,11 +442,20 @@ def plan_text(problem: Problem) -> str | None:
 
 
 def fit_trace(
-    problem: Problem, budget: int | None, tokenizer: Any, *, plan: bool = False
+    problem: Problem,
+    budget: int | None,
+    tokenizer: Any,
+    *,
+    plan: bool = False,
+    granularities: Sequence[str] = (),
+    margin: float = 0.0,
 ) -> tuple[str | None, str | None, int]:
     """``(granularity, trace, thinking tokens)`` of the finest sound trace that fits ``budget`` tokens
     (``budget=None``: the finest), counted by the one parser. With ``plan``, every trace (the result
     alone too) opens with the problem's :func:`plan_text` and its tokens count against the budget.
+    ``granularities``: the traces a budgeted target may use (empty: all; free thinking always takes the
+    finest); ``margin``: the share of the budget a trace leaves unused (it fits ``(1 - margin) x budget``;
+    the result alone only has to fit the budget).
 
     A problem's traces run from finest to coarsest (``full``, then fewer lines with bigger steps); when
     none fits, the coarsest complete solution is the result alone (``= 52``, granularity ``result``).
@@ -431,31 +468,49 @@ def fit_trace(
     if not problem.traces:
         return None, None, 0
     head = plan_text(problem) if plan else None
-    candidates = [(g, t) for g, t in problem.traces.items() if t and trace_is_sound(t, problem.answer)]
+    allowed = budget is None or not granularities  # free thinking: the finest trace, whatever is listed
+    candidates = [
+        (g, t)
+        for g, t in problem.traces.items()
+        if t and (allowed or g in granularities) and trace_is_sound(t, problem.answer)
+    ]
     candidates.append((RESULT, result_trace(problem.answer)))
     for gran, trace in candidates:
         trace = f"{head}\n{trace}" if head else trace
         n = trace_thinking_tokens(trace, tokenizer)
-        if budget is None or n <= budget:
+        room = budget if budget is None or gran == RESULT else (1.0 - margin) * budget
+        if room is None or n <= room:
             return gran, trace, n
     return None, None, 0
 
 
+def target_rule(mix: DataMixArguments | Mapping[str, Any]) -> dict[str, Any]:
+    """The keyword arguments of :func:`fit_trace` that a data mix (its arguments, or the ``config.data``
+    of a prepared folder's manifest) sets: ``plan``, ``granularities``, ``margin``. The one reading, so
+    that the report judges samples against the targets SFT was trained on."""
+    get = mix.get if isinstance(mix, Mapping) else lambda key, default: getattr(mix, key, default)
+    return {
+        "plan": bool(get("plan_line", False)),
+        "granularities": tuple(get("granularities", ()) or ()),
+        "margin": float(get("budget_margin", 0.0) or 0.0),
+    }
+
+
 def fit_budgeted_row(
-    problem: Problem, plan: RowPlan, budgets: list[int], tokenizer: Any, *, plan_line: bool = False
+    problem: Problem, row_plan: RowPlan, budgets: list[int], tokenizer: Any, **rule: Any
 ) -> tuple[RowPlan, tuple[str | None, str | None, int]]:
     """The plan and trace of a think row. A budgeted row whose budget not even the result fits moves to
     the smallest configured budget that one fits, else to free thinking: a budgeted target is never an
-    empty think block. ``plan_line``: traces open with the problem's size (:func:`plan_text`)."""
-    fit = fit_trace(problem, plan.budget, tokenizer, plan=plan_line)
-    if plan.budget is None or fit[0] is not None:
-        return plan, fit
-    for b in sorted(x for x in budgets if x > plan.budget):
-        fit = fit_trace(problem, b, tokenizer, plan=plan_line)
+    empty think block. ``rule``: :func:`fit_trace`'s options (:func:`target_rule`)."""
+    fit = fit_trace(problem, row_plan.budget, tokenizer, **rule)
+    if row_plan.budget is None or fit[0] is not None:
+        return row_plan, fit
+    for b in sorted(x for x in budgets if x > row_plan.budget):
+        fit = fit_trace(problem, b, tokenizer, **rule)
         if fit[0] is not None:
-            return RowPlan(plan.mode, plan.control, b), fit
-    free = RowPlan(plan.mode, plan.control, None)
-    return free, fit_trace(problem, None, tokenizer, plan=plan_line)
+            return RowPlan(row_plan.mode, row_plan.control, b), fit
+    free = RowPlan(row_plan.mode, row_plan.control, None)
+    return free, fit_trace(problem, None, tokenizer, **rule)
 
 
 def _problems(args: DataMixArguments, split: str) -> list[Problem]:
@@ -495,19 +550,17 @@ RL_COLUMNS = (
 )
 
 
-def target_lines_of(
-    problem: Problem, plan: RowPlan, tokenizer: Any, *, plan_line: bool = False
-) -> int | None:
-    """The arithmetic lines of the trace that SFT trains for ``problem`` under ``plan`` (the finest sound
+def target_lines_of(problem: Problem, row_plan: RowPlan, tokenizer: Any, **rule: Any) -> int | None:
+    """The arithmetic lines of the trace that SFT trains for ``problem`` under ``row_plan`` (the finest sound
     trace that fits its budget, :func:`fit_trace`; 0 for the result alone), counted by
     :func:`thinkbudget.traces.check_lines`: the granularity a GRPO rollout of that row should write. None
     on a thinking-off row, for a problem without traces, or where not even the result fits.
 
     Why the line count: each coarser granularity of a problem saves lines (``gen_chain`` keeps only
     those), so the count names the granularity, and a completion's count is read by the same parser."""
-    if plan.mode != "think" or not problem.traces:
+    if row_plan.mode != "think" or not problem.traces:
         return None
-    _, trace, _ = fit_trace(problem, plan.budget, tokenizer, plan=plan_line)
+    _, trace, _ = fit_trace(problem, row_plan.budget, tokenizer, **rule)
     return None if trace is None else check_lines(trace).lines
 
 
@@ -536,9 +589,7 @@ def build_sft_dataset(args: DataMixArguments, tokenizer: Any, split: str = "trai
         if plan.mode == "auto" and not auto_thinks(p, decisions, tokenizer):
             completion = format_response(None, answer)  # nothing pre-filled: the model writes the empty block
         elif plan.mode in ("think", "auto"):
-            plan, (gran, trace, n_think) = fit_budgeted_row(
-                p, plan, args.budgets, tokenizer, plan_line=args.plan_line
-            )
+            plan, (gran, trace, n_think) = fit_budgeted_row(p, plan, args.budgets, tokenizer, **target_rule(args))
             completion = format_response(trace, answer)
         elif plan.control == "kwargs":
             completion = answer  # the template pre-filled the empty think block
@@ -580,7 +631,7 @@ def build_rl_dataset(args: DataMixArguments, tokenizer: Any, split: str = "train
             "control": plan.control,
             "budget": plan.budget,
             "id": p.id,
-            "target_lines": target_lines_of(p, plan, tokenizer, plan_line=args.plan_line),
+            "target_lines": target_lines_of(p, plan, tokenizer, **target_rule(args)),
             "full_trace_tokens": full_trace_tokens(p.traces, tokenizer),
         }
         for c in RL_COLUMNS:

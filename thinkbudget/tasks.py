@@ -167,20 +167,26 @@ def _check_split(split: str) -> None:
 CHAIN_STEPS = (2, 20)  # operations per problem (inclusive)
 CHAIN_RANGE = (0, 99)  # the running value never leaves this range
 CHAIN_GROUPS = (1, 2, 3, 4, 6)  # operations per line of each granularity, finest first
+# The full trace's one-operation lines written without spaces (``-6=49``): the same steps at 6 tokens a
+# step instead of 8. Why: SmolLM2-135M gets 99 % of one-operation lines right but only 31-43 % of the
+# lines that combine two operations (the fifth CPU proof's samples), so under a budget it can keep its
+# steps reliable by writing them tersely, not by making them bigger.
+TERSE = "terse"
 
 
-def chain_lines(start: int, ops: list[tuple[str, int]], group: int) -> list[str]:
+def chain_lines(start: int, ops: list[tuple[str, int]], group: int, *, terse: bool = False) -> list[str]:
     """The trace lines of a chain, ``group`` operations per line: the first line restates the start
     (``47 + 8 = 55``), the next ones continue from the previous line's result (``- 6 + 3 = 52``), so a
-    line costs its operations plus the result (one token per digit). Every line is checked by
-    :func:`thinkbudget.traces.check_lines`."""
+    line costs its operations plus the result (one token per digit). ``terse``: without spaces
+    (``47+8=55``, ``-6+3=52``). Every line is checked by :func:`thinkbudget.traces.check_lines`."""
+    sep = "" if terse else " "
     lines, acc = [], start
     for i in range(0, len(ops), group):
         chunk = ops[i : i + group]
         for s, x in chunk:
             acc = acc + x if s == "+" else acc - x
-        head = f"{start} " if i == 0 else ""
-        lines.append(head + " ".join(f"{s} {x}" for s, x in chunk) + f" = {acc}")
+        head = f"{start}{sep}" if i == 0 else ""
+        lines.append(head + sep.join(f"{s}{sep}{x}" for s, x in chunk) + f"{sep}={sep}{acc}")
     return lines
 
 
@@ -189,11 +195,18 @@ def chain_granularity(group: int) -> str:
     return "full" if group == 1 else f"{group}-per-line"
 
 
+def trace_granularities() -> tuple[str, ...]:
+    """Every granularity a problem's traces can have, by name: the chain family's (``full``, ``terse``,
+    ``2-per-line`` ...) and the other tasks' ``condensed`` (the result alone is the data stage's)."""
+    return (GRANULARITIES[0], TERSE, *(chain_granularity(g) for g in CHAIN_GROUPS[1:]), *GRANULARITIES[1:])
+
+
 def gen_chain(rng: random.Random) -> tuple[str, str, dict[str, str], dict[str, Any]]:
     """``47 + 8 - 6 + ...`` with 2 to 20 one-digit operations on a running value kept within 0-99.
 
-    Traces, finest first: ``full`` (one operation a line), then 2, 3, 4 and 6 operations a line
-    (coarser: fewer written intermediates, each line a bigger step) while that saves lines."""
+    Traces, finest first: ``full`` (one operation a line), ``terse`` (the same lines without spaces,
+    :data:`TERSE`), then 2, 3, 4 and 6 operations a line (coarser: fewer written intermediates, each line
+    a bigger step) while that saves lines."""
     n_ops = rng.randint(*CHAIN_STEPS)
     lo, hi = CHAIN_RANGE
     start = rng.randint(10, hi)
@@ -212,6 +225,8 @@ def gen_chain(rng: random.Random) -> tuple[str, str, dict[str, str], dict[str, A
         if len(lines) != n_lines:  # a coarser granularity must save lines (and so tokens)
             traces[chain_granularity(group)] = "\n".join(lines)
             n_lines = len(lines)
+        if group == 1:
+            traces[TERSE] = "\n".join(chain_lines(start, ops, 1, terse=True))
     expr = f"{start} " + " ".join(f"{s} {x}" for s, x in ops)
     meta = {"difficulty": n_ops, "operands": n_ops + 1, "steps": n_ops}
     return f"Compute {expr}.", str(acc), traces, meta
