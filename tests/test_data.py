@@ -148,6 +148,58 @@ def test_fit_trace_literal(tokenizer):
     assert fit_trace(wrong, None, tokenizer) == (RESULT, "= 56", 6)  # an unsound trace is never a target
 
 
+def test_fit_trace_granularities_and_margin_literal(tokenizer):
+    """The proof's rule: a budgeted target writes only the listed granularities (here the terse trace),
+    within (1 - margin) of its budget, else the result alone, which only has to fit the budget; free
+    thinking keeps the finest trace whatever is listed."""
+    from thinkbudget.tasks import TERSE, Problem, chain_granularity, chain_lines
+
+    ops = [("+", 8), ("-", 6), ("+", 3), ("-", 2)] * 3
+    traces = {chain_granularity(g): "\n".join(chain_lines(47, ops, g)) for g in (1, 2, 3, 4, 6)}
+    traces = {"full": traces.pop("full"), TERSE: "\n".join(chain_lines(47, ops, 1, terse=True)), **traces}
+    p = Problem("c", "chain", "Compute ...", "56", traces)
+    # thinking tokens: full 99, terse 75, 2-per-line 69, ...; the result "= 56": 6
+    assert [fit_trace(p, b, tokenizer)[::2] for b in (99, 98, 75, 74)] == [
+        ("full", 99),
+        (TERSE, 75),
+        (TERSE, 75),
+        ("2-per-line", 69),
+    ]
+    only_terse = {"granularities": (TERSE,)}
+    assert fit_trace(p, None, tokenizer, **only_terse)[0] == "full"
+    assert [fit_trace(p, b, tokenizer, **only_terse)[0] for b in (200, 75, 74, 6, 5)] == [
+        TERSE,
+        TERSE,
+        RESULT,
+        RESULT,
+        None,
+    ]
+    margin = {"granularities": (TERSE,), "margin": 0.15}  # the terse trace needs 75 / 0.85 = 88.2 tokens
+    assert [fit_trace(p, b, tokenizer, **margin)[0] for b in (89, 88, 7, 6)] == [
+        TERSE,
+        RESULT,
+        RESULT,
+        RESULT,
+    ]
+    assert fit_trace(p, 5, tokenizer, **margin) == (None, None, 0)
+    assert fit_trace(p, 99, tokenizer, margin=0.15)[0] == TERSE  # full (99) needs 117 tokens at that margin
+
+
+def test_target_rule_reads_args_and_manifests():
+    """The report reads a run's rule from its manifest the way the data stage read its arguments."""
+    from thinkbudget.data import target_rule
+
+    args = DataMixArguments(granularities=["terse", "condensed"], budget_margin=0.15, plan_line=True)
+    rule = {"plan": True, "granularities": ("terse", "condensed"), "margin": 0.15}
+    assert target_rule(args) == rule
+    assert (
+        target_rule({"plan_line": True, "granularities": ["terse", "condensed"], "budget_margin": 0.15})
+        == rule
+    )
+    # A manifest written before these fields existed: the old rule.
+    assert target_rule({"plan_line": False}) == {"plan": False, "granularities": (), "margin": 0.0}
+
+
 def test_target_lines_literal(tokenizer):
     """An RL row carries the shape of the trace SFT would train for it: the same 12-step chain has
     12 arithmetic lines in full, 6 / 4 / 3 / 2 at 2 / 3 / 4 / 6 operations a line, none as the result
@@ -423,6 +475,13 @@ BAD_ARGS = [
     ({"rows_per_problem": 0}, "rows_per_problem: must be a whole number from 1 to 6"),
     ({"rows_per_problem": 7}, "rows_per_problem: .*off, free, 32, 64, 128, 256"),
     ({"rows_per_problem": 2.0}, "rows_per_problem"),
+    (
+        {"granularities": ["terse", "coarse"]},
+        "granularities: unknown granularity 'coarse'; valid: full, terse",
+    ),
+    ({"budget_margin": 0.5}, r"budget_margin: must be a fraction in \[0, 0.5\)"),
+    ({"budget_margin": -0.1}, "budget_margin"),
+    ({"budget_margin": "0.1"}, "budget_margin"),
     (
         {"rows_per_problem": 3, "think_budget_ratio": 0, "think_free_ratio": 0.5, "no_think_ratio": 0.5},
         "rows_per_problem: must be a whole number from 1 to 2 .*off, free",

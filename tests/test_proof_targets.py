@@ -327,3 +327,36 @@ def test_granularity_table_literal(tmp_path, tokenizer, tiny_model_path):
     assert (sft["model"], sft["n"], sft["target"], sft["finer_over_budget"]) == ("SFT", 2, 0.5, 0.5)
     (run / "data" / "manifest.json").unlink()
     assert proof_targets.granularity_table(run, records, "chain", [32]) == []
+
+
+def test_sample_granularity_literal():
+    """A sample's granularity: the trace with as many lines, and between ``full`` and ``terse`` (the
+    same lines, with and without spaces) the one closer in length, a wrong digit or two included."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import proof_targets
+
+    from thinkbudget.tasks import TERSE, chain_lines
+
+    ops = [("+", 8), ("-", 6), ("+", 3), ("-", 2)]
+    traces = {
+        "full": "\n".join(chain_lines(47, ops, 1)),
+        TERSE: "\n".join(chain_lines(47, ops, 1, terse=True)),
+        "2-per-line": "\n".join(chain_lines(47, ops, 2)),
+    }
+
+    def record(thinking: str, lines: int) -> dict:
+        return {
+            "completion": f"<think>\n{thinking}\n</think>\n\nThe answer is \\boxed{{50}}.",
+            "trace_lines": lines,
+        }
+
+    cases = [
+        (record(traces["full"], 4), "full"),
+        (record(traces[TERSE], 4), TERSE),
+        (record("47+8=55\n-6=49\n+3=52\n-2=51", 4), TERSE),  # a wrong last line is still terse
+        (record("47 + 8 = 55\n- 6 = 49\n+ 3 = 52\n- 2 = 5", 4), "full"),
+        (record(traces["2-per-line"], 2), "2-per-line"),
+        (record("= 50", 0), "result"),
+        (record("47 + 8 = 55\n- 6 = 49\n+ 3 = 52", 3), None),  # no trace has 3 lines
+    ]
+    assert [proof_targets.sample_granularity(traces, r) for r, _ in cases] == [g for _, g in cases]

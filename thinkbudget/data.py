@@ -45,9 +45,9 @@ import logging
 import math
 import random
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from collections.abc import Mapping, Sequence
 from typing import Any
 
 from tqdm.auto import tqdm
@@ -589,7 +589,9 @@ def build_sft_dataset(args: DataMixArguments, tokenizer: Any, split: str = "trai
         if plan.mode == "auto" and not auto_thinks(p, decisions, tokenizer):
             completion = format_response(None, answer)  # nothing pre-filled: the model writes the empty block
         elif plan.mode in ("think", "auto"):
-            plan, (gran, trace, n_think) = fit_budgeted_row(p, plan, args.budgets, tokenizer, **target_rule(args))
+            plan, (gran, trace, n_think) = fit_budgeted_row(
+                p, plan, args.budgets, tokenizer, **target_rule(args)
+            )
             completion = format_response(trace, answer)
         elif plan.control == "kwargs":
             completion = answer  # the template pre-filled the empty think block
