@@ -1,8 +1,9 @@
 """The experiment against the fifth proof's SFT+GRPO on the same 400 held-out chain problems: per condition
 accuracy and within budget (Wilson intervals) and the paired difference (experiment minus proof, bootstrap
-over problems); writes compare.json and compare.md beside this file.
+over problems); writes compare.json and compare.md into OUT_DIR (default: beside this file), the proof
+column headed LABEL (default: fifth proof).
 
-    python results/grpo-binding-budget-experiment-cpu-smollm2-135m/compare.py EXPERIMENT_SAMPLES PROOF_SAMPLES
+    python results/grpo-binding-budget-experiment-cpu-smollm2-135m/compare.py EXPERIMENT_SAMPLES PROOF_SAMPLES [OUT_DIR [LABEL]]
 """
 
 import json
@@ -35,7 +36,7 @@ def rate(records, method, budget, metric):
     return {"rate": k / len(rows) if rows else None, "ci": [lo, hi], "n": len(rows)}
 
 
-def main(exp_path: str, proof_path: str) -> None:
+def main(exp_path: str, proof_path: str, out_dir: str | None = None, label: str = "fifth proof") -> None:
     exp, proof = load(exp_path), load(proof_path)
     out = []
     for method, budget in CONDITIONS:
@@ -49,7 +50,7 @@ def main(exp_path: str, proof_path: str) -> None:
                 "paired": paired_difference(exp, proof, "chain", method, budget, metric),
             }
         out.append(row)
-    here = Path(__file__).parent
+    here = Path(out_dir) if out_dir else Path(__file__).parent
     (here / "compare.json").write_text(json.dumps(out, indent=2) + "\n")
 
     def fmt(r):
@@ -59,7 +60,7 @@ def main(exp_path: str, proof_path: str) -> None:
         return f"{100 * d['difference']:+.1f} pts ({100 * d['ci'][0]:+.1f} to {100 * d['ci'][1]:+.1f})"
 
     lines = [
-        "| condition | metric | experiment | fifth proof | experiment − proof (paired) |",
+        f"| condition | metric | experiment | {label} | experiment − proof (paired) |",
         "|---|---|---|---|---|",
     ]
     for row in out:
@@ -75,4 +76,4 @@ def main(exp_path: str, proof_path: str) -> None:
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:3])
+    main(*sys.argv[1:5])
