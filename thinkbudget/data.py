@@ -581,6 +581,7 @@ def build_sft_dataset(args: DataMixArguments, tokenizer: Any, split: str = "trai
     k = args.rows_per_problem if split == "train" else 1
     decisions = auto.load_decisions(args.auto_decisions) if args.auto_ratio > 0 else {}
     pairs = [(p, plan) for p in _problems(args, split) for plan in draw_row_plans(args, split, p.id, k)]
+    rule = target_rule(args)
     for p, plan in tqdm(pairs, desc=f"sft/{split}", mininterval=5, disable=None):
         if not p.traces and plan.mode == "think":
             plan = RowPlan("no_think", plan.control, None)  # nothing to think with: a no-think row
@@ -589,9 +590,7 @@ def build_sft_dataset(args: DataMixArguments, tokenizer: Any, split: str = "trai
         if plan.mode == "auto" and not auto_thinks(p, decisions, tokenizer):
             completion = format_response(None, answer)  # nothing pre-filled: the model writes the empty block
         elif plan.mode in ("think", "auto"):
-            plan, (gran, trace, n_think) = fit_budgeted_row(
-                p, plan, args.budgets, tokenizer, **target_rule(args)
-            )
+            plan, (gran, trace, n_think) = fit_budgeted_row(p, plan, args.budgets, tokenizer, **rule)
             completion = format_response(trace, answer)
         elif plan.control == "kwargs":
             completion = answer  # the template pre-filled the empty think block
@@ -621,6 +620,7 @@ def build_rl_dataset(args: DataMixArguments, tokenizer: Any, split: str = "train
 
     args.validate()
     rows: dict[str, list[Any]] = {c: [] for c in RL_COLUMNS}
+    rule = target_rule(args)
     for p in tqdm(_problems(args, split), desc=f"rl/{split}", mininterval=5, disable=None):
         plan = draw_row_plan(args, split, p.id)
         row = {
@@ -633,7 +633,7 @@ def build_rl_dataset(args: DataMixArguments, tokenizer: Any, split: str = "train
             "control": plan.control,
             "budget": plan.budget,
             "id": p.id,
-            "target_lines": target_lines_of(p, plan, tokenizer, **target_rule(args)),
+            "target_lines": target_lines_of(p, plan, tokenizer, **rule),
             "full_trace_tokens": full_trace_tokens(p.traces, tokenizer),
         }
         for c in RL_COLUMNS:
