@@ -219,6 +219,48 @@ def test_control_evaluation_carries_the_switches_of_its_task(tmp_path):
     assert verdict["thinking-off compliance >= 99 % (template pre-fill)"]["n"] == N
 
 
+def _word_problem(rec: dict) -> dict:
+    """``rec`` as a GSM8K sample (same condition and problem)."""
+    key = ev.sample_key("gsm8k", rec["method"], rec["budget_label"], rec["problem_id"], rec["sample_idx"])
+    return {**rec, "task": "gsm8k", "key": key}
+
+
+def test_control_evaluation_carries_word_problem_budgets(tmp_path):
+    """GSM8K within budget comes from eval/control where it ran that budget, from eval/rl elsewhere."""
+    run = tmp_path / "run"
+    ids = [f"p{i}" for i in range(N)]
+    rl = [_rec("budget_prompt", b, p, True, 20, full=60) for p in ids for b in (32, 64)]
+    # rl's word problems: 36 of 40 within at 32 (90 %, cannot clear 90 %) and all 40 within at 64.
+    rl += [
+        _word_problem(_rec("budget_prompt", 32, p, False, 20 if i >= 4 else 40)) for i, p in enumerate(ids)
+    ]
+    rl += [_word_problem(_rec("budget_prompt", 64, p, False, 20)) for p in ids]
+    conds = [ev.Condition(t, "budget_prompt", b) for t in ("chain", "gsm8k") for b in (32, 64)]
+    _write_eval(run / "eval" / "rl", rl, conds)
+    # The control evaluation ran budget 32 only: 380 of 400 within (95 %, Wilson 92.4..96.8 %).
+    qs = [f"q{i}" for i in range(400)]
+    control = [
+        _word_problem(_rec("budget_prompt", 32, q, False, 20 if i >= 20 else 40)) for i, q in enumerate(qs)
+    ]
+    _write_eval(run / "eval" / "control", control, [ev.Condition("gsm8k", "budget_prompt", 32)])
+    out = tmp_path / "targets"
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "scripts/proof_targets.py"), str(run), "--output", str(out)],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stderr
+    got = {
+        t["target"]: (t["verdict"], t["n"])
+        for t in json.loads(out.with_suffix(".json").read_text())["targets"]
+        if t["task"] == "gsm8k"
+    }
+    assert got == {
+        "within budget >= 90 % at 32 (eval/control)": ("reached", 400),
+        "within budget >= 90 % at 64": ("reached", N),
+    }
+
+
 def test_memory_target_needs_every_stage_measured(tmp_path):
     run = tmp_path / "run"
     ids = [f"p{i}" for i in range(N)]
