@@ -16,4 +16,4 @@ python train/rl.py --use_cpu true --config configs/rl/smollm2-135m.yaml --model_
 python eval/evaluate.py --config configs/eval/default.yaml --model $R/rl --output $R/eval --tasks chain \
   --task_limits 400 --budgets off,32,64,128,none --methods no_think budget_prompt think --max_new_tokens 224 --batch_size 64
 python results/grpo-binding-budget-experiment-cpu-smollm2-135m/compare.py $R/eval/samples.jsonl \
-  results/cpu-proof-smollm2-135m/eval/rl/samples.jsonl $E "sixth proof"
+  results/cpu-proof-v6-smollm2-135m/eval/rl/samples.jsonl $E "sixth proof"
