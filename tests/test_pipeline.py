@@ -212,7 +212,8 @@ def test_control_evaluation_runs_only_where_the_profile_sets_it(tmp_path, capsys
     out = dry_run(capsys, "--profile", "cpu-proof", "--run-dir", str(run_dir))
     control = next(line for line in out.splitlines() if line.startswith("- eval_control: "))
     assert f"--model {run_dir}/rl --output {run_dir}/eval/control --tasks gsm8k --task_limits 400" in control
-    assert "--methods no_think no_think_flag think_flag" in control
+    # the switches and GSM8K's budgets: the conditions whose bars need more problems than the curve
+    assert "--budgets off,32,64,128,none --methods no_think no_think_flag budget_prompt think_flag" in control
     stages = {s.name: s for s in pipeline_script.build_stages(load_profile("cpu-proof"), run_dir)}
     assert stages["eval_control"].needs == ["rl"] and "eval_control" in stages["targets"].needs
     assert not any("eval/control" in c for c in stages["report"].command)
