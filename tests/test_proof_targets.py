@@ -58,6 +58,14 @@ def _write_eval(folder: Path, records: list[dict], conditions: list[ev.Condition
     (folder / "results.json").write_text(json.dumps(results))
 
 
+def _proof_targets(run: Path, out: Path, *flags: str) -> dict:
+    """Run ``scripts/proof_targets.py`` on ``run`` with ``flags``; its ``targets.json`` (must succeed)."""
+    cmd = [sys.executable, str(ROOT / "scripts/proof_targets.py"), str(run), "--output", str(out), *flags]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(out.with_suffix(".json").read_text())
+
+
 def test_verdicts_from_result_files(tmp_path):
     run = tmp_path / "run"
     ids = [f"p{i}" for i in range(N)]
@@ -91,23 +99,7 @@ def test_verdicts_from_result_files(tmp_path):
     )
 
     out = tmp_path / "targets"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "scripts/proof_targets.py"),
-            str(run),
-            "--output",
-            str(out),
-            "--time_limit_min",
-            "120",
-            "--memory_limit_gib",
-            "4",
-        ],
-        capture_output=True,
-        text=True,
-    )
-    assert proc.returncode == 0, proc.stderr
-    data = json.loads(out.with_suffix(".json").read_text())
+    data = _proof_targets(run, out, "--time_limit_min", "120", "--memory_limit_gib", "4")
     verdict = {t["target"]: t["verdict"] for t in data["targets"]}
     assert verdict["free-thinking accuracy >= 60 %"] == "reached"  # 90 %, Wilson lower 77 %
     assert verdict["thinking off at least 30 points below free thinking"] == "reached"
@@ -137,14 +129,12 @@ def test_verdicts_from_result_files(tmp_path):
     shutil.copytree(run / "eval" / "rl", run / "eval" / "sft")
     shutil.rmtree(run / "eval" / "rl")
     sft_out = tmp_path / "sft-targets"
-    cmd = [sys.executable, str(ROOT / "scripts/proof_targets.py"), str(run), "--output", str(sft_out)]
-    proc = subprocess.run([*cmd, "--model", "sft"], capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr
-    sft = json.loads(sft_out.with_suffix(".json").read_text())
+    sft = _proof_targets(run, sft_out, "--model", "sft")
     assert [(p["condition"], p["accuracy"]) for p in sft["curve"]] == curve
     sft_verdict = {t["target"]: t["verdict"] for t in sft["targets"]}
     assert sft_verdict["accuracy: stated budget (SFT) >= forcing (SFT) + 5 points at 32"] == "reached"
     assert "SFT (`eval/sft`)" in sft_out.with_suffix(".md").read_text()
+    cmd = [sys.executable, str(ROOT / "scripts/proof_targets.py"), str(run), "--output", str(sft_out)]
     proc = subprocess.run(cmd, capture_output=True, text=True)  # --model rl: its evaluation is gone
     assert proc.returncode != 0 and "eval/rl" in proc.stderr
 
@@ -204,14 +194,7 @@ def test_control_evaluation_carries_the_switches_of_its_task(tmp_path):
     # The control evaluation: /no_think on 400 problems, none breached (Wilson lower end 99.05 %).
     control = [_rec("no_think_flag", None, f"q{i}", False, 0) for i in range(400)]
     _write_eval(run / "eval" / "control", control, [ev.Condition("chain", "no_think_flag", None)])
-    out = tmp_path / "targets"
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "scripts/proof_targets.py"), str(run), "--output", str(out)],
-        capture_output=True,
-        text=True,
-    )
-    assert proc.returncode == 0, proc.stderr
-    verdict = {t["target"]: t for t in json.loads(out.with_suffix(".json").read_text())["targets"]}
+    verdict = {t["target"]: t for t in _proof_targets(run, tmp_path / "targets")["targets"]}
     flag = verdict["thinking-off compliance >= 99 % (/no_think flag) (eval/control)"]
     assert flag["verdict"] == "reached" and flag["n"] == 400
     assert "thinking-off compliance >= 99 % (/no_think flag)" not in verdict  # rl's 40 are not counted
@@ -243,16 +226,9 @@ def test_control_evaluation_carries_word_problem_budgets(tmp_path):
         _word_problem(_rec("budget_prompt", 32, q, False, 20 if i >= 20 else 40)) for i, q in enumerate(qs)
     ]
     _write_eval(run / "eval" / "control", control, [ev.Condition("gsm8k", "budget_prompt", 32)])
-    out = tmp_path / "targets"
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "scripts/proof_targets.py"), str(run), "--output", str(out)],
-        capture_output=True,
-        text=True,
-    )
-    assert proc.returncode == 0, proc.stderr
     got = {
         t["target"]: (t["verdict"], t["n"])
-        for t in json.loads(out.with_suffix(".json").read_text())["targets"]
+        for t in _proof_targets(run, tmp_path / "targets")["targets"]
         if t["task"] == "gsm8k"
     }
     assert got == {
@@ -273,11 +249,8 @@ def test_memory_target_needs_every_stage_measured(tmp_path):
 
     def verdict(stages: dict) -> dict:
         (run / "pipeline.json").write_text(json.dumps({"stages": stages}))
-        out = tmp_path / "targets"
-        cmd = [sys.executable, str(ROOT / "scripts/proof_targets.py"), str(run), "--output", str(out)]
-        proc = subprocess.run([*cmd, "--memory_limit_gib", "8"], capture_output=True, text=True)
-        assert proc.returncode == 0, proc.stderr
-        return {t["target"]: t for t in json.loads(out.with_suffix(".json").read_text())["targets"]}[name]
+        targets = _proof_targets(run, tmp_path / "targets", "--memory_limit_gib", "8")["targets"]
+        return {t["target"]: t for t in targets}[name]
 
     # The SFT stage ran before peaks were recorded: a small peak elsewhere proves nothing.
     row = verdict({"sft": {"seconds": 3000}, "eval_control": {"seconds": 200, "peak_rss_mb": 2600.0}})
@@ -302,14 +275,13 @@ def test_baseline_comparison_is_paired_over_problems(tmp_path):
         _write_eval(run / "eval" / "rl", recs, conds)
         runs[name] = run
     out = tmp_path / "targets"
-    cmd = [sys.executable, str(ROOT / "scripts/proof_targets.py"), str(runs["new"]), "--output", str(out)]
-    proc = subprocess.run([*cmd, "--baseline", str(runs["old"])], capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr
-    rows = {r["condition"]: r for r in json.loads(out.with_suffix(".json").read_text())["against_baseline"]}
+    data = _proof_targets(runs["new"], out, "--baseline", str(runs["old"]))
+    rows = {r["condition"]: r for r in data["against_baseline"]}
     assert rows["32"]["correct"]["difference"] == pytest.approx(0.5) and rows["32"]["correct"]["n"] == N
     assert rows["32"]["within_budget"]["difference"] == pytest.approx(1.0)
     assert rows["free"]["correct"]["difference"] == 0.0 and "within_budget" not in rows["free"]
     assert "## Against the baseline run" in out.with_suffix(".md").read_text()
+    cmd = [sys.executable, str(ROOT / "scripts/proof_targets.py"), str(runs["new"]), "--output", str(out)]
     missing = subprocess.run([*cmd, "--baseline", str(tmp_path / "nope")], capture_output=True, text=True)
     assert missing.returncode != 0 and "--baseline" in missing.stderr and "does not exist" in missing.stderr
 
