@@ -1,4 +1,4 @@
-"""Ask one question three ways: thinking off, thinking on, and thinking on with a token budget.
+"""Ask one question four ways: thinking off, thinking on, thinking on with a token budget, and auto mode.
 
     python scripts/demo.py                                   # the embedded default, SmolLM2-135M-Instruct
     python scripts/demo.py --model runs/main-gpu/rl --question "What is 17 * 24?" --budget 64

@@ -336,9 +336,9 @@ def test_demo_answers_on_the_tiny_model(tiny_model, tokenizer):
     from thinkbudget.parsing import parse_completion
 
     rows = demo_answers(tiny_model, tokenizer, "Compute 2 + 3.", 8, gold="5", max_new_tokens=12)
-    assert [r["setting"] for r in rows] == ["thinking off", "thinking on", "budget 8"]
-    assert [r["enable_thinking"] for r in rows] == [False, True, True]
-    assert [r["thinking_budget"] for r in rows] == [None, None, 8]
+    assert [r["setting"] for r in rows] == ["thinking off", "thinking on", "budget 8", "auto"]
+    assert [r["enable_thinking"] for r in rows] == [False, True, True, "auto"]
+    assert [r["thinking_budget"] for r in rows] == [None, None, 8, None]
     for r in rows:
         parsed = parse_completion(r["completion"], tokenizer)
         assert r["answer"] == parsed.answer and r["thinking"] == parsed.thinking
@@ -348,7 +348,7 @@ def test_demo_answers_on_the_tiny_model(tiny_model, tokenizer):
             r["thinking_budget"] is None or (r["think_closed"] and r["thinking_tokens"] <= 8)
         )
     md = demo_markdown("t", "Compute 2 + 3.", "5", rows)
-    assert md.count("\n| ") == 4  # header + 3 settings
+    assert md.count("\n| ") == 5  # header + 4 settings
     with pytest.raises(ValueError, match="budget must be a positive integer"):
         demo_answers(tiny_model, tokenizer, "q", 0)
 
@@ -371,7 +371,7 @@ def test_smoke_profile_end_to_end(tmp_path):
     assert "SMOKE RUN" in readme and "accuracy_vs_tokens.png" in readme and "Before training" in readme
     for which in ("before", "after"):
         demo = json.loads((tmp_path / "demo" / f"{which}.json").read_text())
-        assert [r["setting"] for r in demo["rows"]] == ["thinking off", "thinking on", "budget 16"]
+        assert [r["setting"] for r in demo["rows"]] == ["thinking off", "thinking on", "budget 16", "auto"]
     summary = json.loads((tmp_path / "pipeline.json").read_text())
     assert set(summary["stages"]) == set(STAGES)
     assert all(s["status"] == "ran" for s in summary["stages"].values())

@@ -73,7 +73,8 @@ def verify_chain(p: Problem) -> None:
     assert evaluate(expr) == answer
     tokens = expr.split()
     first, ops = int(tokens[0]), tokens[1:]
-    assert len(ops) == 2 * p.meta["steps"] and tasks.CHAIN_STEPS[0] <= p.meta["steps"] <= tasks.CHAIN_STEPS[1]
+    steps = (1, 1) if p.task == "step" else tasks.CHAIN_STEPS
+    assert len(ops) == 2 * p.meta["steps"] and steps[0] <= p.meta["steps"] <= steps[1]
     # Every operand is one digit and the running value never leaves 0-99.
     value = first
     for sign, x in zip(ops[::2], ops[1::2]):
@@ -293,7 +294,7 @@ def test_bad_split_and_n():
 
 def test_list_tasks():
     names = tasks.list_tasks()
-    assert names[:5] == ["chain", "multiply", "nested", "synthetic", "gsm8k"]
+    assert names[:6] == ["chain", "multiply", "nested", "step", "synthetic", "gsm8k"]
     assert "rg/leg_counting" in names and "rg/basic_arithmetic" in names
     for name in names[:8]:
         assert tasks.validate_task_name(name) == name
@@ -462,3 +463,49 @@ def test_synthetic_takes_the_three_families_in_turn():
             : len([p for p in mixed if p.task == family])
         ]
     assert all(p.id in {q.id for q in tasks.load_problems("synthetic", "test", n=30)} for p in mixed)
+
+
+def test_step_is_one_chain_step():
+    """The step family: one chain operation, checked like a chain, with a literal pin; about 1,600
+    distinct problems in all, enough for 200 held-out ones and disjoint splits."""
+    assert tasks.gen_step(random.Random(1)) == (
+        "Compute 27 - 2.",
+        "25",
+        {"full": "27 - 2 = 25", "terse": "27-2=25"},
+        {"difficulty": 1, "operands": 2, "steps": 1},
+    )
+    train, test = load_problems("step", "train", n=1000), load_problems("step", "test", n=200)
+    for p in train + test:
+        assert p.task == "step" and p.meta["steps"] == 1 and set(p.traces) == {"full", tasks.TERSE}
+        verify_chain(p)
+    assert not {p.question for p in train} & {p.question for p in test}
+
+
+def test_chain_draws_unchanged_by_the_step_family():
+    """gen_chain and gen_step share one body; the chain's draws (and so every prepared dataset) are
+    pinned by a literal."""
+    q, a, traces, meta = tasks.gen_chain(random.Random(1))
+    assert (q, a, meta["steps"]) == ("Compute 82 - 2 - 2 - 8 + 7 - 2 - 1.", "74", 6)
+    assert traces["terse"].splitlines()[:2] == ["82-2=80", "-2=78"]
+
+
+def test_mix_takes_its_families_in_turn():
+    mixed = load_problems("mix:step+chain", "test", n=5)
+    assert [p.task for p in mixed] == ["step", "chain", "step", "chain", "step"]
+    assert [p.id for p in mixed if p.task == "step"] == [p.id for p in load_problems("step", "test", n=3)]
+    assert [p.id for p in mixed if p.task == "chain"] == [p.id for p in load_problems("chain", "test", n=2)]
+    assert tasks.validate_task_name("mix:chain+nested+step") == "mix:chain+nested+step"
+
+
+@pytest.mark.parametrize(
+    ("task", "message"),
+    [
+        ("mix:step+chian", r"unknown families \['chian'\].*chain, step, multiply, nested"),
+        ("mix:step", "two or more different families"),
+        ("mix:step+step", "two or more different families"),
+        ("mix:step+gsm8k", r"unknown families \['gsm8k'\]"),
+    ],
+)
+def test_mix_errors_name_the_bad_part(task, message):
+    with pytest.raises(ValueError, match=message):
+        load_problems(task, "test", n=2)

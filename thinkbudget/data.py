@@ -89,7 +89,7 @@ class DataMixArguments:
     tasks: list[str] = field(
         default_factory=lambda: ["chain", "multiply", "nested", "gsm8k"],
         metadata={
-            "help": "Task names: chain, multiply, nested, gsm8k, rg/<reasoning-gym name>, or "
+            "help": "Task names: chain, multiply, nested, step, mix:<family>+<family>, gsm8k, rg/<reasoning-gym name>, or "
             "jsonl:<path>[?question=..&answer=..&reasoning=..&test=<path>]."
         },
     )

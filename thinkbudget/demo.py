@@ -1,4 +1,4 @@
-"""The demo question: one problem answered with thinking off, on, and on under a small budget.
+"""The demo question: one problem answered with thinking off, on, on under a small budget, and in auto mode.
 
 The main job asks it before and after training (``scripts/pipeline.py``: the ``demo_before`` and
 ``demo_after`` stages) and ``scripts/demo.py`` asks it of any checkpoint; token counts come from the one
@@ -35,9 +35,10 @@ def demo_answers(
     max_new_tokens: int = 256,
     system: str | None = None,
 ) -> list[dict[str, Any]]:
-    """Answer ``question`` three ways with greedy decoding and count the tokens with the one parser.
+    """Answer ``question`` four ways with greedy decoding and count the tokens with the one parser.
 
-    Returns one dict per setting (``setting``: ``"thinking off"``, ``"thinking on"``, ``"budget N"``)
+    Returns one dict per setting (``setting``: ``"thinking off"``, ``"thinking on"``, ``"budget N"``,
+    ``"auto"``: the model decides whether to think; a model trained without auto rows thinks)
     with ``enable_thinking``, ``thinking_budget`` (tokens or None), ``completion`` (the generated text;
     with thinking off the prompt already holds the empty think block), ``thinking``, ``answer``,
     ``thinking_tokens``, ``answer_tokens``, ``think_closed``, ``within_budget`` and, when ``gold`` is
@@ -55,6 +56,7 @@ def demo_answers(
         ("thinking off", False, None),
         ("thinking on", True, None),
         (f"budget {budget}", True, budget),
+        ("auto", "auto", None),
     ]
     device = next(model.parameters()).device
     results = []
@@ -91,7 +93,7 @@ def demo_answers(
 
 
 def run_demo(spec: DemoSpec, model_name: str, out: Path, title: str, console: Any) -> None:
-    """Answer ``spec``'s question three ways with ``model_name``, print the table, keep the rows in ``out``."""
+    """Answer ``spec``'s question four ways with ``model_name``, print the table, keep the rows in ``out``."""
     from transformers.utils import logging as hf_logging
 
     from thinkbudget.models import load_model_and_tokenizer

@@ -7,6 +7,8 @@ Every source yields :class:`Problem` objects through one entry point, :func:`loa
   step) and ``"condensed"`` (fewer, bigger steps); answer-only is the third granularity and is
   represented by *no* thinking at all. The same problem therefore has traces of different token
   lengths, which is what lets the SFT mix fit a trace under a token budget.
+- ``step``: one chain step (``47 + 8``), the problems a small model answers without thinking; outside
+  the ``synthetic`` mix. ``mix:<family>+<family>``: generated families in turn (``mix:step+chain``).
 - ``gsm8k``: grade-school math from the JSONL files shipped in the repository (``data/gsm8k/``, MIT
   licence; ``$THINKBUDGET_GSM8K_DIR`` points elsewhere), or the hub dataset ``openai/gsm8k`` only
   when those are missing.
@@ -47,6 +49,12 @@ SYNTHETIC_TASKS = ("chain", "multiply", "nested")
 # The held-out synthetic split as one task: the three families in turn (chain, multiply, nested, ...),
 # so one `--limit N` gives N synthetic problems per condition. Problems keep their family's task name.
 SYNTHETIC_MIX = "synthetic"
+# One step of the chain (``47 + 8``): generated like the families above, but outside the "synthetic" mix,
+# whose problems it would change. Auto mode's problems that need no thinking.
+STEP_TASK = "step"
+# ``mix:<family>+<family>[+...]``: generated families in turn, like "synthetic" (``mix:step+chain`` is half
+# single steps, half chains: the held-out set on which auto mode must decide). Records keep the mix's name.
+MIX_PREFIX = "mix:"
 GSM8K_TASK = "gsm8k"
 RG_PREFIX = "rg/"
 JSONL_PREFIX = "jsonl:"
@@ -87,7 +95,7 @@ def list_tasks() -> list[str]:
     from thinkbudget.grading import unsafe_rg_family
 
     rg = [RG_PREFIX + n for n in rg_dataset_names() if not unsafe_rg_family(n)]
-    return [*SYNTHETIC_TASKS, SYNTHETIC_MIX, GSM8K_TASK, *rg]
+    return [*SYNTHETIC_TASKS, STEP_TASK, SYNTHETIC_MIX, GSM8K_TASK, *rg]
 
 
 def describe_valid_tasks() -> str:
@@ -96,7 +104,8 @@ def describe_valid_tasks() -> str:
 
     safe = [n for n in rg_dataset_names() if not unsafe_rg_family(n)]
     return (
-        f"{', '.join(SYNTHETIC_TASKS)}, {SYNTHETIC_MIX} (the three in turn), {GSM8K_TASK}, "
+        f"{', '.join(SYNTHETIC_TASKS)}, {STEP_TASK}, {SYNTHETIC_MIX} (the three in turn), "
+        f"{MIX_PREFIX}<family>+<family>[+...] (generated families in turn, e.g. {MIX_PREFIX}step+chain), {GSM8K_TASK}, "
         f"{RG_PREFIX}<name> for any of: {', '.join(safe)}; "
         f"or {JSONL_PREFIX}<path>[?question=..&answer=..&reasoning=..&test=..]"
     )
@@ -105,7 +114,10 @@ def describe_valid_tasks() -> str:
 def validate_task_name(task: str) -> str:
     """Return ``task`` if it names a loadable task, else raise ``ValueError`` listing the valid ones.
     Cheap: nothing is generated or read (a JSONL spec is only checked for existence)."""
-    if task in SYNTHETIC_TASKS or task in (SYNTHETIC_MIX, GSM8K_TASK):
+    if task in GENERATORS or task in (SYNTHETIC_MIX, GSM8K_TASK):
+        return task
+    if task.startswith(MIX_PREFIX):
+        mix_families(task)
         return task
     if task.startswith(RG_PREFIX) and task[len(RG_PREFIX) :] in rg_dataset_names():
         from thinkbudget.grading import UNSAFE_RG_FAMILIES, unsafe_rg_family
@@ -121,6 +133,19 @@ def validate_task_name(task: str) -> str:
         JsonlTaskSpec.parse(task).check()
         return task
     raise ValueError(f"unknown task {task!r}; valid tasks: {describe_valid_tasks()}")
+
+
+def mix_families(task: str) -> list[str]:
+    """The generated families of a ``mix:a+b`` task, checked: at least two, each generated, none twice;
+    else ``ValueError`` naming the bad part and the families there are."""
+    parts = task[len(MIX_PREFIX) :].split("+")
+    bad = [p for p in parts if p not in GENERATORS]
+    if bad or len(parts) < 2 or len(set(parts)) != len(parts):
+        why = f"unknown families {bad}" if bad else "it needs two or more different families"
+        raise ValueError(
+            f"task {task!r}: {why}; a mix is {MIX_PREFIX}<family>+<family>[+...] of: {', '.join(GENERATORS)}"
+        )
+    return parts
 
 
 def check_counts_per_task(name: str, counts: list[Any], tasks: list[str], *, minimum: int) -> None:
@@ -207,7 +232,17 @@ def gen_chain(rng: random.Random) -> tuple[str, str, dict[str, str], dict[str, A
     Traces, finest first: ``full`` (one operation a line), ``terse`` (the same lines without spaces,
     :data:`TERSE`), then 2, 3, 4 and 6 operations a line (coarser: fewer written intermediates, each line
     a bigger step) while that saves lines."""
-    n_ops = rng.randint(*CHAIN_STEPS)
+    return _chain(rng, rng.randint(*CHAIN_STEPS))
+
+
+def gen_step(rng: random.Random) -> tuple[str, str, dict[str, str], dict[str, Any]]:
+    """``47 + 8``: one chain step, the easiest problem of the chain's world. Why a family of its own: auto
+    mode (issue #21) needs problems that a small model answers as well without thinking as with it, beside
+    the chains on which thinking pays; one step is one of the 1,800 facts, answered at a glance."""
+    return _chain(rng, 1)
+
+
+def _chain(rng: random.Random, n_ops: int) -> tuple[str, str, dict[str, str], dict[str, Any]]:
     lo, hi = CHAIN_RANGE
     start = rng.randint(10, hi)
     ops, acc = [], start
@@ -337,6 +372,7 @@ def gen_nested(rng: random.Random) -> tuple[str, str, dict[str, str], dict[str, 
 
 GENERATORS: dict[str, Callable[[random.Random], tuple[str, str, dict[str, str], dict[str, Any]]]] = {
     "chain": gen_chain,
+    "step": gen_step,
     "multiply": gen_multiply,
     "nested": gen_nested,
 }
@@ -591,10 +627,11 @@ def load_problems(task: str, split: str, n: int | None = None, seed: int = 0) ->
         return []
     if task in GENERATORS:
         return _load_synthetic(task, split, n or DEFAULT_GENERATED_N, seed)
-    if task == SYNTHETIC_MIX:
+    if task == SYNTHETIC_MIX or task.startswith(MIX_PREFIX):
+        families = SYNTHETIC_TASKS if task == SYNTHETIC_MIX else mix_families(task)
         n = n or DEFAULT_GENERATED_N
-        k = len(SYNTHETIC_TASKS)
-        per_family = [_load_synthetic(t, split, -(-n // k), seed) for t in SYNTHETIC_TASKS]
+        k = len(families)
+        per_family = [_load_synthetic(t, split, -(-n // k), seed) for t in families]
         return [per_family[i % k][i // k] for i in range(n)]
     if task == GSM8K_TASK:
         return _load_gsm8k(split, n, seed)
