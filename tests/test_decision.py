@@ -95,9 +95,10 @@ def test_no_think_bonus_and_auto_rows_in_the_rewards(tokenizer):
     )
     assert bonus(prompts, None, ids, **columns) == [1.0, 0.0, 0.0, None]
     # Each auto row is judged as the mode it chose: the empty block complies as thinking off; the budget
-    # applies where it thinks (the long trace is over its 16 tokens).
+    # applies where it thinks (the long trace is over its 16 tokens), and a right answer without thinking
+    # is right within the budget (so that a right answer pays the same whichever mode gave it).
     assert compliance(prompts, None, ids, **columns) == [1.0, 1.0, 1.0, 1.0]
-    assert cutoff(prompts, None, ids, **columns) == [None, 1.0, 0.0, None]
+    assert cutoff(prompts, None, ids, **columns) == [1.0, 1.0, 0.0, None]
     stats = completion_stats(ids, tokenizer, prompts=prompts, **columns)
     assert [(s["auto"], s["mode"]) for s in stats] == [
         (True, "no_think"),
@@ -234,3 +235,34 @@ def test_check_auto_rows(tokenizer):
     with pytest.raises(ValueError, match="use_vllm: false"):
         check_auto_rows(dataset, True, 8, True, ["no_think_bonus"])
     check_auto_rows(dataset, False, 3, True, ["no_think_bonus"])  # on-policy sampling: any group size
+
+
+@pytest.mark.parametrize("budget", [16, 32, None])
+def test_a_right_answer_pays_the_same_in_either_mode_but_for_delta(tokenizer, budget):
+    """AdaptThink's rule, on the CPU proof's GRPO rewards plus no_think_bonus at delta = 0.05: in an auto
+    group, answering without thinking earns exactly delta more than a trace within the stated budget
+    (0.85 B, where the proof's ramp starts) when both are right, and when both are wrong; so the decision
+    moves on accuracy and delta alone."""
+    import yaml
+
+    from thinkbudget.rewards import RewardParams
+    from thinkbudget.run_folders import REPO_ROOT
+
+    rl = yaml.safe_load((REPO_ROOT / "configs/pipeline/cpu-proof.yaml").read_text())["rl"]["overrides"]
+    names, weights = [*rl["reward_funcs"], "no_think_bonus"], [*rl["reward_weights"], 0.05]
+    params = RewardParams(soft_punish_cache_ratio=rl["soft_punish_cache_ratio"])
+    funcs = get_reward_funcs(names, tokenizer, params)
+    prompt = render_prompt(
+        tokenizer, build_messages("What is 3 + 4?"), enable_thinking="auto", thinking_budget=budget
+    )
+
+    def total(text: str) -> float:
+        cols = {"answer": ["7"], "budget": [budget], "mode": ["auto"], "task": ["chain"]}
+        values = [f([prompt], None, [_ids(tokenizer, text)], **cols)[0] for f in funcs]
+        return sum(w * v for w, v in zip(weights, values) if v is not None)
+
+    trace = "3 + 4 = 7"
+    for answer in ("7", "8"):  # right, wrong
+        direct = total(f"{THINK_OPEN}\n\n{THINK_CLOSE}\n\nThe answer is \\boxed{{{answer}}}.")
+        think = total(f"{THINK_OPEN}\n{trace}\n{THINK_CLOSE}\n\nThe answer is \\boxed{{{answer}}}.")
+        assert direct - think == pytest.approx(0.05), (answer, direct, think)

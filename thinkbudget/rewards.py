@@ -506,14 +506,18 @@ class L1MaxReward(Reward):
 class BudgetCutoffReward(Reward):
     """``budget_cutoff`` (ThinkPrune's hard cap): r = 0 if n_eff > B (or unclosed) else correctness.
 
-    None on no-think rows and rows without a budget or gold answer.
+    None on no-think rows and rows without a budget or gold answer. An auto row with a budget that
+    answers without thinking is within it (n_eff = answer overflow only) and gets its correctness as
+    well: were it None there, a right answer would pay twice when the model thinks and once when it does
+    not, and GRPO would move auto mode towards thinking on problems it answers as well without (seen in
+    results/auto-warmup-experiment-cpu-smollm2-135m/: P(think) on single steps 0.02 -> 0.92 in 20 steps).
     """
 
     name = "budget_cutoff"
     bounds = (0.0, 1.0)
 
     def row(self, row):
-        if row["mode"] != "think" or row["budget"] is None:
+        if row["budget"] is None or (row["mode"] != "think" and not row["auto"]):
             return None
         correct = self.correct(row)
         if correct is None:
