@@ -309,7 +309,8 @@ def no_model_loading(monkeypatch):
     [
         (
             ["--tasks", "chain,nosuchtask"],
-            r"unknown task 'nosuchtask'; valid tasks: chain, multiply, nested, synthetic \(the three in turn\), gsm8k",
+            r"unknown task 'nosuchtask'; valid tasks: chain, multiply, nested, step, synthetic \(the three in turn\), "
+            r"mix:<family>\+<family>\[\+\.\.\.\] \(generated families in turn, e\.g\. mix:step\+chain\), gsm8k",
         ),
         (["--budgets", "off,abc"], "budget 'abc' is not valid"),
         (["--budgets", "off,-5"], "budget '-5' is not valid"),
