@@ -372,7 +372,7 @@ def gen_nested(rng: random.Random) -> tuple[str, str, dict[str, str], dict[str, 
 
 GENERATORS: dict[str, Callable[[random.Random], tuple[str, str, dict[str, str], dict[str, Any]]]] = {
     "chain": gen_chain,
-    "step": gen_step,
+    STEP_TASK: gen_step,
     "multiply": gen_multiply,
     "nested": gen_nested,
 }
