@@ -30,7 +30,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from thinkbudget.evaluation import paired_bootstrap, paired_difference, wilson_interval
+from thinkbudget.evaluation import (
+    difficulty_quarters,
+    load_records,
+    paired_bootstrap,
+    paired_difference,
+    per_problem,
+    samples_of,
+    wilson_interval,
+)
 from thinkbudget.targets import Targets, diff_text, interval, pct, rate_target
 from thinkbudget.tasks import MIX_PREFIX
 
@@ -41,22 +49,12 @@ def load_samples(folder: Path) -> list[dict[str, Any]]:
     path = folder / "samples.jsonl"
     if not path.is_file():
         raise SystemExit(f"auto_targets.py: error: {path} does not exist (run eval/evaluate.py first)")
-    return [json.loads(line) for line in path.open() if line.strip()]
+    return list(load_records(path).values())
 
 
-def of(records: Sequence[dict[str, Any]], task: str, method: str, label: str) -> list[dict[str, Any]]:
-    return [
-        r for r in records if r["task"] == task and r["method"] == method and str(r["budget_label"]) == label
-    ]
-
-
-def quarters(records: Sequence[dict[str, Any]]) -> list[list[dict[str, Any]]]:
-    """The samples of the easiest and hardest quarter of the problems, ordered by their full reference
-    trace's thinking tokens (ties by problem id), as thinkbudget.evaluation.difficulty_quartiles orders them."""
-    ids = sorted({(r["full_trace_tokens"], r["problem_id"]) for r in records})
-    k = max(1, len(ids) // 4)
-    easy, hard = {p for _, p in ids[:k]}, {p for _, p in ids[-k:]}
-    return [[r for r in records if r["problem_id"] in part] for part in (easy, hard)]
+def label_order(label: str) -> int:
+    """Budget labels in reading order: ``off`` / ``none`` first, then budgets by size."""
+    return int(label) if label.isdigit() else -1
 
 
 def by_family(records: Sequence[dict[str, Any]], task: str) -> list[dict[str, Any]]:
@@ -71,7 +69,7 @@ def by_family(records: Sequence[dict[str, Any]], task: str) -> list[dict[str, An
             ).append(r)
     rows = []
     for (family, method, label), rs in sorted(
-        groups.items(), key=lambda kv: (kv[0][0], kv[0][1], int(kv[0][2]) if kv[0][2].isdigit() else -1)
+        groups.items(), key=lambda kv: (kv[0][0], kv[0][1], label_order(kv[0][2]))
     ):
         n = len(rs)
         rows.append(
@@ -98,12 +96,14 @@ def auto_targets(
     t = Targets()
     tasks = sorted({r["task"] for r in records}, key=lambda x: (x != synthetic, x))
     for task in tasks:
-        auto, think = of(records, task, "auto", "none"), of(records, task, "think", "none")
+        auto, think = samples_of(records, task, "auto", "none"), samples_of(records, task, "think", "none")
         if not auto or not think:
             continue
         d = paired_difference(records, records, task, ("auto", "think"), ("none", "none"), "correct")
         t.diff(task, "auto accuracy within 2 points of always thinking (auto − think, paired)", d, -0.02)
-        tokens = [{r["problem_id"]: float(r["total_tokens"]) for r in rs} for rs in (think, auto)]
+        tokens = [
+            per_problem(records, task, m, "none", lambda r: r["total_tokens"]) for m in ("think", "auto")
+        ]
         s = paired_bootstrap(*tokens)
         mean = sum(tokens[0].values()) / len(tokens[0])
         if s and mean > 0:
@@ -118,8 +118,9 @@ def auto_targets(
                 point=s["difference"] / mean,
             )
         thinks = [r["thinking_tokens"] > 0 for r in auto]
-        if task == synthetic:
-            easy, hard = quarters(auto)
+        quarters = difficulty_quarters(auto) if task == synthetic else None
+        if quarters:
+            easy, hard = ([r for _, rs in quarters[q] for r in rs] for q in (0, -1))
             rate_target(
                 t,
                 task,
@@ -152,7 +153,7 @@ def auto_targets(
         ):
             flags = [
                 bool(r["within_budget"])
-                for r in of(records, task, "auto_budget", label)
+                for r in samples_of(records, task, "auto_budget", label)
                 if r["thinking_tokens"] > 0
             ]
             if flags:
@@ -168,9 +169,7 @@ def auto_targets(
             }
             & {(r["task"], r["method"], str(r["budget_label"])) for r in baseline}
         )
-        for task, method, label in sorted(
-            conditions, key=lambda c: (c[0], c[1], int(c[2]) if c[2].isdigit() else -1)
-        ):
+        for task, method, label in sorted(conditions, key=lambda c: (c[0], c[1], label_order(c[2]))):
             metrics = ["correct"] + (["within_budget"] if method == "budget_prompt" else [])
             for metric in metrics:
                 d = paired_difference(records, baseline, task, method, label, metric)

@@ -42,29 +42,16 @@ from thinkbudget.evaluation import (
     load_results,
     paired_bootstrap,
     paired_difference,
+    per_problem,
     ratio_ci,
+    samples_of,
     wilson_interval,
 )
 from thinkbudget.targets import Targets, diff_text, interval, pct, rate_target, stage_record
 
 
-def per_problem(records, task: str, method: str, label: str, value) -> dict[str, float]:
-    """``value(sample)`` averaged per problem over the samples of one condition."""
-    acc: dict[str, list[float]] = defaultdict(list)
-    for r in records:
-        if r["task"] == task and r["method"] == method and str(r["budget_label"]) == label:
-            acc[r["problem_id"]].append(float(value(r)))
-    return {p: sum(v) / len(v) for p, v in acc.items()}
-
-
 def correct(r) -> float:
     return float(bool(r["correct"]))
-
-
-def samples_of(records, task: str, method: str, label: str) -> list[dict[str, Any]]:
-    return [
-        r for r in records if r["task"] == task and r["method"] == method and str(r["budget_label"]) == label
-    ]
 
 
 def accuracy_curve(records, task: str, budgets: list[int]) -> list[dict[str, Any]]:

@@ -8,12 +8,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+from thinkbudget.evaluation import sample_key
+
 ROOT = Path(__file__).resolve().parents[1]
 MIX = "mix:step+chain"
 
 
 def _rec(task, method, label, problem, *, correct=True, thinking=0, answer=12, full=11, within=None):
     return {
+        "key": sample_key(task, method, label, problem, 0),
         "task": task,
         "method": method,
         "budget_label": label,
@@ -127,7 +130,9 @@ def test_verdicts_from_samples(tmp_path):
 
 def test_a_model_that_always_thinks_fails_the_decision_targets(tmp_path):
     recs = [r for r in _mix(0) if r["method"] == "think"]
-    recs += [{**r, "method": "auto"} for r in recs]
+    recs += [
+        {**r, "method": "auto", "key": sample_key(MIX, "auto", "none", r["problem_id"], 0)} for r in recs
+    ]
     out = tmp_path / "t"
     assert _run(str(_write(tmp_path / "e", recs)), "--output", str(out)).returncode == 0
     verdict = {t["target"]: t["verdict"] for t in json.loads(out.with_suffix(".json").read_text())["targets"]}

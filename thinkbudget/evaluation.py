@@ -67,7 +67,7 @@ import math
 import os
 import re
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -642,20 +642,31 @@ def aggregate(
     return add_budget_metrics(rows, records)
 
 
-def difficulty_quartiles(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]] | None:
-    """Per quarter of the problems ordered by difficulty (their full reference trace's thinking tokens,
-    ``full_trace_tokens``; ties broken by problem id): ``n`` problems, the trace-length range, ``think_rate``,
-    ``accuracy`` and ``mean_total_tokens``. Whether an auto decision follows difficulty. None when a
-    problem has no reference trace or there are fewer than four problems."""
+def difficulty_quarters(
+    records: Sequence[dict[str, Any]],
+) -> list[list[tuple[str, list[dict[str, Any]]]]] | None:
+    """The problems of ``records`` ordered by difficulty (their full reference trace's thinking tokens,
+    ``full_trace_tokens``; ties broken by problem id) and split into four quarters, easiest first: per
+    quarter, (problem id, its samples) pairs. None when a problem has no reference trace or there are fewer
+    than four problems."""
     by_problem: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for r in records:
         by_problem[r["problem_id"]].append(r)
     if len(by_problem) < 4 or any(rs[0].get("full_trace_tokens") is None for rs in by_problem.values()):
         return None
     ordered = sorted(by_problem.items(), key=lambda kv: (kv[1][0]["full_trace_tokens"], kv[0]))
+    return [[ordered[i] for i in part] for part in np.array_split(np.arange(len(ordered)), 4)]
+
+
+def difficulty_quartiles(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]] | None:
+    """Per quarter of :func:`difficulty_quarters`: ``n`` problems, the trace-length range, ``think_rate``,
+    ``accuracy`` and ``mean_total_tokens``. Whether an auto decision follows difficulty. None where
+    :func:`difficulty_quarters` is."""
+    quarters = difficulty_quarters(records)
+    if quarters is None:
+        return None
     out = []
-    for q, part in enumerate(np.array_split(np.arange(len(ordered)), 4), start=1):
-        group = [ordered[i] for i in part]
+    for q, group in enumerate(quarters, start=1):
         recs = [r for _, rs in group for r in rs]
         out.append(
             {
@@ -897,6 +908,31 @@ def summary_markdown(results: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def samples_of(
+    records: Iterable[dict[str, Any]], task: str, method: str, budget_label: str
+) -> list[dict[str, Any]]:
+    """The samples of one condition (task, method, budget label)."""
+    return [
+        r
+        for r in records
+        if r["task"] == task and r["method"] == method and str(r["budget_label"]) == budget_label
+    ]
+
+
+def per_problem(
+    records: Iterable[dict[str, Any]],
+    task: str,
+    method: str,
+    budget_label: str,
+    value: Callable[[dict[str, Any]], float],
+) -> dict[str, float]:
+    """``value(sample)`` averaged per problem over the samples of one condition."""
+    acc: dict[str, list[float]] = defaultdict(list)
+    for r in samples_of(records, task, method, budget_label):
+        acc[r["problem_id"]].append(float(value(r)))
+    return {p: sum(v) / len(v) for p, v in acc.items()}
+
+
 def paired_difference(
     records_a: Sequence[dict[str, Any]],
     records_b: Sequence[dict[str, Any]],
@@ -913,16 +949,12 @@ def paired_difference(
     mean difference over the problems both hold and its 95 % paired bootstrap interval. ``method``
     and ``budget_label`` may be pairs ``(A's, B's)``. None when no problem is shared."""
 
-    def per_problem(records: Sequence[dict[str, Any]], m: str, b: str) -> dict[str, float]:
-        sums: dict[str, list[float]] = defaultdict(list)
-        for r in records:
-            if r["task"] == task and r["method"] == m and str(r["budget_label"]) == b:
-                sums[r["problem_id"]].append(float(bool(r.get(metric))))
-        return {p: sum(v) / len(v) for p, v in sums.items()}
+    def value(r: dict[str, Any]) -> float:
+        return float(bool(r.get(metric)))
 
     ma, mb = (method, method) if isinstance(method, str) else method
     ba, bb = (budget_label, budget_label) if isinstance(budget_label, str) else budget_label
-    a, b = per_problem(records_a, ma, ba), per_problem(records_b, mb, bb)
+    a, b = per_problem(records_a, task, ma, ba, value), per_problem(records_b, task, mb, bb, value)
     d = paired_bootstrap(a, b, ci_resamples=ci_resamples, seed=seed)
     return None if d is None else {**d, "metric": metric}
 
