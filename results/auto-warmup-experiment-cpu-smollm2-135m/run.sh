@@ -8,12 +8,22 @@
 set -euo pipefail
 RUN=${RUN:-runs/auto-warmup}
 BIN=${BIN:-.venv/bin}
+OUT=results/auto-warmup-experiment-cpu-smollm2-135m
 START=${START:-runs/proof-v11/rl}
 PHASES=${*:-1 2 3 4 6 7 5}
 SFT="$BIN/accelerate launch --num_processes 1 --cpu train/sft.py --config configs/sft/smollm2-135m.yaml \
   --num_train_epochs 1 --per_device_train_batch_size 8 --gradient_accumulation_steps 2 \
   --warmup_steps 0.03 --max_length 384 --save_steps 50 --save_total_limit 1 --report_to none --logging_steps 5 \
   --overwrite_output_dir true"
+# GRPO: the proof's rewards plus no_think_bonus at AdaptThink's delta (0.05); 48 completions (6 prompts x 8)
+# a step. Each phase adds its model, output, steps and checkpoint interval.
+GRPO="$BIN/accelerate launch --num_processes 1 --cpu train/rl.py --config configs/rl/smollm2-135m.yaml \
+  --dataset_path $RUN/data2 --overwrite_output_dir true \
+  --reward_funcs correctness budget_cutoff soft_overlong format mode_compliance answer_length no_think_bonus \
+  --reward_weights 1.0 1.0 3.0 0.25 0.5 0.25 0.05 --soft_punish_cache_ratio 0.15 \
+  --per_device_train_batch_size 4 --gradient_accumulation_steps 12 --num_generations 8 \
+  --max_completion_length 224 --temperature 0.8 --learning_rate 1e-05 --warmup_steps 1 \
+  --save_total_limit 1 --report_to none"
 mkdir -p $RUN
 for phase in $PHASES; do case $phase in
 1)  # Direct answers: single steps (new family `step`) in every mode, with chain and GSM8K rows replayed so
@@ -39,36 +49,17 @@ for phase in $PHASES; do case $phase in
       --auto_decisions $RUN/auto_decisions.json
     $SFT --learning_rate 5e-5 --model_name_or_path $START --dataset_path $RUN/data2 --output_dir $RUN/sft2 ;;
 4)  # GRPO on the decision: AdaptThink's sampling (half of each auto group forced to the empty block, half to
-    # a trace, the decision token weighted by pi/0.5) and no_think_bonus at its delta (0.05), on the proof's
-    # rewards; 10 steps of 48 completions.
-    $BIN/accelerate launch --num_processes 1 --cpu train/rl.py --config configs/rl/smollm2-135m.yaml \
-      --model_name_or_path $RUN/sft2 --dataset_path $RUN/data2 --output_dir $RUN/rl --overwrite_output_dir true \
-      --reward_funcs correctness budget_cutoff soft_overlong format mode_compliance answer_length no_think_bonus \
-      --reward_weights 1.0 1.0 3.0 0.25 0.5 0.25 0.05 --soft_punish_cache_ratio 0.15 --max_steps 10 \
-      --per_device_train_batch_size 4 --gradient_accumulation_steps 12 --num_generations 8 \
-      --max_completion_length 224 --temperature 0.8 --learning_rate 1e-05 --warmup_steps 1 \
-      --save_steps 5 --save_total_limit 1 --report_to none
-    $BIN/python eval/grpo_curves.py $RUN/rl --output results/auto-warmup-experiment-cpu-smollm2-135m/grpo ;;
+    # a trace, the decision token weighted by pi/0.5); 10 steps.
+    $GRPO --model_name_or_path $RUN/sft2 --output_dir $RUN/rl --max_steps 10 --save_steps 5
+    $BIN/python eval/grpo_curves.py $RUN/rl --output $OUT/grpo ;;
 6)  # 20 more GRPO steps from the 10-step model (other prompts: seed 43): in auto mode without a budget the
     # 10-step model still writes chain traces of 52 thinking tokens where free thinking writes 89.
-    $BIN/accelerate launch --num_processes 1 --cpu train/rl.py --config configs/rl/smollm2-135m.yaml \
-      --model_name_or_path $RUN/rl --dataset_path $RUN/data2 --output_dir $RUN/rl30 --overwrite_output_dir true \
-      --reward_funcs correctness budget_cutoff soft_overlong format mode_compliance answer_length no_think_bonus \
-      --reward_weights 1.0 1.0 3.0 0.25 0.5 0.25 0.05 --soft_punish_cache_ratio 0.15 --max_steps 20 --seed 43 \
-      --per_device_train_batch_size 4 --gradient_accumulation_steps 12 --num_generations 8 \
-      --max_completion_length 224 --temperature 0.8 --learning_rate 1e-05 --warmup_steps 1 \
-      --save_steps 5 --save_total_limit 1 --report_to none
-    $BIN/python eval/grpo_curves.py $RUN/rl30 --output results/auto-warmup-experiment-cpu-smollm2-135m/grpo-steps-11-30 ;;
+    $GRPO --model_name_or_path $RUN/rl --output_dir $RUN/rl30 --max_steps 20 --seed 43 --save_steps 5
+    $BIN/python eval/grpo_curves.py $RUN/rl30 --output $OUT/grpo-steps-11-30 ;;
 7)  # 30 GRPO steps from sft2 once budget_cutoff pays a right answer without thinking as it pays one within
     # the budget (phases 4 and 6 ran before that fix: P(think) on single steps rose from 0.02 to 0.92).
-    $BIN/accelerate launch --num_processes 1 --cpu train/rl.py --config configs/rl/smollm2-135m.yaml \
-      --model_name_or_path $RUN/sft2 --dataset_path $RUN/data2 --output_dir $RUN/rlfix --overwrite_output_dir true \
-      --reward_funcs correctness budget_cutoff soft_overlong format mode_compliance answer_length no_think_bonus \
-      --reward_weights 1.0 1.0 3.0 0.25 0.5 0.25 0.05 --soft_punish_cache_ratio 0.15 --max_steps 30 \
-      --per_device_train_batch_size 4 --gradient_accumulation_steps 12 --num_generations 8 \
-      --max_completion_length 224 --temperature 0.8 --learning_rate 1e-05 --warmup_steps 1 \
-      --save_steps 10 --save_total_limit 1 --report_to none
-    $BIN/python eval/grpo_curves.py $RUN/rlfix --output results/auto-warmup-experiment-cpu-smollm2-135m/grpo-fixed ;;
+    $GRPO --model_name_or_path $RUN/sft2 --output_dir $RUN/rlfix --max_steps 30 --save_steps 10
+    $BIN/python eval/grpo_curves.py $RUN/rlfix --output $OUT/grpo-fixed ;;
 5)  # Auto against always / never thinking on half single steps, half chains (mix:step+chain) and on GSM8K,
     # and the proof's explicit conditions on its own 400 chain problems (the regression check against
     # runs/proof-v11/eval/rl: same problems and seeds).
