@@ -256,13 +256,15 @@ def evaluate_model(args: EvalArguments, plan: Plan, model_name: str, out: Path) 
         "budgets": [str(b) for b in evaluation.parse_budgets(args.budgets)],
         "methods": evaluation.parse_methods(args.methods),
     }
-    generated_tokens, seconds = 0, 0.0
+    generated_tokens, seconds, engine_stats = 0, 0.0, {}
     if pending:
         # Written first so that the folder names its model and settings even if this run is killed.
         run_folders.write_json_atomic(
             out / "results.json", {**base, "backend": plan.backend, "config": config, "complete": False}
         )
-        generated_tokens, seconds = generate_pending(args, plan, model_path, tokenizer, pending, samples_path)
+        generated_tokens, seconds, engine_stats = generate_pending(
+            args, plan, model_path, tokenizer, pending, samples_path
+        )
 
     records = evaluation.load_records(samples_path)
     keys = {s.key for s in planned}
@@ -287,6 +289,8 @@ def evaluate_model(args: EvalArguments, plan: Plan, model_name: str, out: Path) 
             "tokens_per_second": generated_tokens / seconds if seconds > 0 else None,
             "samples_generated": len(pending),
             "samples_resumed": len(planned) - len(pending),
+            # cached backend: prompt positions read and decoding steps, each with its seconds
+            **({"engine": engine_stats} if engine_stats else {}),
         },
         "complete": keys <= records.keys(),
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
@@ -306,9 +310,10 @@ def generate_pending(
     tokenizer: Any,
     pending: list[Sample],
     samples_path: Path,
-) -> tuple[int, float]:
+) -> tuple[int, float, dict[str, float]]:
     """Generate ``pending`` in batches, appending each batch's records to samples.jsonl at once.
-    Returns the generated tokens and the seconds spent generating."""
+    Returns the generated tokens, the seconds spent generating and the cached engine's counters
+    (:attr:`thinkbudget.generation.CachedGenerator.engine_stats`; empty for the other backends)."""
     import torch
     from tqdm import tqdm
     from transformers import set_seed
@@ -382,7 +387,7 @@ def generate_pending(
                 bar.set_postfix(tok_s=f"{tokens / max(seconds, 1e-9):.0f}")
     finally:
         generator.close()
-    return tokens, seconds
+    return tokens, seconds, dict(getattr(generator, "engine_stats", {}))
 
 
 def in_batches(

@@ -583,4 +583,9 @@ def test_cached_backend_writes_the_samples_hf_writes(tmp_path):
     for key, r in cached.items():
         for name in ("completion_ids", "final_answer", "forced", "finish_reason", "thinking_tokens"):
             assert r[name] == hf[key][name], (key, name)
-    assert evaluation.load_results(out)["backend"] == "cached"
+    results = evaluation.load_results(out)
+    assert results["backend"] == "cached"
+    engine = results["throughput"]["engine"]  # where the time went, summed over the evaluation
+    assert engine["steps"] > 0 and engine["prefill_positions"] > 0 and engine["step_rows"] >= engine["steps"]
+    assert "engine" not in evaluation.load_results(tmp_path / "hf")["throughput"]
+    assert "of which reading prompts" in (out / "summary.md").read_text()

@@ -102,6 +102,26 @@ def test_shared_prefix_is_read_once(arch):
         step_and_check(model, engine, rng, seqs)
 
 
+def test_engine_counts_what_it_reads_and_decodes():
+    """stats: prompt positions read (the shared prefix once, each distinct prompt padded to the longest
+    of its call), decoding steps and rows, each part's seconds."""
+    model = ARCHITECTURES["llama"]()
+    engine = KVEngine(model, slots=4, max_len=24)
+    engine.set_prefix([1, 2, 3])  # 3 positions, one call
+    engine.prefill([0, 1, 2], [[1, 2, 3, 4, 5], [1, 2, 3, 4, 5], [1, 2, 3, 6]])  # 2 distinct, 2 wide
+    engine.prefill([3], [[9, 9, 9]])  # not the prefix: 3 positions
+    for n in (4, 4, 2):
+        engine.step(torch.zeros(n, dtype=torch.long))
+    stats = engine.stats
+    assert {k: v for k, v in stats.items() if not k.endswith("_s")} == {
+        "prefill_calls": 3,
+        "prefill_positions": 3 + 2 * 2 + 3,
+        "steps": 3,
+        "step_rows": 10,
+    }
+    assert stats["prefill_s"] > 0 and stats["step_s"] > 0
+
+
 @pytest.mark.parametrize(
     ("prompts", "prefix"),
     [

@@ -801,6 +801,17 @@ def fmt_accuracy_ci(row: dict[str, Any]) -> str:
     return f"{fmt(row['accuracy'], 'pct')} ({fmt(lo, 'pct')}–{fmt(hi, 'pct')})" if lo is not None else "–"
 
 
+def engine_lines(stats: dict[str, float] | None) -> list[str]:
+    """summary.md's line on where the cached engine's time went (none for the other backends)."""
+    if not stats or not stats.get("steps"):
+        return []
+    return [
+        f"- of which reading prompts {stats['prefill_s']:.1f} s ({stats['prefill_positions']:,} positions, "
+        f"{stats['prefill_calls']:,} calls) and decoding {stats['step_s']:.1f} s ({stats['steps']:,} steps, "
+        f"{stats['step_rows'] / stats['steps']:.1f} rows a step on average)"
+    ]
+
+
 def summary_markdown(results: dict[str, Any]) -> str:
     """The summary.md of one evaluation: provenance and one table row per condition."""
     cfg = results.get("config", {})
@@ -813,6 +824,7 @@ def summary_markdown(results: dict[str, Any]) -> str:
         f"max_new_tokens {cfg.get('max_new_tokens')}, seed {cfg.get('seed')}, samples {cfg.get('samples')}",
         f"- throughput: {tp['generated_tokens']} tokens in {tp['seconds']:.1f} s "
         f"({fmt(tp['tokens_per_second'], 'tokens')} tokens/s) this session",
+        *engine_lines(tp.get("engine")),
         f"- problems: the {cfg.get('split', 'test')} split"
         + ("" if cfg.get("split", "test") == "test" else " (not held out: training data, not a result)"),
         "- token counts are mean / p95 (thinking, answer); accuracy with its 95% bootstrap interval",

@@ -414,6 +414,9 @@ class CachedGenerator(Generator):
     min_shared_prefix: int = 8  # tokens: a prefix all prompts share is read once from this length on
     name: str = "cached"
     default_batch_size: int = 64
+    # The engines' counters summed over every stream (KVEngine.stats: prompt positions read and decoding
+    # steps, each with its seconds): an evaluation writes them to results.json.
+    engine_stats: dict[str, float] = field(default_factory=dict, init=False)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -434,10 +437,7 @@ class CachedGenerator(Generator):
         """(request index, result) as each request finishes. Handing a whole evaluation to one stream
         keeps the slots full to its end: separate calls each end with a tail of a few long rows
         decoded nearly alone, where a step costs almost as much as a full one."""
-        from collections import deque
-
         from thinkbudget.kv_engine import KVEngine
-        from thinkbudget.parsing import ThinkScanner
 
         if any(not r.prompt_ids for r in requests):
             raise ValueError("a generation request has an empty prompt")
@@ -450,6 +450,20 @@ class CachedGenerator(Generator):
             engine.set_prefix(prefix)
         if not requests:
             return
+        try:
+            yield from self._run(engine, requests, slots, refill_at, limit)
+        finally:
+            for k, v in engine.stats.items():
+                self.engine_stats[k] = self.engine_stats.get(k, 0) + v
+
+    def _run(
+        self, engine: Any, requests: Sequence[GenerationRequest], slots: int, refill_at: int, limit: int
+    ) -> Iterator[tuple[int, GenerationResult]]:
+        """The loop of :meth:`stream`: refill free slots from the queue, else decode one step."""
+        from collections import deque
+
+        from thinkbudget.parsing import ThinkScanner
+
         queue = deque(enumerate(requests))
         live: list[_Row] = []  # live[j] is in slot j; its last token is chosen, not yet read
         while queue or live:

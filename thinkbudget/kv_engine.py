@@ -21,6 +21,7 @@ are the caller's (:class:`thinkbudget.generation.CachedGenerator`).
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 import torch
@@ -80,6 +81,17 @@ class KVEngine:
         self.keys = [torch.zeros(shape, dtype=self.dtype, device=self.device) for _ in range(n_layers)]
         self.values = [torch.zeros(shape, dtype=self.dtype, device=self.device) for _ in range(n_layers)]
         self.lengths = torch.zeros(slots, dtype=torch.long)  # tokens held by each slot
+        # Where the time goes (read by CachedGenerator into an evaluation's results.json): prompt
+        # positions read (padding included) and decoding steps, with their wall seconds (on a GPU, which
+        # runs asynchronously, the split between the two is approximate).
+        self.stats = {
+            "prefill_calls": 0,
+            "prefill_positions": 0,
+            "prefill_s": 0.0,
+            "steps": 0,
+            "step_rows": 0,
+            "step_s": 0.0,
+        }
         self.prefix: list[int] = []  # set_prefix: read once, copied into every slot that starts with it
         self.prefix_kv: list[tuple[torch.Tensor, torch.Tensor]] = []
         # One matmul for queries, keys and values and one for the MLP's gate and up projections: fewer,
@@ -149,6 +161,7 @@ class KVEngine:
         padding after it, and a slot's padded positions lie past its length (masked, then overwritten).
         A prompt given several times (GRPO's group, N samples of one problem) is read once and its keys
         and values copied into each of its slots; the prefix of :meth:`set_prefix` is copied, not read."""
+        t0 = time.perf_counter()
         longest = max(len(p) for p in prompts)
         if longest > self.max_len:
             raise ValueError(f"a prompt of {longest} tokens does not fit a cache of {self.max_len}")
@@ -191,11 +204,16 @@ class KVEngine:
         hidden = self._layers(self.base.embed_tokens(ids), positions, write, attend)
         last = torch.tensor([len(p) - 1 for p in reads], device=self.device)
         self.lengths[index.cpu()] = torch.tensor([len(p) for p in prompts])
-        return self._logits(hidden[torch.arange(len(reads), device=self.device), last])[of]
+        logits = self._logits(hidden[torch.arange(len(reads), device=self.device), last])[of]
+        self.stats["prefill_calls"] += 1
+        self.stats["prefill_positions"] += len(reads) * width
+        self.stats["prefill_s"] += time.perf_counter() - t0
+        return logits
 
     @torch.inference_mode()
     def step(self, tokens: torch.Tensor) -> torch.Tensor:
         """Append one token to each of the slots ``[0, len(tokens))``; returns their next-token logits."""
+        t0 = time.perf_counter()
         n = tokens.shape[0]
         pos = self.lengths[:n].clone()
         if int(pos.max()) >= self.max_len:
@@ -224,7 +242,11 @@ class KVEngine:
             self.base.embed_tokens(tokens.to(self.device))[:, None], pos_d[:, None], write, attend
         )
         self.lengths[:n] += 1
-        return self._logits(hidden[:, 0])
+        logits = self._logits(hidden[:, 0])
+        self.stats["steps"] += 1
+        self.stats["step_rows"] += n
+        self.stats["step_s"] += time.perf_counter() - t0
+        return logits
 
     def move(self, src: int, dst: int) -> None:
         """Copy slot ``src``'s sequence into slot ``dst`` (to pack live rows at the front)."""
