@@ -36,7 +36,13 @@ def test_decoding_benchmark_quick(tmp_path):
     ]
     assert 0 < report["figures"]["decode_share_of_matmul"] < 1
     targets = {t["target"]: t["verdict"] for t in report["targets"]}
-    assert len(targets) == 6 and set(targets.values()) <= {"reached", "NOT reached"}
+    assert len(targets) == 6 and {v.split(" (")[0] for v in targets.values()} <= {"reached", "NOT reached"}
+    agreement = next(t for t in report["targets"] if t["target"].startswith("greedy answers agree"))
+    lo, hi = agreement["interval"]  # judged by its Wilson interval, as every target of the project
+    assert 0 <= lo <= agreement["value"] <= hi <= 1 and agreement["n"] == 4
+    assert (agreement["verdict"] == "reached") == (lo >= 0.95)
+    assert "engine" in report["real_eval"]["cached"] and "engine" not in report["real_eval"]["hf"]
+    assert 0 < report["figures"]["real_eval_prompt_share_of_positions"] < 1
     assert "| real evaluation (15 samples), tokens/s |" in out.with_suffix(".md").read_text()
 
 
