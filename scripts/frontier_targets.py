@@ -177,6 +177,12 @@ def main(argv: list[str] | None = None) -> int:
         f"problem under one condition) from {train.get('samples', '–')} answers to {train.get('problems', '–')} "
         f"training problems ({train.get('mixed_groups', '–')} of {train.get('groups', '–')} groups hold both)"
         + (
+            f", and on {train['slip_pairs']} pairs of a right answer against a copy with one arithmetic line "
+            "changed and the rest made to follow (`slip_pairs_per_right`)"
+            if train.get("slip_pairs")
+            else ""
+        )
+        + (
             f"; its score is its head's output plus {weight:.2f} x the policy's mean log-probability of the "
             "answer (the log-probability prior, its weight fit on the training pairs)."
             if weight

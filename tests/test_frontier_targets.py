@@ -127,6 +127,15 @@ def test_verdicts_from_frontier_json(tmp_path):
     assert v["frontier run within 60 min (run.json)"] == "reached"  # 3,200 s = 53.3 min
     md = (tmp_path / "run" / "targets" / "targets.md").read_text()
     assert "mean log-probability ranks the same held-out pairs at 90.0 % (88.0 % to 92.0 %)" in md
+    assert "The scorer trained on 2100 pairs" in md and "slip_pairs_per_right" not in md
+    # A scorer that also trained on slipped copies says so, with their count.
+    summary = tmp_path / "run" / "scorer" / "run_summary.json"
+    data = json.loads(summary.read_text())
+    data["data"]["train"]["slip_pairs"] = 1310
+    summary.write_text(json.dumps(data))
+    _targets(tmp_path / "run")
+    md = (tmp_path / "run" / "targets" / "targets.md").read_text()
+    assert "and on 1310 pairs of a right answer against a copy with one arithmetic line changed" in md
 
 
 def test_too_few_pairs_slow_run_and_no_win(tmp_path):

@@ -9,6 +9,7 @@ import importlib.util
 import inspect
 import json
 import os
+import random
 import subprocess
 import sys
 from pathlib import Path
@@ -187,6 +188,65 @@ def test_build_pairs_literal():
         sc.build_pairs(records, scope="task")
 
 
+def _answer(key: str, thinking: str | None, boxed: str, correct: bool = True, prefill: str = "") -> dict:
+    completion = (f"{THINK_OPEN}{thinking}{THINK_CLOSE}\n\n" if thinking is not None else "") + (
+        f"The answer is \\boxed{{{boxed}}}.<|im_end|>"
+    )
+    return {**_lit(key, 0, correct, "128"), "key": key, "question": "Compute 57 + 8 - 9.", "prefill": prefill,
+            "completion": completion, "mean_logprob": -0.1}  # fmt: skip
+
+
+def test_slipped_record_literal():
+    right = _answer("r", "\n57+8=65\n-9=56\n", "56")
+    slipped = sc.slipped_record(right, random.Random(3), 1)
+    assert (
+        slipped["completion"]
+        == f"{THINK_OPEN}\n57+8=74\n-9=65\n{THINK_CLOSE}\n\nThe answer is \\boxed{{65}}.<|im_end|>"
+    )
+    assert slipped["key"] == "r#slip1" and slipped["final_answer"] == "65" and slipped["correct"] is False
+    assert (
+        slipped["synthetic"] and slipped["mean_logprob"] is None and slipped["question"] == right["question"]
+    )
+    # The thinking of a pre-filled think tag is changed too; the pre-fill stays as it is.
+    prefilled = _answer("p", None, "56", prefill="")
+    prefilled["prefill"], prefilled["completion"] = (
+        THINK_OPEN,
+        f"\n57+8=65\n-9=56\n{THINK_CLOSE}\\boxed{{56}}",
+    )
+    out = sc.slipped_record(prefilled, random.Random(3))
+    assert out["completion"] == f"\n57+8=74\n-9=65\n{THINK_CLOSE}\\boxed{{65}}"
+    for bad in (
+        _answer("w", "\n57+8=65\n-9=56\n", "56", correct=False),  # only right answers are copied
+        _answer("n", None, "56"),  # no thinking
+        _answer("a", "\n= 56\n", "56"),  # the result alone
+        _answer("f", "\n57+8=65\n-9=56\n", "55"),  # the answer does not follow the trace
+    ):
+        assert sc.slipped_record(bad, random.Random(0)) is None, bad["key"]
+
+
+def test_slip_pairs_are_deterministic_and_distinct():
+    records = [
+        _answer("a", "\n57+8=65\n-9=56\n+3=59\n", "59"),
+        _answer("b", "\n= 56\n", "56"),  # nothing to change
+        _answer("c", "\n57+8=65\n", "65", correct=False),
+    ]
+    pairs = sc.slip_pairs(records, 3, seed=1)
+    assert len(pairs) == 3 and all(r is records[0] for r, _ in pairs)
+    assert len({w["completion"] for _, w in pairs}) == 3 and [w["key"] for _, w in pairs] == [
+        "a#slip0",
+        "a#slip1",
+        "a#slip2",
+    ]
+    assert pairs == sc.slip_pairs(records, 3, seed=1) and sc.slip_pairs(records, 0) == []
+    from thinkbudget.grading import extract_boxed
+    from thinkbudget.traces import answer_follows, check_lines
+
+    for _, w in pairs:
+        thinking = w["completion"].split(THINK_OPEN)[1].split(THINK_CLOSE)[0]
+        assert check_lines(thinking).correct == check_lines(thinking).lines - 1
+        assert answer_follows(thinking, extract_boxed(w["completion"])) and w["final_answer"] != "59"
+
+
 def test_held_out_problems_keep_all_their_answers():
     records = [_lit(f"p{i}", j, j == 0) for i in range(200) for j in range(3)]
     held = {r["problem_id"] for r in records if sc.held_out_problem(r, 0.25)}
@@ -243,6 +303,8 @@ def test_bad_scorer_config_fails_while_parsing():
         (["--max_pairs_per_group", "0"], "max_pairs_per_group"),
         (["--max_length", "4"], "max_length"),
         (["--use_peft", "true"], "use_peft"),
+        (["--slip_pairs_per_right", "-1"], "slip_pairs_per_right"),
+        (["--slip_pairs_per_right", "2", "--logprob_prior", "true"], "logprob_prior"),
     ):
         with pytest.raises(SystemExit, match=field):
             train.cli(["--config", str(SMOKE), "--bf16", "false", *flags])

@@ -8,7 +8,7 @@ from fractions import Fraction
 import pytest
 
 from thinkbudget.tasks import chain_lines, load_problems
-from thinkbudget.traces import answer_follows, check_lines, evaluate, is_number, same_number
+from thinkbudget.traces import answer_follows, check_lines, corrupt_trace, evaluate, is_number, same_number
 
 
 @pytest.mark.parametrize(
@@ -131,3 +131,52 @@ def test_every_synthetic_trace_checks_out(task):
             check = check_lines(trace)
             assert check.lines > 0 and check.all_correct, (p.question, gran, trace)
             assert check.result == p.answer, (p.question, gran, trace)
+
+
+# ------------------------------------------------------------------------------------------------
+# corrupt_trace: one slip, carried to the end (the scorer's made-up wrong answers)
+# ------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "trace",
+    [
+        "",  # no trace
+        "= 52",  # the result alone: nothing to check
+        "57+8=66\n-9=57",  # already wrong
+        "5 * 3 = 15\n+ 2 = 17\nSo 17 apples.",  # prose after the last line: the slip would not be the result
+        "He sold 48 clips.",  # prose only
+        "48/2 = 24.5",  # not an integer result
+    ],
+)
+def test_corrupt_trace_refuses(trace):
+    assert corrupt_trace(trace, random.Random(0)) is None
+
+
+def test_corrupt_trace_literal():
+    # Seeded draws: line 0's 65 -> 74, then -9 carried from 74 (= 65) and the result 65.
+    assert corrupt_trace("\n57+8=65\n-9=56\n", random.Random(3)) == ("\n57+8=74\n-9=65\n", "56", "65")
+    # A restated result ("= 56") follows the slip; spaces and the line ends are kept.
+    new, old, value = corrupt_trace("60 + 5 = 65\n+ 1 = 66\n= 66  \n", random.Random(0))
+    assert old == "66" and new.endswith(f"= {value}  \n") and check_lines(new).correct == 3 - 1
+    # A line that restarts from its own numbers cannot carry a slip from above: only it can slip.
+    new, old, value = corrupt_trace("5 * 3 = 15\n15 + 2 = 17", random.Random(1))
+    assert new.startswith("5 * 3 = 15\n15 + 2 = ") and old == "17" and value != "17"
+
+
+def test_fuzz_corrupt_trace_makes_one_wrong_line():
+    """Random chains at every grouping: a slip leaves exactly one wrong line, the trace's result is the
+    new value (different from the old), every number before the slipped line is unchanged, and the same
+    seed gives the same slip."""
+    rng = random.Random(7)
+    for _ in range(300):
+        start = rng.randint(0, 99)
+        ops = [(rng.choice("+-"), rng.randint(1, 9)) for _ in range(rng.randint(1, 15))]
+        trace = "\n".join(chain_lines(start, ops, rng.choice([1, 2, 3, 4, 6])))
+        seed = rng.random()
+        slip = corrupt_trace(trace, random.Random(seed))
+        assert slip is not None and slip == corrupt_trace(trace, random.Random(seed))
+        new, old, value = slip
+        check = check_lines(new)
+        assert check.lines == check_lines(trace).lines and check.correct == check.lines - 1
+        assert old == check_lines(trace).result and value == check.result and value != old
+        first_changed = next(i for i, (a, b) in enumerate(zip(trace.split("\n"), new.split("\n"))) if a != b)
+        assert trace.split("\n")[:first_changed] == new.split("\n")[:first_changed]

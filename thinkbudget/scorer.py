@@ -173,6 +173,64 @@ def build_pairs(
     return pairs
 
 
+def slipped_record(record: dict[str, Any], rng: random.Random, index: int = 0) -> dict[str, Any] | None:
+    """A wrong copy of a right answer: one arithmetic line of its thinking changed and the rest made to
+    follow (:func:`thinkbudget.traces.corrupt_trace`), its boxed answer the new result. None when the
+    answer has no trace to change or its boxed answer is not the trace's result. The copy's key is the
+    original's plus ``#slip<index>``; it is marked ``synthetic`` and carries no log-probability."""
+    from thinkbudget.protocol import THINK_CLOSE, THINK_OPEN
+    from thinkbudget.traces import corrupt_trace
+
+    if not record.get("correct"):
+        return None
+    prefill = record.get("prefill") or ""
+    text = prefill + record["completion"]
+    start, end = text.find(THINK_OPEN), text.find(THINK_CLOSE)
+    if start < 0 or end < start:
+        return None
+    start += len(THINK_OPEN)
+    slip = corrupt_trace(text[start:end], rng)
+    if slip is None:
+        return None
+    thinking, old, new = slip
+    after = text[end:]
+    if after.count("\\boxed{" + old + "}") != 1:
+        return None  # the answer must be the trace's result, stated once
+    text = text[:start] + thinking + after.replace("\\boxed{" + old + "}", "\\boxed{" + new + "}")
+    if not text.startswith(prefill):
+        return None
+    return {
+        **record,
+        "key": f"{record['key']}#slip{index}",
+        "completion": text[len(prefill) :],
+        "final_answer": new,
+        "correct": False,
+        "mean_logprob": None,
+        "synthetic": True,
+    }
+
+
+def slip_pairs(
+    records: Iterable[dict[str, Any]], per_right: int, seed: int = 0
+) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """(right answer, a slipped copy of it) for up to ``per_right`` different copies of every right
+    answer that has a trace to change (:func:`slipped_record`); deterministic for ``seed``."""
+    pairs = []
+    for r in sorted((r for r in records if r.get("correct")), key=lambda r: r["key"]):
+        rng = random.Random(f"{seed}:{r['key']}")
+        seen: set[str] = set()
+        for _ in range(per_right * 3):  # a few extra draws: two draws may make the same copy
+            if len(seen) == per_right:
+                break
+            copy = slipped_record(r, rng, len(seen))
+            if copy is None:
+                break
+            if copy["completion"] not in seen:
+                seen.add(copy["completion"])
+                pairs.append((r, copy))
+    return pairs
+
+
 def held_out_problem(record: dict[str, Any], fraction: float) -> bool:
     """Whether a record's problem is in the scorer's own held-out share (a hash of task and problem id,
     so every answer to a problem lands on the same side)."""
@@ -302,9 +360,28 @@ class ScorerScriptArguments:
         },
     )
 
+    slip_pairs_per_right: int = field(
+        default=0,
+        metadata={
+            "help": "Training pairs made from the data (count per right answer): a right answer against a copy "
+            "with one arithmetic line's result changed and the lines and answer after it made to follow "
+            "(thinkbudget.traces.corrupt_trace), so the scorer learns to check the arithmetic. Held-out "
+            "pairs stay the policy's own answers. 0: none."
+        },
+    )
+
     def __post_init__(self) -> None:
         if isinstance(self.data_dirs, str):
             self.data_dirs = [self.data_dirs]
+        if isinstance(self.slip_pairs_per_right, bool) or self.slip_pairs_per_right < 0:
+            raise ValueError(
+                f"slip_pairs_per_right: must be a number of pairs >= 0, got {self.slip_pairs_per_right!r}"
+            )
+        if self.slip_pairs_per_right and self.logprob_prior:
+            raise ValueError(
+                "slip_pairs_per_right and logprob_prior: a slipped copy was never generated, so it has no "
+                "log-probability for the prior; use one of the two"
+            )
         if self.pair_scope not in PAIR_SCOPES:
             raise ValueError(f"pair_scope: must be one of {', '.join(PAIR_SCOPES)}, got {self.pair_scope!r}")
         if isinstance(self.max_pairs_per_group, bool) or self.max_pairs_per_group < 1:

@@ -160,3 +160,62 @@ def thinking_between_tags(response: str) -> str:
 
     start = response.index(THINK_OPEN) + len(THINK_OPEN)
     return response[start : response.index(THINK_CLOSE)]
+
+
+# A number on the right of a line's last '=' (what :func:`corrupt_trace` changes): an integer only.
+_RESULT = re.compile(r"(=\s*)(-?\d+)(\s*)$")
+
+
+def corrupt_trace(thinking: str, rng: Any) -> tuple[str, str, str] | None:
+    """One slip, as a policy makes it: one arithmetic line's result changed by 1-9, every later line that
+    continues from it (``+ 8 = ...``) recomputed from the wrong value, so that the trace is consistent
+    after the slip and exactly one line is wrong. Returns (new thinking, old result, new result), or
+    None when no line qualifies (an integer result on the right of '=', the trace correct up to it, and
+    no later line that restarts from a number of its own). ``rng``: a :class:`random.Random`.
+
+    Why: a scorer that must tell a right trace from a wrong one learns to check the arithmetic from
+    pairs that differ in one line and the numbers that follow from it, which the policy's own answers
+    give rarely (a right and a wrong answer to one problem usually differ everywhere)."""
+    raw_lines = thinking.split("\n")
+    # Arithmetic lines: (index, continues from the previous result, integer result or None, has a left side).
+    arith: list[tuple[int, bool, int | None, bool]] = []
+    for i, raw in enumerate(raw_lines):
+        line = _clean(raw)
+        if not line or not _ARITH_LINE.match(line) or "=" not in line or not any(c.isdigit() for c in line):
+            continue
+        left = line.split("=")[0].strip()
+        m = _RESULT.search(line)
+        arith.append((i, left == "" or left[0] in "+-*/×", int(m.group(2)) if m else None, left != ""))
+    check = check_lines(thinking)
+    if not check.lines or check.correct != check.lines:
+        return None  # nothing to check (the result alone), or already wrong
+    # A line qualifies when it computes something (a left side: not a bare "= 52") with an integer result
+    # and every later arithmetic line continues from it with an integer result (the chain's running
+    # value), so that the slip can be carried to the end.
+    candidates = [
+        k
+        for k, (_, _, value, computes) in enumerate(arith)
+        if computes and value is not None and all(c and v is not None for _, c, v, _ in arith[k + 1 :])
+    ]
+    if not candidates:
+        return None
+    k = rng.choice(candidates)
+    old_result = str(arith[-1][2])
+    value = arith[k][2]  # changed by 1-9; a value that was not negative stays so (as the chain's 0-99)
+    value += rng.choice([d for d in range(-9, 10) if d and (value + d >= 0 or value < 0)])
+    lines = list(raw_lines)
+    for j in range(k, len(arith)):
+        i = arith[j][0]
+        if j > k:  # recompute the continued line from the (wrong) running value
+            left = _clean(lines[i]).split("=")[0].strip()
+            v = evaluate(f"({value}) {left}")
+            if v is None or v.denominator != 1:
+                return None
+            value = int(v)
+        m = _RESULT.search(lines[i].rstrip())
+        stripped = lines[i].rstrip()
+        lines[i] = stripped[: m.start(2)] + str(value) + stripped[m.end(2) :] + lines[i][len(stripped) :]
+    new = "\n".join(lines)
+    if check_lines(new).result != str(value):
+        return None  # a number after the last line (prose): the trace's result would not be the slip's
+    return new, old_result, str(value)

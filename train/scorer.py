@@ -46,6 +46,7 @@ from thinkbudget.scorer import (
     pairs_dataset,
     record_logprob,
     share_ranked_right,
+    slip_pairs,
 )
 
 logger = logging.getLogger("train.scorer")
@@ -88,6 +89,10 @@ def main(
     train_pairs, eval_pairs = pairs(kept), pairs(held)
     counts = {"train": data_summary(kept, scope), "held_out": data_summary(held, scope)}
     counts["train"]["pairs"], counts["held_out"]["pairs"] = len(train_pairs), len(eval_pairs)
+    if script_args.slip_pairs_per_right:  # training problems only: held-out pairs stay real answers
+        slips = slip_pairs(kept, script_args.slip_pairs_per_right, seed=script_args.pair_seed)
+        counts["train"]["slip_pairs"] = len(slips)
+        train_pairs = train_pairs + slips
     logger.info("scorer data: %s", counts)
     if not train_pairs:
         raise SystemExit(
@@ -153,6 +158,7 @@ def main(
         "input": SCORER_PREFIX + "<pre-filled tokens + completion>",
         "pair_scope": scope,
         "logprob_weight": weight,  # score = head + logprob_weight * mean_logprob (0: the head alone)
+        "slip_pairs_per_right": script_args.slip_pairs_per_right,  # made-up wrong copies in training
         "trained_on": [p["dir"] for p in provenance],
     }
 
