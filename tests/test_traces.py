@@ -145,6 +145,9 @@ def test_every_synthetic_trace_checks_out(task):
         "5 * 3 = 15\n+ 2 = 17\nSo 17 apples.",  # prose after the last line: the slip would not be the result
         "He sold 48 clips.",  # prose only
         "48/2 = 24.5",  # not an integer result
+        "5 * 3 = 15.",  # a result the cleaning changes ("15." or "1,200") is not written back: refused
+        "2 * 600 = 1,200",
+        "3 + 4 = 7\n+ 5 = 12.",  # and the line before it cannot carry a slip through it
     ],
 )
 def test_corrupt_trace_refuses(trace):

@@ -90,16 +90,30 @@ def _clean(line: str) -> str:
     return _THOUSANDS.sub("", line.strip().rstrip(".").replace("$", ""))
 
 
+def _arithmetic_sides(raw: str) -> list[str] | None:
+    """The sides of an arithmetic line (cleaned, split at '='; one side when it has no '='), or None for
+    any other line: the one reading of a line for :func:`check_lines` and :func:`corrupt_trace`."""
+    line = _clean(raw)
+    if not line or not _ARITH_LINE.match(line) or not any(c.isdigit() for c in line):
+        return None
+    return [s.strip() for s in line.split("=")]
+
+
+def _continues(left: str) -> bool:
+    """Whether a line whose left side is ``left`` continues from the previous line's result (``+ 8``, or
+    nothing before its '=')."""
+    return left == "" or left[0] in "+-*/×"
+
+
 def check_lines(thinking: str) -> TraceCheck:
     """Re-evaluate every arithmetic line of ``thinking`` (rules in the module docstring)."""
     lines = correct = 0
     previous: Fraction | None = None  # the result of the previous arithmetic line
     for raw in thinking.splitlines():
-        line = _clean(raw)
-        if not line or not _ARITH_LINE.match(line) or not any(c.isdigit() for c in line):
+        sides = _arithmetic_sides(raw)
+        if sides is None:
             continue
-        sides = [s.strip() for s in line.split("=")]
-        if sides[0] == "" or sides[0][0] in "+-*/×":
+        if _continues(sides[0]):
             if previous is None:  # nothing to continue from: a bare result such as "= 52"
                 last = evaluate(sides[-1]) if sides[-1] else None
                 previous = last if last is not None else previous
@@ -162,8 +176,8 @@ def thinking_between_tags(response: str) -> str:
     return response[start : response.index(THINK_CLOSE)]
 
 
-# A number on the right of a line's last '=' (what :func:`corrupt_trace` changes): an integer only.
-_RESULT = re.compile(r"(=\s*)(-?\d+)(\s*)$")
+# The integer on the right of a line's last '=' (what :func:`corrupt_trace` changes), read from the raw line.
+_RESULT = re.compile(r"=\s*(-?\d+)\s*$")
 
 
 def corrupt_trace(thinking: str, rng: Any) -> tuple[str, str, str] | None:
@@ -176,26 +190,27 @@ def corrupt_trace(thinking: str, rng: Any) -> tuple[str, str, str] | None:
     Why: a scorer that must tell a right trace from a wrong one learns to check the arithmetic from
     pairs that differ in one line and the numbers that follow from it, which the policy's own answers
     give rarely (a right and a wrong answer to one problem usually differ everywhere)."""
-    raw_lines = thinking.split("\n")
-    # Arithmetic lines: (index, continues from the previous result, integer result or None, has a left side).
-    arith: list[tuple[int, bool, int | None, bool]] = []
-    for i, raw in enumerate(raw_lines):
-        line = _clean(raw)
-        if not line or not _ARITH_LINE.match(line) or "=" not in line or not any(c.isdigit() for c in line):
-            continue
-        left = line.split("=")[0].strip()
-        m = _RESULT.search(line)
-        arith.append((i, left == "" or left[0] in "+-*/×", int(m.group(2)) if m else None, left != ""))
     check = check_lines(thinking)
     if not check.lines or check.correct != check.lines:
         return None  # nothing to check (the result alone), or already wrong
+    lines = thinking.split("\n")
+    # Arithmetic lines with a '=': (index, left side, integer result or None). The result is read from
+    # the raw line, so that it is written back where it stands; a line whose cleaning changed it
+    # ("15." or "1,200") has none.
+    arith: list[tuple[int, str, int | None]] = []
+    for i, raw in enumerate(lines):
+        sides = _arithmetic_sides(raw)
+        if sides is None or len(sides) < 2:
+            continue
+        m = _RESULT.search(raw)
+        arith.append((i, sides[0], int(m.group(1)) if m and m.group(1) == sides[-1] else None))
     # A line qualifies when it computes something (a left side: not a bare "= 52") with an integer result
     # and every later arithmetic line continues from it with an integer result (the chain's running
     # value), so that the slip can be carried to the end.
     candidates = [
         k
-        for k, (_, _, value, computes) in enumerate(arith)
-        if computes and value is not None and all(c and v is not None for _, c, v, _ in arith[k + 1 :])
+        for k, (_, left, value) in enumerate(arith)
+        if left and value is not None and all(_continues(x) and v is not None for _, x, v in arith[k + 1 :])
     ]
     if not candidates:
         return None
@@ -203,18 +218,14 @@ def corrupt_trace(thinking: str, rng: Any) -> tuple[str, str, str] | None:
     old_result = str(arith[-1][2])
     value = arith[k][2]  # changed by 1-9; a value that was not negative stays so (as the chain's 0-99)
     value += rng.choice([d for d in range(-9, 10) if d and (value + d >= 0 or value < 0)])
-    lines = list(raw_lines)
-    for j in range(k, len(arith)):
-        i = arith[j][0]
+    for j, (i, left, _) in enumerate(arith[k:], start=k):
         if j > k:  # recompute the continued line from the (wrong) running value
-            left = _clean(lines[i]).split("=")[0].strip()
             v = evaluate(f"({value}) {left}")
             if v is None or v.denominator != 1:
                 return None
             value = int(v)
-        m = _RESULT.search(lines[i].rstrip())
-        stripped = lines[i].rstrip()
-        lines[i] = stripped[: m.start(2)] + str(value) + stripped[m.end(2) :] + lines[i][len(stripped) :]
+        m = _RESULT.search(lines[i])
+        lines[i] = lines[i][: m.start(1)] + str(value) + lines[i][m.end(1) :]
     new = "\n".join(lines)
     if check_lines(new).result != str(value):
         return None  # a number after the last line (prose): the trace's result would not be the slip's
