@@ -533,7 +533,7 @@ def main(args: BenchArguments) -> dict[str, Any]:
     lf, lb = r["quality_loss_fp32"], r["quality_loss_bf16"]
     rel = [abs(b - f) / abs(f) for f, b in zip(lf, lb) if f]
     ga, gb = r["greedy_fp32"], r["greedy_bf16"]
-    agree = sum(a == b for a, b in zip(ga["answers"], gb["answers"])) / len(ga["answers"])
+    agreement = agreement_target(ga["answers"], gb["answers"])
     identical = sum(a == b for a, b in zip(ga["token_ids"], gb["token_ids"])) / len(ga["token_ids"])
     for g in (ga, gb):
         g["accuracy"] = sum(
@@ -552,7 +552,7 @@ def main(args: BenchArguments) -> dict[str, Any]:
         "loss_mean_relative_difference": sum(rel) / len(rel),
         "loss_max_relative_difference": max(rel),
         "loss_mean_over_steps_relative_difference": abs(sum(lb) - sum(lf)) / abs(sum(lf)),
-        "greedy_answer_agreement": agree,
+        "greedy_answer_agreement": agreement["value"],
         "greedy_identical_completions": identical,
     }
     targets = [
@@ -564,7 +564,7 @@ def main(args: BenchArguments) -> dict[str, Any]:
     ]
     report["figures"] = figures
     report["targets"] = [{"target": t, "value": v, "verdict": verdict(v, x)} for t, v, x in targets]
-    report["targets"].append(agreement_target(ga["answers"], gb["answers"]))
+    report["targets"].append(agreement)
     loss_ok = figures["loss_mean_relative_difference"] <= 0.02
     report["targets"].append(
         {
@@ -707,7 +707,7 @@ def decoding_comparison(
         )
         gc.collect()  # the first trainer's model and optimizer state must not sit beside the second
     a, b = greedy["hf"], greedy["cached"]
-    agree = sum(x == y for x, y in zip(a["answers"], b["answers"])) / len(a["answers"])
+    agreement = agreement_target(a["answers"], b["answers"])
     identical = sum(x == y for x, y in zip(a["token_ids"], b["token_ids"])) / len(a["token_ids"])
     for g in (a, b):
         del g["token_ids"]
@@ -725,7 +725,7 @@ def decoding_comparison(
         # lengths, so the slowest step after against the fastest before bounds the ratio from below.
         "grpo_step_hf_over_cached_low": min(grpo["hf"]["step_s_runs"]) / max(grpo["cached"]["step_s_runs"]),
         "grpo_generation_hf_over_cached": grpo["hf"]["generation_s"] / grpo["cached"]["generation_s"],
-        "greedy_answer_agreement": agree,
+        "greedy_answer_agreement": agreement["value"],
         "greedy_identical_completions": identical,
         "decode_flops_per_token": flops,
         "decode_gflops_cached": decode_gflops,
@@ -789,7 +789,7 @@ def decoding_comparison(
             decoding_target,
         )
     ]
-    report["targets"].insert(-1, agreement_target(a["answers"], b["answers"]))
+    report["targets"].insert(-1, agreement)
     out = Path(args.output)
     out.parent.mkdir(parents=True, exist_ok=True)
     run_folders.write_json_atomic(out.with_suffix(".json"), report)
