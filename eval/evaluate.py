@@ -339,9 +339,9 @@ def generate_pending(
     )
     scorer = None
     if args.samples > 1 and args.best_of_n_scorer != "logprob":
-        from thinkbudget.scorer import TrainedScorer
+        from thinkbudget.scorer import load_scorer
 
-        scorer = TrainedScorer(args.best_of_n_scorer)
+        scorer = load_scorer(args.best_of_n_scorer)
     # A GPU takes bigger hf batches; paged/vllm schedule internally, their batch is only the resume unit.
     plan.backend = generator.name  # auto resolved with the model in hand (results.json records it)
     batch_size = args.batch_size or generator.default_batch_size * (4 if gpu and plan.backend == "hf" else 1)

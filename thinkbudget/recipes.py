@@ -182,6 +182,7 @@ PROJECT_ENTRY_POINTS = {
     "train/sft.py": "thinkbudget.sft",
     "train/rl.py": "thinkbudget.rl",
     "train/scorer.py": "thinkbudget.scorer",
+    "train/process_scorer.py": "thinkbudget.process_scorer",
     "eval/evaluate.py": "thinkbudget.eval_config",
 }
 

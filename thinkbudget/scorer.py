@@ -75,15 +75,22 @@ def scorer_input_ids(tokenizer: Any, question: str, response: str, max_length: i
 
     Deliberately no gold and no label among the parameters: nothing that decides correctness can
     reach the scorer through this function."""
-    if max_length < 2:
-        raise ValueError(f"max_length must be at least 2 tokens, got {max_length}")
     head = tokenizer(SCORER_PREFIX.format(question=question), add_special_tokens=False)["input_ids"]
     tail = tokenizer(response, add_special_tokens=False)["input_ids"]
-    if len(head) + len(tail) <= max_length:
-        return head + tail
-    keep_head = min(len(head), max(max_length // 2, max_length - len(tail)))
-    keep_tail = max_length - keep_head
+    keep_head, keep_tail = truncation(len(head), len(tail), max_length)
     return head[:keep_head] + (tail[-keep_tail:] if keep_tail else [])
+
+
+def truncation(head: int, tail: int, max_length: int) -> tuple[int, int]:
+    """How many tokens of the question part (``head``, kept from its start) and of the response (``tail``,
+    kept from its end) the scorer reads: all of both when they fit ``max_length``, else the question at
+    most half of it. The one rule of :func:`scorer_input_ids` and the process scorer's input."""
+    if max_length < 2:
+        raise ValueError(f"max_length must be at least 2 tokens, got {max_length}")
+    if head + tail <= max_length:
+        return head, tail
+    keep_head = min(head, max(max_length // 2, max_length - tail))
+    return keep_head, max_length - keep_head
 
 
 def record_input(record: dict[str, Any]) -> tuple[str, str]:
@@ -210,25 +217,28 @@ def slipped_record(record: dict[str, Any], rng: random.Random, index: int = 0) -
     }
 
 
+def slipped_copies(record: dict[str, Any], per_right: int, seed: int = 0) -> list[dict[str, Any]]:
+    """Up to ``per_right`` different slipped copies of a right answer (:func:`slipped_record`); none for a
+    wrong answer or one without a trace to change. Deterministic for ``seed`` and the record's key."""
+    rng = random.Random(f"{seed}:{record['key']}")
+    copies: dict[str, dict[str, Any]] = {}
+    for _ in range(per_right * 3):  # a few extra draws: two draws may make the same copy
+        if len(copies) == per_right:
+            break
+        copy = slipped_record(record, rng, len(copies))
+        if copy is None:
+            break
+        copies.setdefault(copy["completion"], copy)
+    return list(copies.values())
+
+
 def slip_pairs(
     records: Iterable[dict[str, Any]], per_right: int, seed: int = 0
 ) -> list[tuple[dict[str, Any], dict[str, Any]]]:
     """(right answer, a slipped copy of it) for up to ``per_right`` different copies of every right
-    answer that has a trace to change (:func:`slipped_record`); deterministic for ``seed``."""
-    pairs = []
-    for r in sorted((r for r in records if r.get("correct")), key=lambda r: r["key"]):
-        rng = random.Random(f"{seed}:{r['key']}")
-        seen: set[str] = set()
-        for _ in range(per_right * 3):  # a few extra draws: two draws may make the same copy
-            if len(seen) == per_right:
-                break
-            copy = slipped_record(r, rng, len(seen))
-            if copy is None:
-                break
-            if copy["completion"] not in seen:
-                seen.add(copy["completion"])
-                pairs.append((r, copy))
-    return pairs
+    answer that has a trace to change (:func:`slipped_copies`); deterministic for ``seed``."""
+    right = sorted((r for r in records if r.get("correct")), key=lambda r: r["key"])
+    return [(r, copy) for r in right for copy in slipped_copies(r, per_right, seed)]
 
 
 def held_out_problem(record: dict[str, Any], fraction: float) -> bool:
@@ -573,6 +583,15 @@ class TrainedScorer:
         return [(s + prior[i], n) for i, (s, n) in enumerate(scored)] if prior else scored
 
 
+def load_scorer(path: str, **kwargs: Any) -> Any:
+    """The saved scorer at ``path``: a :class:`thinkbudget.process_scorer.ProcessScorer` when its
+    ``scorer.json`` says ``"kind": "process"``, else a :class:`TrainedScorer`. Both give
+    ``score_records(records) -> [(score, tokens read)]`` and an ``identity``."""
+    from thinkbudget.process_scorer import ProcessScorer, is_process_scorer
+
+    return ProcessScorer(path, **kwargs) if is_process_scorer(path) else TrainedScorer(path, **kwargs)
+
+
 def attach_scores(
     eval_dir: str | os.PathLike,
     records: Sequence[dict[str, Any]],
@@ -581,7 +600,8 @@ def attach_scores(
     batch_size: int = 16,
     dtype: str = "auto",
 ) -> int:
-    """Give every record ``reward_score`` and ``scorer_tokens`` from the scorer at ``scorer_path``.
+    """Give every record ``reward_score`` and ``scorer_tokens`` from the scorer at ``scorer_path`` (either
+    kind, :func:`load_scorer`).
 
     Scores are kept per scorer in ``eval_dir/scorer_scores.jsonl`` (samples.jsonl is left as the
     evaluation wrote it); only samples without a score from this scorer are scored. Returns how many
@@ -601,7 +621,7 @@ def attach_scores(
                 cached[entry["key"]] = entry
     todo = [r for r in records if r["key"] not in cached]
     if todo:
-        scorer = TrainedScorer(scorer_path, batch_size=batch_size, dtype=dtype)
+        scorer = load_scorer(scorer_path, batch_size=batch_size, dtype=dtype)
         logger.info("scoring %d samples of %s with %s", len(todo), eval_dir, scorer_path)
         from tqdm.auto import tqdm
 

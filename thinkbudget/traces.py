@@ -105,11 +105,25 @@ def _continues(left: str) -> bool:
     return left == "" or left[0] in "+-*/×"
 
 
-def check_lines(thinking: str) -> TraceCheck:
-    """Re-evaluate every arithmetic line of ``thinking`` (rules in the module docstring)."""
-    lines = correct = 0
+@dataclass(frozen=True)
+class LineVerdict:
+    """One arithmetic line of a trace: where it stands in the thinking (``start``/``end``, character
+    offsets of the line without its line break) and whether it is right."""
+
+    start: int
+    end: int
+    correct: bool
+
+
+def line_verdicts(thinking: str) -> list[LineVerdict]:
+    """Every arithmetic line of ``thinking`` that :func:`check_lines` counts, in order, re-evaluated (rules
+    in the module docstring): the per-line labels of the process scorer and the counts of check_lines."""
+    verdicts: list[LineVerdict] = []
     previous: Fraction | None = None  # the result of the previous arithmetic line
-    for raw in thinking.splitlines():
+    offset = 0
+    # splitlines with and without the breaks: the same lines, and the offsets of the original text
+    for raw, with_break in zip(thinking.splitlines(), thinking.splitlines(keepends=True)):
+        start, offset = offset, offset + len(with_break)
         sides = _arithmetic_sides(raw)
         if sides is None:
             continue
@@ -122,12 +136,16 @@ def check_lines(thinking: str) -> TraceCheck:
         if len(sides) < 2 or any(not s for s in sides):
             continue
         values = [evaluate(s) for s in sides]
-        lines += 1
-        if None not in values and len(set(values)) == 1:
-            correct += 1
+        verdicts.append(LineVerdict(start, start + len(raw), None not in values and len(set(values)) == 1))
         previous = values[-1] if values[-1] is not None else previous
+    return verdicts
+
+
+def check_lines(thinking: str) -> TraceCheck:
+    """Re-evaluate every arithmetic line of ``thinking`` (:func:`line_verdicts`) and read its result."""
+    verdicts = line_verdicts(thinking)
     numbers = _NUMBER.findall(_THOUSANDS.sub("", thinking))
-    return TraceCheck(lines, correct, numbers[-1] if numbers else None)
+    return TraceCheck(len(verdicts), sum(v.correct for v in verdicts), numbers[-1] if numbers else None)
 
 
 def is_number(text: str | None) -> bool:

@@ -154,6 +154,7 @@ def main(
     # 5. Save a scorer that plain transformers loads, with how its input is built.
     save_final_model(trainer, tokenizer, out, lora=False)
     scorer_config = {
+        "kind": "pairwise",  # thinkbudget.scorer.load_scorer reads it (a process scorer says "process")
         "max_length": training_args.max_length,
         "input": SCORER_PREFIX + "<pre-filled tokens + completion>",
         "pair_scope": scope,
