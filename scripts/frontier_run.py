@@ -7,7 +7,8 @@ Five real command lines, run as logged subprocesses from the repository root (``
 them, so each can be copied and run alone), into one run folder (default ``runs/frontier-<recipe>``):
 
 1. ``scorer_data``: ``eval/evaluate.py --split train``: N answers per training problem of the checkpoint;
-2. ``scorer``: ``accelerate launch train/scorer.py`` on those answers;
+2. ``scorer``: ``accelerate launch train/scorer.py`` on those answers (or the recipe's ``scorer_script``,
+   ``train/process_scorer.py``);
 3. ``eval``: ``eval/evaluate.py`` on held-out problems, N samples each (the frontier's largest n);
 4. ``frontier``: ``eval/frontier.py --scorer``: frontier.png / frontier.md / frontier.json in ``eval/``;
 5. ``targets``: ``scripts/frontier_targets.py``: every target reached or not, in ``targets/``.
@@ -63,7 +64,7 @@ def build_stages(recipe: FrontierRecipe, checkpoint: str, run: Path) -> list[Sta
             scorer / "run_summary.json",
             needs=["scorer_data"],
             command=[
-                *training_command("train/scorer.py", None, recipe.accelerate_args),
+                *training_command(recipe.scorer_script, None, recipe.accelerate_args),
                 *config(recipe.scorer),
             ]
             + ["--data_dirs", str(data), "--model_name_or_path", checkpoint, "--output_dir", str(scorer)]

@@ -165,6 +165,33 @@ def main(argv: list[str] | None = None) -> int:
         json.dumps({"targets": t.rows, "scorer_data": trained, "logprob_weight": weight}, indent=2) + "\n"
     )
     train = trained.get("train", {})
+    if summary.get("stage") == "process_scorer":  # train/process_scorer.py: labelled lines, not pairs
+        data_line = (
+            f"The process scorer trained on {train.get('answers', '–')} answers to training problems "
+            f"({train.get('slipped_copies', 0)} of them slipped copies of right answers): "
+            f"{train.get('lines_right', '–')} right and {train.get('lines_wrong', '–')} wrong arithmetic lines, "
+            f"{train.get('answers_right', '–')} right and {train.get('answers_wrong', '–')} wrong final answers; "
+            "an answer's score is the smallest log-probability of 'right' over its lines and its final answer."
+        )
+    else:
+        data_line = (
+            f"The scorer trained on {train.get('pairs', '–')} pairs (right and wrong answers to one training "
+            f"problem under one condition) from {train.get('samples', '–')} answers to "
+            f"{train.get('problems', '–')} training problems ({train.get('mixed_groups', '–')} of "
+            f"{train.get('groups', '–')} groups hold both)"
+            + (
+                f", and on {train['slip_pairs']} pairs of a right answer against a copy with one arithmetic line "
+                "changed and the rest made to follow (`slip_pairs_per_right`)"
+                if train.get("slip_pairs")
+                else ""
+            )
+            + (
+                f"; its score is its head's output plus {weight:.2f} x the policy's mean log-probability of the "
+                "answer (the log-probability prior, its weight fit on the training pairs)."
+                if weight
+                else "."
+            )
+        )
     lines = [
         "# Trained scorer and compute frontier: targets",
         "",
@@ -173,21 +200,7 @@ def main(argv: list[str] | None = None) -> int:
         "(paired bootstrap over problems for differences, bootstrap over problems for the pairwise accuracy "
         "and the share of the gap).",
         "",
-        f"The scorer trained on {train.get('pairs', '–')} pairs (right and wrong answers to one training "
-        f"problem under one condition) from {train.get('samples', '–')} answers to {train.get('problems', '–')} "
-        f"training problems ({train.get('mixed_groups', '–')} of {train.get('groups', '–')} groups hold both)"
-        + (
-            f", and on {train['slip_pairs']} pairs of a right answer against a copy with one arithmetic line "
-            "changed and the rest made to follow (`slip_pairs_per_right`)"
-            if train.get("slip_pairs")
-            else ""
-        )
-        + (
-            f"; its score is its head's output plus {weight:.2f} x the policy's mean log-probability of the "
-            "answer (the log-probability prior, its weight fit on the training pairs)."
-            if weight
-            else "."
-        ),
+        data_line,
         *[
             "\n"
             f"For reference, the policy's own mean log-probability ranks the same held-out pairs at "

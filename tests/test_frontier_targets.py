@@ -136,6 +136,17 @@ def test_verdicts_from_frontier_json(tmp_path):
     _targets(tmp_path / "run")
     md = (tmp_path / "run" / "targets" / "targets.md").read_text()
     assert "and on 1310 pairs of a right answer against a copy with one arithmetic line changed" in md
+    # A process scorer's data is lines and answers, not pairs.
+    train = {"answers": 3550, "lines_right": 15407, "lines_wrong": 1532, "answers_right": 735}
+    train |= {"answers_wrong": 2815, "slipped_copies": 1310}
+    summary.write_text(json.dumps({"stage": "process_scorer", "data": {"train": train}}))
+    _targets(tmp_path / "run")
+    md = (tmp_path / "run" / "targets" / "targets.md").read_text()
+    assert (
+        "The process scorer trained on 3550 answers to training problems (1310 of them slipped copies" in md
+    )
+    assert "15407 right and 1532 wrong arithmetic lines, 735 right and 2815 wrong final answers" in md
+    assert "pairs (right and wrong answers" not in md
 
 
 def test_too_few_pairs_slow_run_and_no_win(tmp_path):

@@ -539,13 +539,16 @@ def frontier_markdown(evaluations: Sequence[dict[str, Any]]) -> str:
 # --------------------------------------------------------------------------------------------------
 # A whole frontier run (scripts/frontier_run.py): scorer data, scorer, held-out samples, frontier
 # --------------------------------------------------------------------------------------------------
-# The entry point each section of a frontier recipe configures (its keys are checked against it).
+# The entry point each section of a frontier recipe configures (its keys are checked against it); the
+# scorer's is the recipe's scorer_script, one of SCORER_SCRIPTS.
 RUN_STAGE_SCRIPTS = {
     "scorer_data": "eval/evaluate.py",
     "scorer": "train/scorer.py",
     "eval": "eval/evaluate.py",
     "frontier": "eval/frontier.py",
 }
+# The two scorers: pairs of whole answers (thinkbudget/scorer.py) or a verdict per line (process_scorer.py).
+SCORER_SCRIPTS = ("train/scorer.py", "train/process_scorer.py")
 
 
 @dataclass
@@ -558,6 +561,7 @@ class FrontierRecipe:
     description: str
     checkpoint: str
     accelerate_args: list[str] = field(default_factory=list)
+    scorer_script: str = "train/scorer.py"  # the scorer stage's entry point, one of SCORER_SCRIPTS
     time_limit_min: float | None = None  # minutes for the run's stages (a target in targets.md)
     scorer_data: Any = None
     scorer: Any = None
@@ -576,6 +580,11 @@ def load_frontier_recipe(path: str) -> FrontierRecipe:
 
     sections = dict.fromkeys(RUN_STAGE_SCRIPTS, StageSpec)
     kwargs = load_job_file(path, FrontierRecipe, required=("description", "checkpoint"), sections=sections)
-    for key, script in RUN_STAGE_SCRIPTS.items():
+    scorer_script = kwargs.setdefault("scorer_script", "train/scorer.py")
+    if scorer_script not in SCORER_SCRIPTS:
+        raise SystemExit(
+            f"{path}: scorer_script must be one of {', '.join(SCORER_SCRIPTS)}, got {scorer_script!r}"
+        )
+    for key, script in {**RUN_STAGE_SCRIPTS, "scorer": scorer_script}.items():
         check_stage_keys(script, f"{path} [{key}]", kwargs[key].overrides, kwargs[key].recipe)
     return FrontierRecipe(source=str(Path(path)), **kwargs)
