@@ -192,6 +192,7 @@ def test_bad_process_scorer_config_fails_while_parsing():
         (["--max_length", "4"], "max_length"),
         (["--scorer_eval_fraction", "1.5"], "scorer_eval_fraction"),
         (["--slip_per_right", "1"], "slip_per_right"),  # a typo is refused, not ignored
+        (["--logprob_prior", "true", "--scorer_eval_fraction", "0"], "logprob_prior"),
     ):
         with pytest.raises(SystemExit, match=field):
             entry.cli(["--config", str(SMOKE), "--bf16", "false", *flags])
@@ -210,7 +211,8 @@ def _chain_answers(n_problems: int) -> list[dict]:
             thinking = f"{a}+{b}={first}\n-{c}={first - c}" if i < 3 else f"{a + b - c + (i == 3)}"
             result = first - c if i < 3 else a + b - c + 1
             completion = f"<think>\n{thinking}\n</think>\n\nThe answer is \\boxed{{{result}}}.<|im_end|>"
-            records.append(_rec(question, completion, result == a + b - c, f"p{p}-{i}", f"chain-{p}"))
+            record = _rec(question, completion, result == a + b - c, f"p{p}-{i}", f"chain-{p}")
+            records.append({**record, "mean_logprob": -0.1 * (i + 1)})
     return records
 
 
@@ -265,6 +267,16 @@ def test_smoke_process_scorer_trains_and_scores(trained, tiny_model_path, tokeni
             sc.scorer_input_ids(tokenizer, *sc.record_input(r), 128)
         )
         assert score == min(lps) and all(lp <= 0 and math.isfinite(lp) for lp in lps)
+    # With the log-probability prior: the process score + w x the answer's mean log-probability.
+    scorer.logprob_weight = 0.5
+    for r, (score, _), (lps, _, _) in zip(records[:4], scorer.score_records(records[:4]), detail):
+        assert score == pytest.approx(min(lps) + 0.5 * r["mean_logprob"])
+    pairs = sc.build_pairs(records, max_pairs_per_group=4)
+    w = ps.fit_logprob_prior(scorer, pairs)
+    keys = list({r["key"]: r for pair in pairs for r in pair}.values())
+    offsets = {r["key"]: s for r, (s, _) in zip(keys, scorer.process_scores(keys))}
+    assert w == pytest.approx(sc.fit_logprob_weight(pairs, offsets=offsets)) and math.isfinite(w)
+    scorer.logprob_weight = 0.0
     # As a line checker (no verdict on the final answer), the least likely line decides; no line: log 1/2.
     scorer.outcome_label = False
     for (score, _), (lps, _, _) in zip(scorer.score_records(records[:4]), detail):

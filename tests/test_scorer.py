@@ -497,6 +497,42 @@ def test_fit_logprob_weight_is_the_maximum_of_its_objective(diffs):
         assert w == pytest.approx(0.0, abs=1e-9)
 
 
+@pytest.mark.parametrize(
+    "diffs, offsets",
+    [
+        ([1.0, 1.0, -1.0], [0.0, 0.0, 0.0]),  # no offset: the log-probability alone
+        ([1.0, 1.0, -1.0], [3.0, 3.0, -3.0]),  # the offsets already rank the pairs as the lp does
+        ([1.0, 1.0, -1.0], [-2.0, -2.0, 4.0]),  # the offsets rank them the other way round
+        ([0.5, -0.2, 0.3], [0.1, 1.5, -0.4]),
+    ],
+)
+def test_fit_logprob_weight_with_offsets_is_the_maximum_of_its_objective(diffs, offsets):
+    """With a score beside it (the process scorer's), w maximises sum log sigmoid(o + w d) - w^2 / 2."""
+    import math
+
+    pairs = [_lp_pair(i, -0.5 + d, -0.5) for i, d in enumerate(diffs)]
+    scores = {f"r{i}": o for i, o in enumerate(offsets)} | {f"w{i}": 0.0 for i in range(len(offsets))}
+    w = sc.fit_logprob_weight(pairs, offsets=scores)
+
+    def objective(x: float) -> float:
+        return sum(-math.log1p(math.exp(-(o + x * d))) for o, d in zip(offsets, diffs)) - x * x / 2
+
+    best = max((x / 1000 for x in range(-20_000, 20_001)), key=objective)
+    assert w == pytest.approx(best, abs=2e-3) and objective(w) >= objective(best) - 1e-9
+    if not any(offsets):
+        assert w == pytest.approx(sc.fit_logprob_weight(pairs))
+
+
+def test_scorer_identity_changes_with_how_it_scores(tmp_path):
+    (tmp_path / "model.safetensors").write_bytes(b"weights")
+    before = sc.scorer_identity(tmp_path)
+    (tmp_path / sc.SCORER_CONFIG_FILE).write_text(json.dumps({"logprob_weight": 0.0}))
+    middle = sc.scorer_identity(tmp_path)
+    (tmp_path / sc.SCORER_CONFIG_FILE).write_text(json.dumps({"logprob_weight": 2.0}))
+    assert len({before, middle, sc.scorer_identity(tmp_path)}) == 3
+    assert sc.scorer_identity(tmp_path) == sc.scorer_identity(tmp_path)
+
+
 def test_logprob_prior_needs_the_log_probability():
     right, wrong = _lp_pair(0, -0.1, -0.2)
     for bad in (None, float("nan"), True, "-0.1"):

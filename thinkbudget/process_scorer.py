@@ -46,6 +46,7 @@ from thinkbudget.scorer import (
     SCORER_PREFIX,
     ScorerModelConfig,
     record_input,
+    record_logprob,
     scorer_identity,
     slipped_copies,
     truncation,
@@ -172,6 +173,14 @@ class ProcessScorerScriptArguments:
         metadata={"help": "Held-out (right, wrong) pairs per problem and condition for the report (pairs)."},
     )
     slip_seed: int = field(default=0, metadata={"help": "Seed of the slipped copies (integer)."})
+    logprob_prior: bool = field(
+        default=False,
+        metadata={
+            "help": "Score = the process score + w * the policy's mean log-probability of the answer (nats per "
+            "token, as recorded at generation), w fit on the pairs of the held-out training problems, where the "
+            "scorer's own scores are out of sample (needs scorer_eval_fraction > 0). Off: the process score alone."
+        },
+    )
     outcome_label: bool = field(
         default=True,
         metadata={
@@ -191,6 +200,10 @@ class ProcessScorerScriptArguments:
         if isinstance(self.max_pairs_per_group, bool) or self.max_pairs_per_group < 1:
             raise ValueError(
                 f"max_pairs_per_group: must be a positive number of pairs, got {self.max_pairs_per_group}"
+            )
+        if self.logprob_prior and not self.scorer_eval_fraction:
+            raise ValueError(
+                "logprob_prior: its weight is fit on held-out training problems; set scorer_eval_fraction > 0"
             )
 
 
@@ -278,6 +291,7 @@ class ProcessScorer:
         saved = json.loads(config_file.read_text()) if config_file.is_file() else {}
         self.max_length = max_length or saved.get("max_length") or DEFAULT_MAX_LENGTH
         self.outcome_label = bool(saved.get("outcome_label", True))  # does the last token carry a verdict?
+        self.logprob_weight = float(saved.get("logprob_weight") or 0.0)  # the log-probability prior's w
         self.batch_size = batch_size
         self.identity = scorer_identity(path)
 
@@ -307,15 +321,35 @@ class ProcessScorer:
                 out[i] = ([float(right[row, p]) for p in positions], kept, len(inputs[i][0]))
         return out
 
-    def score_records(self, records: Sequence[dict[str, Any]]) -> list[tuple[float, int]]:
-        """(score, tokens read) of each ``samples.jsonl`` record: the smallest log-probability of "right"
-        over its steps. A line checker (trained without the outcome label) leaves the last token out, and
-        an answer without a checkable line scores log 1/2: not checked, neither trusted nor condemned."""
+    def process_scores(self, records: Sequence[dict[str, Any]]) -> list[tuple[float, int]]:
+        """(process score, tokens read) of each record: the smallest log-probability of "right" over its
+        steps. A line checker (trained without the outcome label) leaves the last token out, and an answer
+        without a checkable line scores log 1/2: not checked, neither trusted nor condemned."""
         out = []
         for lps, _, n in self.step_logprobs(records):
             steps = lps if self.outcome_label else lps[:-1]  # the last position is always the final answer's
             out.append((min(steps) if steps else math.log(0.5), n))
         return out
+
+    def score_records(self, records: Sequence[dict[str, Any]]) -> list[tuple[float, int]]:
+        """(score, tokens read) of each ``samples.jsonl`` record: the process score, plus ``w`` times the
+        record's mean log-probability when the scorer carries the log-probability prior."""
+        scored = self.process_scores(records)
+        if not self.logprob_weight:
+            return scored
+        return [(s + self.logprob_weight * record_logprob(r), n) for r, (s, n) in zip(records, scored)]
+
+
+def fit_logprob_prior(scorer: ProcessScorer, pairs: Sequence[tuple[dict[str, Any], dict[str, Any]]]) -> float:
+    """The log-probability prior's weight for ``scorer``: the ``w`` that makes process score + ``w`` x mean
+    log-probability the best Bradley-Terry scorer of ``pairs`` (:func:`thinkbudget.scorer.fit_logprob_weight`
+    with the process scores as offsets). Fit on held-out training problems: on the scorer's own training
+    answers its scores are in sample, too sure of themselves, and the weight would come out too small."""
+    from thinkbudget.scorer import fit_logprob_weight
+
+    records = list({r["key"]: r for pair in pairs for r in pair}.values())
+    offsets = {r["key"]: s for r, (s, _) in zip(records, scorer.process_scores(records))}
+    return fit_logprob_weight(pairs, offsets=offsets)
 
 
 def is_process_scorer(path: str | os.PathLike) -> bool:

@@ -260,18 +260,26 @@ def record_logprob(record: dict[str, Any]) -> float:
     return float(value)
 
 
-def fit_logprob_weight(pairs: Sequence[tuple[dict[str, Any], dict[str, Any]]], l2: float = 1.0) -> float:
-    """The weight ``w`` that makes ``w * mean_logprob`` the best Bradley-Terry scorer of ``pairs``: the
-    maximum of ``sum log sigmoid(w * (lp_chosen - lp_rejected)) - l2 * w**2 / 2`` (concave, Newton's
-    method). The small L2 term keeps ``w`` finite when the log-probability separates every pair."""
+def fit_logprob_weight(
+    pairs: Sequence[tuple[dict[str, Any], dict[str, Any]]],
+    l2: float = 1.0,
+    offsets: dict[str, float] | None = None,
+) -> float:
+    """The weight ``w`` that makes ``offset + w * mean_logprob`` the best Bradley-Terry scorer of ``pairs``:
+    the maximum of ``sum log sigmoid(o_chosen - o_rejected + w * (lp_chosen - lp_rejected)) - l2 * w**2 / 2``
+    (concave, Newton's method), where ``o`` is a record's score in ``offsets`` (by key; none: 0, the
+    log-probability alone). The small L2 term keeps ``w`` finite when the log-probability separates every
+    pair."""
     import math
 
     diffs = [record_logprob(a) - record_logprob(b) for a, b in pairs]
+    base = [offsets[a["key"]] - offsets[b["key"]] if offsets else 0.0 for a, b in pairs]
     w = 0.0
     for _ in range(100):
         grad, hess = -l2 * w, -l2
-        for d in diffs:
-            p = 1.0 / (1.0 + math.exp(-w * d)) if w * d > -700 else 0.0  # sigmoid(w d)
+        for o, d in zip(base, diffs):
+            x = o + w * d
+            p = 1.0 / (1.0 + math.exp(-x)) if x > -700 else 0.0  # sigmoid(o + w d)
             grad += d * (1.0 - p)
             hess -= d * d * p * (1.0 - p)
         step = grad / hess
@@ -509,14 +517,17 @@ def freeze_below_top_layers(model: Any, k: int) -> int:
 # Scoring with a saved scorer (plain transformers)
 # --------------------------------------------------------------------------------------------------
 def scorer_identity(path: str | os.PathLike) -> str:
-    """A name for a saved scorer that changes when it is retrained in place (path, weights' size and time)."""
+    """A name for a saved scorer that changes when it is retrained in place (path, weights' size and time)
+    or its ``scorer.json`` changes (how it scores, e.g. the log-probability prior's weight)."""
     path = Path(path).resolve()
+    config = path / SCORER_CONFIG_FILE
+    suffix = f":{hashlib.sha256(config.read_bytes()).hexdigest()[:12]}" if config.is_file() else ""
     for name in ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "config.json"):
         f = path / name
         if f.is_file():
             st = f.stat()
-            return f"{path}:{st.st_size}:{int(st.st_mtime)}"
-    return str(path)
+            return f"{path}:{st.st_size}:{int(st.st_mtime)}{suffix}"
+    return str(path) + suffix
 
 
 class TrainedScorer:

@@ -31,6 +31,7 @@ from thinkbudget.process_scorer import (
     ProcessScorer,
     ProcessScorerConfig,
     ProcessScorerScriptArguments,
+    fit_logprob_prior,
     process_example,
     step_accuracy,
     step_counts,
@@ -80,6 +81,12 @@ def main(
     held = [r for r in records if held_out_problem(r, frac)]
     kept = [r for r in records if not held_out_problem(r, frac)]
     train_records = with_slips(kept, script_args.slips_per_right, seed=script_args.slip_seed)
+    held_pairs = build_pairs(held, scope="condition", max_pairs_per_group=script_args.max_pairs_per_group)
+    if script_args.logprob_prior and not held_pairs:
+        raise SystemExit(
+            "logprob_prior: the held-out training problems give no (right, wrong) pair to fit its weight on; "
+            "raise scorer_eval_fraction or sample more answers per problem"
+        )
     counts = {"train": step_counts(train_records), "held_out": step_counts(held)}
     counts["train"]["slipped_copies"] = len(train_records) - len(kept)
     logger.info("process scorer data: %s", counts)
@@ -147,7 +154,8 @@ def main(
         "max_length": training_args.max_length,
         "input": SCORER_PREFIX + "<pre-filled tokens + completion>",
         "steps": "the last token of each arithmetic line of the thinking, then the last token",
-        "outcome_label": script_args.outcome_label,  # false: the last token is no step (a line checker)
+        "outcome_label": script_args.outcome_label,
+        "logprob_weight": 0.0,  # score = process score + logprob_weight * mean_logprob (fit below when asked)  # false: the last token is no step (a line checker)
         "score": "the smallest log-probability of 'right' over the steps (log 1/2 without any)",
         "slips_per_right": script_args.slips_per_right,
         "trained_on": [p["dir"] for p in provenance],
@@ -160,7 +168,10 @@ def main(
         if held:
             scorer = ProcessScorer(str(out), dtype="bfloat16" if training_args.bf16 else "float32")
             held_out = step_accuracy(scorer, held)
-            pairs = build_pairs(held, scope="condition", max_pairs_per_group=script_args.max_pairs_per_group)
+            pairs = held_pairs
+            if script_args.logprob_prior:  # w fit where the scorer's scores are out of sample
+                scorer.logprob_weight = scorer_config["logprob_weight"] = fit_logprob_prior(scorer, pairs)
+                write_json_atomic(out / SCORER_CONFIG_FILE, scorer_config)
             keys = list({r["key"]: r for pair in pairs for r in pair}.values())
             scores = {r["key"]: s for r, (s, _) in zip(keys, scorer.score_records(keys))}
             held_out["pairs"] = len(pairs)
@@ -177,7 +188,8 @@ def main(
             "data": counts,
             "data_provenance": provenance,
             "held_out": held_out,
-            "held_out_pairwise_accuracy": held_out.get("pairwise_accuracy"),
+            "held_out_pairwise_accuracy": held_out.get("pairwise_accuracy"),  # with the prior when it is on
+            "logprob_weight": scorer_config.get("logprob_weight", 0.0),
             "train_runtime_s": round(result.metrics.get("train_runtime", wall), 3),
             "train_loss": result.metrics.get("train_loss"),
         },
