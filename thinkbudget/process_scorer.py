@@ -12,7 +12,7 @@ made by a program, as in Math-Shepherd, Wang et al. 2024).
 thinking (the evaluation's step correctness, one rule): a line is labelled right or wrong at its last
 token. The last token of the completion is labelled with the answer's correctness (the project's one
 scorer, ``correct`` in ``samples.jsonl``), so answers without arithmetic lines (the result alone) are
-judged too. Slipped copies of right answers (:func:`thinkbudget.scorer.slipped_record`: one line's result
+judged too. Slipped copies of right answers (:func:`thinkbudget.scorer.slipped_copies`: one line's result
 changed, the rest made to follow) add wrong lines where the policy writes few.
 
 **Input.** The pairwise scorer's: ``Question: <question>\\n\\nResponse: <completion>``, truncated by
@@ -22,7 +22,13 @@ lines is read from the text alone; their verdicts are the training labels and ar
 **Model and score.** ``AutoModelForTokenClassification`` with two labels (wrong, right), cross-entropy at
 the labelled positions only (HF ``Trainer``, ``train/process_scorer.py``). An answer's score is the
 smallest log-probability of "right" over its positions: one wrong line condemns the answer (the min
-aggregate of Math-Shepherd), and scores compare within a problem as the pairwise scorer's do.
+aggregate of Math-Shepherd), and scores compare within a problem as the pairwise scorer's do. With the
+log-probability prior, ``w`` x the policy's mean log-probability is added, ``w`` fit on held-out training
+problems (:func:`fit_logprob_prior`).
+
+**Measured** (``results/frontier-cpu-smollm2-135m/experiment-process-scorer/``): on the seventh proof's
+12,800 held-out answers it ranks 70.0 % of (right, wrong) pairs against the pairwise scorer's 66.0 %, and
+calls 36 % of the policy's wrong lines wrong (56 % as a line checker trained on more slips).
 """
 
 from __future__ import annotations

@@ -34,6 +34,9 @@ checkpoint, where a head trained on 1,600 pairs reached 79 %). With the prior on
 TRL's ``margin`` column (the loss is ``-log sigmoid(score_chosen - score_rejected)`` of the whole score).
 The log-probability is the one recorded when the answer was generated (``mean_logprob`` in
 ``samples.jsonl``): it costs no extra token, and it is the only other field the scorer reads.
+
+**The other kind.** :mod:`thinkbudget.process_scorer` judges every arithmetic line and the answer instead
+of pairs of whole answers; :func:`load_scorer` loads either, by the ``kind`` in ``scorer.json``.
 """
 
 from __future__ import annotations
