@@ -308,6 +308,14 @@ def test_frontier_recipe_names_its_scorer_script(tmp_path):
         and "train/process_scorer.py --config configs/scorer/process-smollm2-135m.yaml" in out
     )
     assert "--slips_per_right 2" in out, out[-3000:]
+    # The recipe's start (the base model, as measured) comes after the policy the run passes: the last flag wins.
+    assert out.index("--model_name_or_path smollm2-135m") > out.index("--model_name_or_path ckpt")
+    _, _, model = run_folders.parse_config(
+        _load_entry().CONFIG_CLASSES,
+        ["--config", str(SMOKE), "--model_name_or_path", "ckpt", "--model_name_or_path", "smollm2-135m"]
+        + ["--bf16", "false"],
+    )
+    assert model.model_name_or_path == "smollm2-135m"
     # The pairwise scorer back: its own recipe and keys; a process scorer's key is refused there.
     text = shipped.read_text()
     assert "scorer_script: train/process_scorer.py" in text and "    slips_per_right: 2" in text
