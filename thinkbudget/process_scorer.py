@@ -51,6 +51,8 @@ from thinkbudget.scorer import (
     SCORER_CONFIG_FILE,
     SCORER_PREFIX,
     ScorerModelConfig,
+    forward_batches,
+    load_saved_scorer,
     record_input,
     record_logprob,
     scorer_identity,
@@ -282,19 +284,11 @@ class ProcessScorer:
         batch_size: int = 16,
         max_length: int | None = None,
     ):
-        import torch
-        from transformers import AutoModelForTokenClassification, AutoTokenizer
+        from transformers import AutoModelForTokenClassification
 
-        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        if dtype == "auto":
-            dtype = "bfloat16" if self.device.startswith("cuda") else "float32"
-        self.tokenizer = AutoTokenizer.from_pretrained(path)
-        if self.tokenizer.pad_token is None:
-            self.tokenizer.pad_token = self.tokenizer.eos_token
-        self.model = AutoModelForTokenClassification.from_pretrained(path, dtype=getattr(torch, dtype))
-        self.model.to(self.device).eval()
-        config_file = Path(path) / SCORER_CONFIG_FILE
-        saved = json.loads(config_file.read_text()) if config_file.is_file() else {}
+        self.device, self.tokenizer, self.model, saved = load_saved_scorer(
+            path, AutoModelForTokenClassification, device, dtype
+        )
         self.max_length = max_length or saved.get("max_length") or DEFAULT_MAX_LENGTH
         self.outcome_label = bool(saved.get("outcome_label", True))  # does the last token carry a verdict?
         self.logprob_weight = float(saved.get("logprob_weight") or 0.0)  # the log-probability prior's w
@@ -311,16 +305,9 @@ class ProcessScorer:
             question, response = record_input(r)
             ends = [e for e, _ in line_steps(response)]  # where the lines are; their verdicts are not read
             inputs.append(process_input(self.tokenizer, question, response, ends, self.max_length))
-        order = sorted(range(len(inputs)), key=lambda i: len(inputs[i][0]))
         out: list[Any] = [None] * len(inputs)
-        pad = self.tokenizer.pad_token_id
-        for lo in range(0, len(order), self.batch_size):
-            chunk = order[lo : lo + self.batch_size]
-            width = max(len(inputs[i][0]) for i in chunk)
-            ids = torch.tensor([inputs[i][0] + [pad] * (width - len(inputs[i][0])) for i in chunk])
-            mask = torch.tensor([[1] * len(inputs[i][0]) + [0] * (width - len(inputs[i][0])) for i in chunk])
-            with torch.inference_mode():
-                logits = self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device)).logits
+        ids = [ids for ids, _, _ in inputs]
+        for chunk, logits in forward_batches(self.model, ids, self.batch_size, self.tokenizer.pad_token_id):
             right = torch.log_softmax(logits.float(), dim=-1)[..., 1].cpu()
             for row, i in enumerate(chunk):
                 _, positions, kept = inputs[i]
@@ -366,21 +353,34 @@ def is_process_scorer(path: str | os.PathLike) -> bool:
     return json.loads(config_file.read_text()).get("kind") == PROCESS_KIND
 
 
+def labelled_steps(
+    scorer: ProcessScorer, records: Sequence[dict[str, Any]]
+) -> list[list[tuple[str, bool, float]]]:
+    """For each record, its scored steps as (kind, label, log-probability of "right"): kind ``line`` (label:
+    the line re-evaluated) or ``answer`` (label: the answer's correctness; none for a line checker, which
+    gives the final answer no verdict)."""
+    out = []
+    for r, (lps, kept, _) in zip(records, scorer.step_logprobs(records)):
+        steps = line_steps(record_input(r)[1])
+        labelled = []
+        for lp, k in zip(lps, kept):
+            if k < len(steps):
+                labelled.append(("line", steps[k][1], lp))
+            elif scorer.outcome_label:
+                labelled.append(("answer", bool(r["correct"]), lp))
+        out.append(labelled)
+    return out
+
+
 def step_accuracy(scorer: ProcessScorer, records: Sequence[dict[str, Any]]) -> dict[str, float | int | None]:
     """How often the scorer's verdict (right when P(right) > 1/2) matches the label, per kind of step:
     right and wrong lines, right and wrong final answers (none for a line checker); with the counts."""
     hits = {k: [0, 0] for k in ("lines_right", "lines_wrong", "answers_right", "answers_wrong")}
-    for r, (lps, kept, _) in zip(records, scorer.step_logprobs(records)):
-        steps = line_steps(record_input(r)[1])
-        for lp, k in zip(lps, kept):
-            if k < len(steps):
-                kind, label = ("lines_right" if steps[k][1] else "lines_wrong"), steps[k][1]
-            elif scorer.outcome_label:
-                kind, label = ("answers_right" if r["correct"] else "answers_wrong"), bool(r["correct"])
-            else:
-                continue  # a line checker gives the final answer no verdict
-            hits[kind][0] += (math.exp(lp) > 0.5) == label
-            hits[kind][1] += 1
+    for steps in labelled_steps(scorer, records):
+        for kind, label, lp in steps:
+            key = f"{kind}s_{'right' if label else 'wrong'}"
+            hits[key][0] += (math.exp(lp) > 0.5) == label
+            hits[key][1] += 1
     out: dict[str, float | int | None] = {}
     for kind, (hit, n) in hits.items():
         out[f"{kind}_accuracy"] = hit / n if n else None

@@ -533,6 +533,69 @@ def scorer_identity(path: str | os.PathLike) -> str:
     return str(path) + suffix
 
 
+def load_saved_scorer(
+    path: str, model_class: Any, device: str | None, dtype: str
+) -> tuple[str, Any, Any, dict[str, Any]]:
+    """``(device, tokenizer, model, scorer.json)`` of a saved scorer of either kind: the model in eval mode
+    on ``device`` (default: CUDA when there is one), in ``dtype`` (``auto``: bf16 on CUDA, else fp32)."""
+    import torch
+    from transformers import AutoTokenizer
+
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if dtype == "auto":
+        dtype = "bfloat16" if device.startswith("cuda") else "float32"
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model = model_class.from_pretrained(path, dtype=getattr(torch, dtype))
+    model.to(device).eval()
+    if model.config.pad_token_id is None:
+        model.config.pad_token_id = tokenizer.pad_token_id
+    config_file = Path(path) / SCORER_CONFIG_FILE
+    saved = json.loads(config_file.read_text()) if config_file.is_file() else {}
+    return device, tokenizer, model, saved
+
+
+def forward_batches(
+    model: Any, ids: Sequence[Sequence[int]], batch_size: int, pad: int
+) -> Iterable[tuple[list[int], Any]]:
+    """The model's logits over ``ids`` in batches of similar length (right-padded with ``pad``): yields
+    (indices into ``ids``, logits of those rows)."""
+    import torch
+
+    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+    device = next(model.parameters()).device
+    for lo in range(0, len(order), batch_size):
+        chunk = order[lo : lo + batch_size]
+        width = max(len(ids[i]) for i in chunk)
+        input_ids = torch.tensor([list(ids[i]) + [pad] * (width - len(ids[i])) for i in chunk])
+        mask = torch.tensor([[1] * len(ids[i]) + [0] * (width - len(ids[i])) for i in chunk])
+        with torch.inference_mode():
+            logits = model(input_ids=input_ids.to(device), attention_mask=mask.to(device)).logits
+        yield chunk, logits
+
+
+def scorer_data_and_start(data_dirs: Sequence[str], model_name_or_path: str | None) -> tuple[list, list, str]:
+    """``(records, provenance, start_from)`` of a scorer's training run, checked before anything loads:
+    the data folders (training split only) and the weights to start from (unset: the one checkpoint that
+    wrote the data, so the policy judges its own answers). A bad value exits naming it."""
+    if not data_dirs:
+        raise SystemExit("data_dirs: name at least one scorer data folder (eval/evaluate.py --split train)")
+    try:
+        records, provenance = load_scorer_data(data_dirs)
+    except ValueError as e:
+        raise SystemExit(f"data_dirs: {e}") from None
+    start_from = model_name_or_path
+    if start_from is None:
+        sources = {p["model_path"] for p in provenance}
+        if len(sources) != 1:
+            raise SystemExit(
+                f"model_name_or_path: the data comes from {sorted(sources)}; name one to start from"
+            )
+        start_from = sources.pop()
+    return records, provenance, start_from
+
+
 class TrainedScorer:
     """A saved scorer (``AutoModelForSequenceClassification``, one logit) reading question + completion.
 
@@ -547,21 +610,11 @@ class TrainedScorer:
         batch_size: int = 16,
         max_length: int | None = None,
     ):
-        import torch
-        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+        from transformers import AutoModelForSequenceClassification
 
-        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        if dtype == "auto":
-            dtype = "bfloat16" if self.device.startswith("cuda") else "float32"
-        self.tokenizer = AutoTokenizer.from_pretrained(path)
-        if self.tokenizer.pad_token is None:
-            self.tokenizer.pad_token = self.tokenizer.eos_token
-        self.model = AutoModelForSequenceClassification.from_pretrained(path, dtype=getattr(torch, dtype))
-        self.model.to(self.device).eval()
-        if self.model.config.pad_token_id is None:
-            self.model.config.pad_token_id = self.tokenizer.pad_token_id
-        config_file = Path(path) / SCORER_CONFIG_FILE
-        saved = json.loads(config_file.read_text()) if config_file.is_file() else {}
+        self.device, self.tokenizer, self.model, saved = load_saved_scorer(
+            path, AutoModelForSequenceClassification, device, dtype
+        )
         self.max_length = max_length or saved.get("max_length") or DEFAULT_MAX_LENGTH
         self.logprob_weight = float(saved.get("logprob_weight") or 0.0)  # the log-probability prior's w
         self.batch_size = batch_size
@@ -570,21 +623,9 @@ class TrainedScorer:
     def score(self, inputs: Sequence[tuple[str, str]]) -> list[tuple[float, int]]:
         """(head score, tokens read) for each (question, response), in order: the head alone (a scorer
         with the log-probability prior adds it in :meth:`score_records`)."""
-        import torch
-
         ids = [scorer_input_ids(self.tokenizer, q, r, self.max_length) for q, r in inputs]
-        order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
         out: list[tuple[float, int] | None] = [None] * len(ids)
-        pad = self.tokenizer.pad_token_id
-        for lo in range(0, len(order), self.batch_size):
-            chunk = order[lo : lo + self.batch_size]
-            width = max(len(ids[i]) for i in chunk)
-            input_ids = torch.tensor([ids[i] + [pad] * (width - len(ids[i])) for i in chunk])
-            mask = torch.tensor([[1] * len(ids[i]) + [0] * (width - len(ids[i])) for i in chunk])
-            with torch.inference_mode():
-                logits = self.model(
-                    input_ids=input_ids.to(self.device), attention_mask=mask.to(self.device)
-                ).logits
+        for chunk, logits in forward_batches(self.model, ids, self.batch_size, self.tokenizer.pad_token_id):
             for i, value in zip(chunk, logits[:, 0].float().cpu().tolist()):
                 out[i] = (float(value), len(ids[i]))
         return [o for o in out if o is not None]

@@ -42,9 +42,9 @@ from thinkbudget.scorer import (
     fit_logprob_weight,
     freeze_below_top_layers,
     held_out_problem,
-    load_scorer_data,
     pairs_dataset,
     record_logprob,
+    scorer_data_and_start,
     share_ranked_right,
     slip_pairs,
 )
@@ -57,20 +57,9 @@ def main(
 ) -> dict:
     """Train, save the final scorer in ``training_args.output_dir`` and return the run summary."""
     # 1. The data folders and the run folder are checked before anything loads.
-    if not script_args.data_dirs:
-        raise SystemExit("data_dirs: name at least one scorer data folder (eval/evaluate.py --split train)")
-    try:
-        records, provenance = load_scorer_data(script_args.data_dirs)
-    except ValueError as e:
-        raise SystemExit(f"data_dirs: {e}") from None
-    start_from = model_args.model_name_or_path
-    if start_from is None:  # the policy that wrote the answers judges them
-        sources = {p["model_path"] for p in provenance}
-        if len(sources) != 1:
-            raise SystemExit(
-                f"model_name_or_path: the data comes from {sorted(sources)}; name one to start from"
-            )
-        start_from = sources.pop()
+    records, provenance, start_from = scorer_data_and_start(
+        script_args.data_dirs, model_args.model_name_or_path
+    )
     model_path, resume, out = start_training_run(start_from, training_args)
 
     from thinkbudget.models import load_tokenizer, prepare_tokenizer_and_model, save_final_model

@@ -19,8 +19,7 @@ import math
 from pathlib import Path
 
 from thinkbudget.evaluation import load_records
-from thinkbudget.process_scorer import ProcessScorer, line_steps
-from thinkbudget.scorer import record_input
+from thinkbudget.process_scorer import ProcessScorer, labelled_steps
 
 
 def auc(right: list[float], wrong: list[float]) -> float | None:
@@ -60,15 +59,10 @@ def main() -> None:
         "answer_wrong": [],
     }
     caught = wrong_with_bad_line = 0
-    for r, (lps, kept, _) in zip(records, scorer.step_logprobs(records)):
-        steps = line_steps(record_input(r)[1])
-        lines = []
-        for lp, k in zip(lps, kept):
-            if k < len(steps):
-                scores["line_right" if steps[k][1] else "line_wrong"].append(lp)
-                lines.append((lp, steps[k][1]))
-            elif scorer.outcome_label:  # a line checker gives the final answer no verdict
-                scores["answer_right" if r["correct"] else "answer_wrong"].append(lp)
+    for r, steps in zip(records, labelled_steps(scorer, records)):
+        for kind, label, lp in steps:
+            scores[f"{kind}_{'right' if label else 'wrong'}"].append(lp)
+        lines = [(lp, label) for kind, label, lp in steps if kind == "line"]
         if not r["correct"] and any(not ok for _, ok in lines):
             wrong_with_bad_line += 1
             caught += not min(lines)[1]  # the lowest-scored line is a wrong one
