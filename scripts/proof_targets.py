@@ -178,7 +178,7 @@ def granularity_table(
     if not manifest.is_file() or not (checkpoint / "tokenizer_config.json").is_file():
         return []
     mix = json.loads(manifest.read_text())["config"]["data"]
-    rule = target_rule(mix)
+    rule = target_rule(mix, task)
     plan = rule["plan"]
     config = load_results(run / "eval" / stage)["config"]
     limit = dict(zip(config.get("tasks") or [], config.get("task_limits") or [])).get(task, config["limit"])

@@ -198,6 +198,43 @@ def test_target_rule_reads_args_and_manifests():
     )
     # A manifest written before these fields existed: the old rule.
     assert target_rule({"plan_line": False}) == {"plan": False, "granularities": (), "margin": 0.0}
+    # Per-task margins: each task its own; no task (or one the mix lacks) reads budget_margin.
+    mix = {"tasks": ["chain", "gsm8k"], "budget_margin": 0.15, "task_budget_margins": [0.1, 0.35]}
+    assert [target_rule(mix, t)["margin"] for t in ("chain", "gsm8k", "other", None)] == [
+        0.1,
+        0.35,
+        0.15,
+        0.15,
+    ]
+    args = DataMixArguments(tasks=["chain", "gsm8k"], budget_margin=0.15, task_budget_margins=[0.15, 0.35])
+    assert (target_rule(args, "chain")["margin"], target_rule(args, "gsm8k")["margin"]) == (0.15, 0.35)
+
+
+def test_task_budget_margins_shape_each_tasks_targets(tokenizer):
+    """A task's own margin decides its budgeted targets, in the SFT rows and the RL rows' target shape; the
+    other task's rows are those of budget_margin alone."""
+    from thinkbudget.data import build_rl_dataset, build_sft_dataset
+
+    base = dict(tasks=["chain", "gsm8k"], task_train_problems=[12, 12], num_test_problems=0, budgets=[32])
+    base |= dict(think_budget_ratio=1.0, think_free_ratio=0.0, no_think_ratio=0.0, rows_per_problem=1)
+    base |= dict(granularities=["terse", "condensed"], budget_margin=0.0)
+    same = build_sft_dataset(DataMixArguments(**base), tokenizer)
+    wide = build_sft_dataset(DataMixArguments(**base, task_budget_margins=[0.0, 0.45]), tokenizer)
+    for a, b in zip(same, wide):
+        assert a["id"] == b["id"]
+        if a["task"] == "chain":
+            assert a["completion"] == b["completion"]
+        elif a["granularity"] != "result":
+            assert a["thinking_tokens"] <= 32  # fits the budget without a margin
+        if b["task"] == "gsm8k" and b["granularity"] != "result":
+            assert b["thinking_tokens"] <= 0.55 * 32  # and within (1 - 0.45) of it with one
+    gsm = [(a["granularity"], b["granularity"]) for a, b in zip(same, wide) if a["task"] == "gsm8k"]
+    assert any(x != "result" and y == "result" for x, y in gsm), gsm  # the wider margin made some coarser
+    rl_same = build_rl_dataset(DataMixArguments(**base), tokenizer)
+    rl_wide = build_rl_dataset(DataMixArguments(**base, task_budget_margins=[0.0, 0.45]), tokenizer)
+    lines = [(a["task"], a["target_lines"], b["target_lines"]) for a, b in zip(rl_same, rl_wide)]
+    assert all(x == y for t, x, y in lines if t == "chain")
+    assert any(x > 0 and y == 0 for t, x, y in lines if t == "gsm8k"), lines
 
 
 def test_target_lines_literal(tokenizer):
@@ -482,6 +519,14 @@ BAD_ARGS = [
     ({"budget_margin": 0.5}, r"budget_margin: must be a fraction in \[0, 0.5\)"),
     ({"budget_margin": -0.1}, "budget_margin"),
     ({"budget_margin": "0.1"}, "budget_margin"),
+    (
+        {"task_budget_margins": [0.1, 0.2]},
+        r"task_budget_margins: has 2 margins for 4 tasks \(chain, multiply",
+    ),
+    (
+        {"task_budget_margins": [0.1, 0.5, 0.1, "x"]},
+        r"task_budget_margins: every margin must be a fraction in \[0, 0.5\)",
+    ),
     (
         {"rows_per_problem": 3, "think_budget_ratio": 0, "think_free_ratio": 0.5, "no_think_ratio": 0.5},
         "rows_per_problem: must be a whole number from 1 to 2 .*off, free",

@@ -110,13 +110,17 @@ def test_shipped_profiles_load_and_their_keys_exist(name):
 @pytest.mark.parametrize("name", ["cpu", "cpu-proof"])
 def test_cpu_profiles_start_the_overlong_ramp_where_sft_targets_end(name):
     """The CPU profiles' GRPO penalty ramps over the last ``soft_punish_cache_ratio`` of the budget, and
-    their data recipe ends every budgeted SFT target by (1 - ``budget_margin``) of it: the two must stay
-    equal, or GRPO pays traces longer than any SFT target (the sixth proof: within budget 83 % at 32)."""
+    their data recipe ends every budgeted SFT target by (1 - margin) of it, the margin of its task: the
+    ramp must start where the narrowest margin's targets end, or GRPO pays traces longer than any SFT
+    target (the sixth proof: within budget 83 % at 32); a task with a wider margin ends its targets earlier."""
+    from thinkbudget.data import target_rule
+
     profile = load_profile(name)
     rl = profile.rl.overrides
     assert "soft_overlong" in rl["reward_funcs"]
     data = yaml.safe_load((ROOT / profile.data.recipe).read_text())
-    assert rl["soft_punish_cache_ratio"] == data["budget_margin"]
+    margins = [target_rule(data, task)["margin"] for task in data["tasks"]]
+    assert rl["soft_punish_cache_ratio"] == min(margins)
 
 
 def test_profile_errors_name_the_file_and_key(tmp_path):

@@ -181,6 +181,14 @@ class DataMixArguments:
             "problem's size by a little and writes the next finer trace still stays within the budget."
         },
     )
+    task_budget_margins: list[float] = field(
+        default_factory=list,
+        metadata={
+            "help": "budget_margin per task, in the order of tasks (fractions in [0, 0.5)); empty = "
+            "budget_margin for every task. Why per task: a model judges a chain's length from its operands, "
+            "a word problem's hardly at all, so word problems need a wider margin to stay within the budget."
+        },
+    )
 
     def __post_init__(self) -> None:
         self.validate()
@@ -246,6 +254,17 @@ class DataMixArguments:
                 raise ValueError(f"granularities: unknown granularity {g!r}; valid: {', '.join(known)}")
         if not _is_number(self.budget_margin) or not 0.0 <= self.budget_margin < 0.5:
             raise ValueError(f"budget_margin: must be a fraction in [0, 0.5), got {self.budget_margin!r}")
+        if self.task_budget_margins:
+            if len(self.task_budget_margins) != len(self.tasks):
+                raise ValueError(
+                    f"task_budget_margins: has {len(self.task_budget_margins)} margins for {len(self.tasks)} "
+                    f"tasks ({', '.join(self.tasks)}); give one margin per task or none (budget_margin for all)"
+                )
+            bad = [m for m in self.task_budget_margins if not _is_number(m) or not 0.0 <= m < 0.5]
+            if bad:
+                raise ValueError(
+                    f"task_budget_margins: every margin must be a fraction in [0, 0.5), got {bad}"
+                )
         n_types = len(row_types(self))
         r = self.rows_per_problem
         if isinstance(r, bool) or not isinstance(r, int) or not 1 <= r <= max(n_types, 1):
@@ -484,15 +503,22 @@ def fit_trace(
     return None, None, 0
 
 
-def target_rule(mix: DataMixArguments | Mapping[str, Any]) -> dict[str, Any]:
+def target_rule(mix: DataMixArguments | Mapping[str, Any], task: str | None = None) -> dict[str, Any]:
     """The keyword arguments of :func:`fit_trace` that a data mix (its arguments, or the ``config.data``
-    of a prepared folder's manifest) sets: ``plan``, ``granularities``, ``margin``. The one reading, so
-    that the report judges samples against the targets SFT was trained on."""
+    of a prepared folder's manifest) sets for ``task``'s problems: ``plan``, ``granularities``,
+    ``margin`` (the task's entry of ``task_budget_margins`` where the mix lists one, else
+    ``budget_margin``). The one reading, so that the report judges samples against the targets SFT was
+    trained on."""
     get = mix.get if isinstance(mix, Mapping) else lambda key, default: getattr(mix, key, default)
+    margin = get("budget_margin", 0.0) or 0.0
+    per_task = list(get("task_budget_margins", ()) or ())
+    tasks = list(get("tasks", ()) or ())
+    if per_task and task in tasks:
+        margin = per_task[tasks.index(task)]
     return {
         "plan": bool(get("plan_line", False)),
         "granularities": tuple(get("granularities", ()) or ()),
-        "margin": float(get("budget_margin", 0.0) or 0.0),
+        "margin": float(margin),
     }
 
 
@@ -581,7 +607,7 @@ def build_sft_dataset(args: DataMixArguments, tokenizer: Any, split: str = "trai
     k = args.rows_per_problem if split == "train" else 1
     decisions = auto.load_decisions(args.auto_decisions) if args.auto_ratio > 0 else {}
     pairs = [(p, plan) for p in _problems(args, split) for plan in draw_row_plans(args, split, p.id, k)]
-    rule = target_rule(args)
+    rules = {t: target_rule(args, t) for t in args.tasks}
     for p, plan in tqdm(pairs, desc=f"sft/{split}", mininterval=5, disable=None):
         if not p.traces and plan.mode == "think":
             plan = RowPlan("no_think", plan.control, None)  # nothing to think with: a no-think row
@@ -590,7 +616,7 @@ def build_sft_dataset(args: DataMixArguments, tokenizer: Any, split: str = "trai
         if plan.mode == "auto" and not auto_thinks(p, decisions, tokenizer):
             completion = format_response(None, answer)  # nothing pre-filled: the model writes the empty block
         elif plan.mode in ("think", "auto"):
-            plan, (gran, trace, n_think) = fit_budgeted_row(p, plan, args.budgets, tokenizer, **rule)
+            plan, (gran, trace, n_think) = fit_budgeted_row(p, plan, args.budgets, tokenizer, **rules[p.task])
             completion = format_response(trace, answer)
         elif plan.control == "kwargs":
             completion = answer  # the template pre-filled the empty think block
@@ -620,7 +646,7 @@ def build_rl_dataset(args: DataMixArguments, tokenizer: Any, split: str = "train
 
     args.validate()
     rows: dict[str, list[Any]] = {c: [] for c in RL_COLUMNS}
-    rule = target_rule(args)
+    rules = {t: target_rule(args, t) for t in args.tasks}
     for p in tqdm(_problems(args, split), desc=f"rl/{split}", mininterval=5, disable=None):
         plan = draw_row_plan(args, split, p.id)
         row = {
@@ -633,7 +659,7 @@ def build_rl_dataset(args: DataMixArguments, tokenizer: Any, split: str = "train
             "control": plan.control,
             "budget": plan.budget,
             "id": p.id,
-            "target_lines": target_lines_of(p, plan, tokenizer, **rule),
+            "target_lines": target_lines_of(p, plan, tokenizer, **rules[p.task]),
             "full_trace_tokens": full_trace_tokens(p.traces, tokenizer),
         }
         for c in RL_COLUMNS:
