@@ -3,7 +3,8 @@
     python results/frontier-cpu-smollm2-135m/experiment-process-scorer/compare.py
 
 Reads ../eval/frontier.json (the committed frontier run: the pairwise scorer) and the frontier.json of each
-process scorer in this folder (lines-and-answer/, lines-and-answer-logprob-prior/, lines-and-answer-6-slips/, lines-only/), and writes compare.md and compare.json: the
+process scorer in this folder (lines-and-answer/, lines-and-answer-logprob-prior/, lines-and-answer-6-slips/, lines-only/,
+lines-and-answer-policy-start/), and writes compare.md and compare.json: the
 held-out pairwise accuracy (overall with its interval, per condition), best-of-8 and the scorer-weighted
 vote against majority@8 and best-of-8 against mean log-probability (paired over problems, 95 % intervals),
 and the share of the gap from one sample to pass@8 that best-of-8 closes. Nothing here is typed by hand.
@@ -21,6 +22,7 @@ RUNS = {
     "the same + 2.00 x log-probability": HERE / "lines-and-answer-logprob-prior" / "frontier.json",
     "lines and answer, 6 slips": HERE / "lines-and-answer-6-slips" / "frontier.json",
     "process scorer: lines only": HERE / "lines-only" / "frontier.json",
+    "lines and answer, from the policy's weights": HERE / "lines-and-answer-policy-start" / "frontier.json",
 }
 BUDGETS = ("off", "32", "64", "128")
 
