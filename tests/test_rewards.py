@@ -434,3 +434,22 @@ def test_fuzz_random_token_ids_and_strings(rewards, tokenizer, prompts):
     for name, f in rewards.items():
         values = f(prompts=kw["prompts"], completions=batch_text, answer=kw["answer"], budget=kw["budget"])
         assert len(values) == n, name
+
+
+def test_correctness_unbudgeted_pays_only_where_no_budget_is_stated(rewards, tokenizer, prompts):
+    """Right past the budget earns what wrong does (None: budget_cutoff alone pays budgeted rows); free
+    thinking and thinking off are paid as by ``correctness``."""
+    f = {"correctness_unbudgeted": rewards["correctness_unbudgeted"], "correctness": rewards["correctness"]}
+    cases = [
+        # (completion, kind, budget, mode, gold, expected correctness_unbudgeted, expected correctness)
+        (thinking(6) + ANSWER, "budget", B, "think", "5", None, 1.0),  # within the budget
+        (thinking(14) + ANSWER, "budget", B, "think", "5", None, 1.0),  # past it
+        (thinking(6) + ANSWER, "free", None, "think", "5", 1.0, 1.0),
+        (thinking(6) + ANSWER, "free", None, "think", "6", 0.0, 0.0),
+        (ANSWER, "no_think", None, "no_think", "5", 1.0, 1.0),
+        (ANSWER, "no_think", None, "no_think", "4", 0.0, 0.0),
+        (thinking(6) + ANSWER, "free", None, "think", None, None, None),  # no gold
+    ]
+    for completion, kind, budget, mode, gold, want, want_plain in cases:
+        got = score(f, tokenizer, prompts, completion, kind=kind, gold=gold, budget=budget, mode=mode)
+        assert (got["correctness_unbudgeted"], got["correctness"]) == (want, want_plain), (kind, budget, gold)

@@ -391,6 +391,26 @@ class CorrectnessReward(Reward):
         return None if c is None else float(c)
 
 
+class UnbudgetedCorrectnessReward(Reward):
+    """``correctness_unbudgeted``: ``correctness`` on rows without a stated budget (thinking off, free
+    thinking); None on the rows ``budget_cutoff`` pays (a stated budget), so that with it a right answer
+    past the budget earns no more than a wrong one.
+
+    Why: with plain ``correctness`` a right answer over the budget still earns 1 more than a wrong one,
+    so in a group of rollouts that run over, GRPO's group-relative advantage pushes towards them (the
+    eighth CPU proof: within budget at 32 fell from SFT's 100 % to 94.5 %, and right-and-within stayed at
+    SFT's 22 %)."""
+
+    name = "correctness_unbudgeted"
+    bounds = (0.0, 1.0)
+
+    def row(self, row):
+        if row["budget"] is not None and (row["mode"] == "think" or row["auto"]):
+            return None
+        c = self.correct(row)
+        return None if c is None else float(c)
+
+
 class FormatReward(Reward):
     """``format``: 1 if the completion is well formed, else 0.
 
@@ -695,6 +715,7 @@ REWARDS: dict[str, type[Reward]] = {
         L1ExactReward,
         L1MaxReward,
         BudgetCutoffReward,
+        UnbudgetedCorrectnessReward,
         SoftOverlongReward,
         GroupLengthReward,
         CosineReward,
