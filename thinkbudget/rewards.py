@@ -397,9 +397,9 @@ class UnbudgetedCorrectnessReward(Reward):
     past the budget earns no more than a wrong one.
 
     Why: with plain ``correctness`` a right answer over the budget still earns 1 more than a wrong one,
-    so in a group of rollouts that run over, GRPO's group-relative advantage pushes towards them (the
-    eighth CPU proof: within budget at 32 fell from SFT's 100 % to 94.5 %, and right-and-within stayed at
-    SFT's 22 %)."""
+    so in a group of rollouts that run over, GRPO's group-relative advantage could push towards them.
+    Measured against the eighth CPU proof's GRPO, from the same SFT: within budget at 32 94.8 % against
+    94.5 %, the drift unchanged (results/grpo-unbudgeted-correctness-experiment-cpu-smollm2-135m/)."""
 
     name = "correctness_unbudgeted"
     bounds = (0.0, 1.0)
