@@ -50,12 +50,10 @@ from thinkbudget.scorer import (
     DEFAULT_MAX_LENGTH,
     SCORER_CONFIG_FILE,
     SCORER_PREFIX,
+    SavedScorer,
     ScorerModelConfig,
     forward_batches,
-    load_saved_scorer,
     record_input,
-    record_logprob,
-    scorer_identity,
     slipped_copies,
     truncation,
 )
@@ -271,29 +269,17 @@ CONFIG_CLASSES = (ProcessScorerScriptArguments, ProcessScorerConfig, ScorerModel
 # --------------------------------------------------------------------------------------------------
 # Scoring with a saved process scorer (plain transformers)
 # --------------------------------------------------------------------------------------------------
-class ProcessScorer:
+class ProcessScorer(SavedScorer):
     """A saved process scorer (``AutoModelForTokenClassification``, labels wrong/right): an answer's score
     is the smallest log-probability of "right" over its steps (:func:`process_input`)."""
 
-    def __init__(
-        self,
-        path: str,
-        *,
-        device: str | None = None,
-        dtype: str = "auto",
-        batch_size: int = 16,
-        max_length: int | None = None,
-    ):
-        from transformers import AutoModelForTokenClassification
+    model_class = "AutoModelForTokenClassification"
 
-        self.device, self.tokenizer, self.model, saved = load_saved_scorer(
-            path, AutoModelForTokenClassification, device, dtype
-        )
-        self.max_length = max_length or saved.get("max_length") or DEFAULT_MAX_LENGTH
-        self.outcome_label = bool(saved.get("outcome_label", True))  # does the last token carry a verdict?
-        self.logprob_weight = float(saved.get("logprob_weight") or 0.0)  # the log-probability prior's w
-        self.batch_size = batch_size
-        self.identity = scorer_identity(path)
+    def __init__(self, path: str, **kwargs: Any):
+        super().__init__(path, **kwargs)
+        self.outcome_label = bool(
+            self.saved.get("outcome_label", True)
+        )  # does the last token carry a verdict?
 
     def step_logprobs(self, records: Sequence[dict[str, Any]]) -> list[tuple[list[float], list[int], int]]:
         """For each record: (log-probability of "right" at each kept step, the steps' indices as in
@@ -324,13 +310,8 @@ class ProcessScorer:
             out.append((min(steps) if steps else math.log(0.5), n))
         return out
 
-    def score_records(self, records: Sequence[dict[str, Any]]) -> list[tuple[float, int]]:
-        """(score, tokens read) of each ``samples.jsonl`` record: the process score, plus ``w`` times the
-        record's mean log-probability when the scorer carries the log-probability prior."""
-        scored = self.process_scores(records)
-        if not self.logprob_weight:
-            return scored
-        return [(s + self.logprob_weight * record_logprob(r), n) for r, (s, n) in zip(records, scored)]
+    def head_scores(self, records: Sequence[dict[str, Any]]) -> list[tuple[float, int]]:
+        return self.process_scores(records)
 
 
 def fit_logprob_prior(scorer: ProcessScorer, pairs: Sequence[tuple[dict[str, Any], dict[str, Any]]]) -> float:

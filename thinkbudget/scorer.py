@@ -516,6 +516,37 @@ def freeze_below_top_layers(model: Any, k: int) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
+def scorer_model(
+    model_class: Any, model_path: str, tokenizer: Any, model_args: Any, training_args: Any, **head: Any
+):
+    """The model a scorer trains: ``model_path``'s weights under a fresh head of ``model_class`` (``head``:
+    its ``num_labels`` and label names), seeded by ``training_args.seed``, in ``model_args.dtype`` (fp32 for
+    ``auto``), think tokens kept single (:func:`thinkbudget.models.prepare_tokenizer_and_model`), and only
+    the top ``model_args.train_top_layers`` layers trainable when it is set (a bad count exits naming it).
+    The one recipe of both scorer kinds (train/scorer.py, train/process_scorer.py)."""
+    import torch
+    from transformers import set_seed
+
+    from thinkbudget.models import prepare_tokenizer_and_model
+
+    set_seed(training_args.seed)  # the head's initialisation
+    dtype = model_args.dtype if model_args.dtype not in (None, "auto") else "float32"
+    model = model_class.from_pretrained(
+        model_path, dtype=getattr(torch, dtype), trust_remote_code=training_args.trust_remote_code, **head
+    )
+    prepare_tokenizer_and_model(tokenizer, model)
+    model.config.pad_token_id = tokenizer.pad_token_id
+    if model_args.train_top_layers:
+        try:
+            trainable = freeze_below_top_layers(model, model_args.train_top_layers)
+        except ValueError as e:
+            raise SystemExit(str(e)) from None
+        logger.info(
+            "training the top %d layers and the head: %d parameters", model_args.train_top_layers, trainable
+        )
+    return model
+
+
 # --------------------------------------------------------------------------------------------------
 # Scoring with a saved scorer (plain transformers)
 # --------------------------------------------------------------------------------------------------
@@ -531,29 +562,6 @@ def scorer_identity(path: str | os.PathLike) -> str:
             st = f.stat()
             return f"{path}:{st.st_size}:{int(st.st_mtime)}{suffix}"
     return str(path) + suffix
-
-
-def load_saved_scorer(
-    path: str, model_class: Any, device: str | None, dtype: str
-) -> tuple[str, Any, Any, dict[str, Any]]:
-    """``(device, tokenizer, model, scorer.json)`` of a saved scorer of either kind: the model in eval mode
-    on ``device`` (default: CUDA when there is one), in ``dtype`` (``auto``: bf16 on CUDA, else fp32)."""
-    import torch
-    from transformers import AutoTokenizer
-
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    if dtype == "auto":
-        dtype = "bfloat16" if device.startswith("cuda") else "float32"
-    tokenizer = AutoTokenizer.from_pretrained(path)
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    model = model_class.from_pretrained(path, dtype=getattr(torch, dtype))
-    model.to(device).eval()
-    if model.config.pad_token_id is None:
-        model.config.pad_token_id = tokenizer.pad_token_id
-    config_file = Path(path) / SCORER_CONFIG_FILE
-    saved = json.loads(config_file.read_text()) if config_file.is_file() else {}
-    return device, tokenizer, model, saved
 
 
 def forward_batches(
@@ -596,10 +604,14 @@ def scorer_data_and_start(data_dirs: Sequence[str], model_name_or_path: str | No
     return records, provenance, start_from
 
 
-class TrainedScorer:
-    """A saved scorer (``AutoModelForSequenceClassification``, one logit) reading question + completion.
+class SavedScorer:
+    """A saved scorer of either kind, in plain transformers: the model in eval mode on ``device`` (default:
+    CUDA when there is one), in ``dtype`` (``auto``: bf16 on CUDA, else fp32), with its ``scorer.json``
+    (``saved``). ``max_length`` defaults to the one the scorer was trained with. A subclass names its
+    transformers head (``model_class``) and gives :meth:`head_scores`; :meth:`score_records` adds the
+    log-probability prior to them where the scorer carries one."""
 
-    ``max_length`` defaults to the one the scorer was trained with (``scorer.json`` beside it)."""
+    model_class: str = ""  # the transformers Auto class of the head
 
     def __init__(
         self,
@@ -610,19 +622,50 @@ class TrainedScorer:
         batch_size: int = 16,
         max_length: int | None = None,
     ):
-        from transformers import AutoModelForSequenceClassification
+        import torch
+        import transformers
+        from transformers import AutoTokenizer
 
-        self.device, self.tokenizer, self.model, saved = load_saved_scorer(
-            path, AutoModelForSequenceClassification, device, dtype
-        )
-        self.max_length = max_length or saved.get("max_length") or DEFAULT_MAX_LENGTH
-        self.logprob_weight = float(saved.get("logprob_weight") or 0.0)  # the log-probability prior's w
+        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        if dtype == "auto":
+            dtype = "bfloat16" if device.startswith("cuda") else "float32"
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        if tokenizer.pad_token is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        model = getattr(transformers, self.model_class).from_pretrained(path, dtype=getattr(torch, dtype))
+        model.to(device).eval()
+        if model.config.pad_token_id is None:
+            model.config.pad_token_id = tokenizer.pad_token_id
+        config_file = Path(path) / SCORER_CONFIG_FILE
+        self.saved: dict[str, Any] = json.loads(config_file.read_text()) if config_file.is_file() else {}
+        self.device, self.tokenizer, self.model = device, tokenizer, model
+        self.max_length = max_length or self.saved.get("max_length") or DEFAULT_MAX_LENGTH
+        self.logprob_weight = float(self.saved.get("logprob_weight") or 0.0)  # the log-probability prior's w
         self.batch_size = batch_size
         self.identity = scorer_identity(path)
 
+    def head_scores(self, records: Sequence[dict[str, Any]]) -> list[tuple[float, int]]:
+        """(the head's score, tokens read) of each ``samples.jsonl`` record."""
+        raise NotImplementedError
+
+    def score_records(self, records: Sequence[dict[str, Any]]) -> list[tuple[float, int]]:
+        """(score, tokens read) of each ``samples.jsonl`` record: the head's score, plus ``w`` times the
+        record's mean log-probability when the scorer carries the log-probability prior."""
+        scored = self.head_scores(records)
+        if not self.logprob_weight:
+            return scored
+        return [(s + self.logprob_weight * record_logprob(r), n) for r, (s, n) in zip(records, scored)]
+
+
+class TrainedScorer(SavedScorer):
+    """A saved pairwise scorer (``AutoModelForSequenceClassification``, one logit) reading question +
+    completion."""
+
+    model_class = "AutoModelForSequenceClassification"
+
     def score(self, inputs: Sequence[tuple[str, str]]) -> list[tuple[float, int]]:
         """(head score, tokens read) for each (question, response), in order: the head alone (a scorer
-        with the log-probability prior adds it in :meth:`score_records`)."""
+        with the log-probability prior adds it in :meth:`SavedScorer.score_records`)."""
         ids = [scorer_input_ids(self.tokenizer, q, r, self.max_length) for q, r in inputs]
         out: list[tuple[float, int] | None] = [None] * len(ids)
         for chunk, logits in forward_batches(self.model, ids, self.batch_size, self.tokenizer.pad_token_id):
@@ -630,12 +673,8 @@ class TrainedScorer:
                 out[i] = (float(value), len(ids[i]))
         return [o for o in out if o is not None]
 
-    def score_records(self, records: Sequence[dict[str, Any]]) -> list[tuple[float, int]]:
-        """(score, tokens read) of each ``samples.jsonl`` record: the head's output, plus ``w`` times the
-        record's mean log-probability when the scorer was trained with the log-probability prior."""
-        prior = [self.logprob_weight * record_logprob(r) for r in records] if self.logprob_weight else None
-        scored = self.score([record_input(r) for r in records])
-        return [(s + prior[i], n) for i, (s, n) in enumerate(scored)] if prior else scored
+    def head_scores(self, records: Sequence[dict[str, Any]]) -> list[tuple[float, int]]:
+        return self.score([record_input(r) for r in records])
 
 
 def load_scorer(path: str, **kwargs: Any) -> Any:

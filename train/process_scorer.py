@@ -43,9 +43,9 @@ from thinkbudget.scorer import (
     SCORER_PREFIX,
     ScorerModelConfig,
     build_pairs,
-    freeze_below_top_layers,
     held_out_problem,
     scorer_data_and_start,
+    scorer_model,
     share_ranked_right,
 )
 
@@ -86,7 +86,7 @@ def main(
 
     from datasets import Dataset
 
-    from thinkbudget.models import load_tokenizer, prepare_tokenizer_and_model, save_final_model
+    from thinkbudget.models import load_tokenizer, save_final_model
 
     tokenizer = load_tokenizer(model_path, trust_remote_code=training_args.trust_remote_code)
     rows = [
@@ -100,34 +100,22 @@ def main(
     train_dataset = Dataset.from_list(rows)
 
     # 3. The model: the checkpoint's weights under a fresh two-label token head (think tokens kept single).
-    import torch
     from transformers import (
         AutoModelForTokenClassification,
         DataCollatorForTokenClassification,
         Trainer,
-        set_seed,
     )
 
-    set_seed(training_args.seed)  # the head's initialisation
-    dtype = model_args.dtype if model_args.dtype not in (None, "auto") else "float32"
-    model = AutoModelForTokenClassification.from_pretrained(
+    model = scorer_model(
+        AutoModelForTokenClassification,
         model_path,
+        tokenizer,
+        model_args,
+        training_args,
         num_labels=2,
         id2label={0: "wrong", 1: "right"},
         label2id={"wrong": 0, "right": 1},
-        dtype=getattr(torch, dtype),
-        trust_remote_code=training_args.trust_remote_code,
     )
-    prepare_tokenizer_and_model(tokenizer, model)
-    model.config.pad_token_id = tokenizer.pad_token_id
-    if model_args.train_top_layers:
-        try:
-            trainable = freeze_below_top_layers(model, model_args.train_top_layers)
-        except ValueError as e:
-            raise SystemExit(str(e)) from None
-        logger.info(
-            "training the top %d layers and the head: %d parameters", model_args.train_top_layers, trainable
-        )
 
     # 4. Train: cross-entropy at the labelled positions only (the collator pads labels with IGNORE).
     collator = DataCollatorForTokenClassification(tokenizer, label_pad_token_id=IGNORE, pad_to_multiple_of=16)

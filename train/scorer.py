@@ -40,11 +40,11 @@ from thinkbudget.scorer import (
     build_pairs,
     data_summary,
     fit_logprob_weight,
-    freeze_below_top_layers,
     held_out_problem,
     pairs_dataset,
     record_logprob,
     scorer_data_and_start,
+    scorer_model,
     share_ranked_right,
     slip_pairs,
 )
@@ -62,7 +62,7 @@ def main(
     )
     model_path, resume, out = start_training_run(start_from, training_args)
 
-    from thinkbudget.models import load_tokenizer, prepare_tokenizer_and_model, save_final_model
+    from thinkbudget.models import load_tokenizer, save_final_model
 
     # 2. Pairs: (correct, wrong) answers to one problem; a share of problems is kept out to measure
     #    pairwise accuracy. Only token ids of question + completion go into the datasets.
@@ -103,27 +103,11 @@ def main(
     )
 
     # 3. The model: the checkpoint's weights under a fresh one-logit head (think tokens kept single).
-    import torch
-    from transformers import AutoModelForSequenceClassification, set_seed
+    from transformers import AutoModelForSequenceClassification
 
-    set_seed(training_args.seed)  # the head's initialisation
-    dtype = model_args.dtype if model_args.dtype not in (None, "auto") else "float32"
-    model = AutoModelForSequenceClassification.from_pretrained(
-        model_path,
-        num_labels=1,
-        dtype=getattr(torch, dtype),
-        trust_remote_code=training_args.trust_remote_code,
+    model = scorer_model(
+        AutoModelForSequenceClassification, model_path, tokenizer, model_args, training_args, num_labels=1
     )
-    prepare_tokenizer_and_model(tokenizer, model)
-    model.config.pad_token_id = tokenizer.pad_token_id
-    if model_args.train_top_layers:
-        try:
-            trainable = freeze_below_top_layers(model, model_args.train_top_layers)
-        except ValueError as e:
-            raise SystemExit(str(e)) from None
-        logger.info(
-            "training the top %d layers and the head: %d parameters", model_args.train_top_layers, trainable
-        )
 
     # 4. Train with TRL's RewardTrainer (pairs already tokenised, so TRL only pads and batches them).
     from trl import RewardTrainer
