@@ -388,6 +388,31 @@ def test_ratios_roughly_respected(tokenizer):
     assert abs(budgets[16] / (budgets[16] + budgets[64]) - 0.75) < 0.06
 
 
+def test_rl_budget_weights_change_only_the_rl_rows_budgets(tokenizer):
+    base = dict(
+        tasks=["chain"],
+        num_train_problems=300,
+        budgets=[16, 64],
+        think_budget_ratio=0.6,
+        think_free_ratio=0.2,
+        no_think_ratio=0.2,
+    )
+    uniform = DataMixArguments(**base)
+    skewed = DataMixArguments(**base, rl_budget_weights=[1, 0])
+    rl_u, rl_s = (build_rl_dataset(a, tokenizer, "train") for a in (uniform, skewed))
+    # Every RL row keeps its problem, mode and control; a budgeted row states 16 instead of 64.
+    assert rl_u["id"] == rl_s["id"] and rl_u["mode"] == rl_s["mode"] and rl_u["control"] == rl_s["control"]
+    assert Counter(rl_u["budget"])[64] > 50 and Counter(rl_s["budget"])[64] == 0
+    assert [b is None for b in rl_u["budget"]] == [b is None for b in rl_s["budget"]]
+    # The SFT rows are the same rows.
+    sft_u, sft_s = (build_sft_dataset(a, tokenizer, "train") for a in (uniform, skewed))
+    assert sft_u["completion"] == sft_s["completion"] and sft_u["prompt"] == sft_s["prompt"]
+    # A weight of 2:1 draws about two thirds of the budgeted RL rows at the first budget.
+    two_to_one = build_rl_dataset(DataMixArguments(**base, rl_budget_weights=[2, 1]), tokenizer, "train")
+    b = Counter(two_to_one["budget"])
+    assert abs(b[16] / (b[16] + b[64]) - 2 / 3) < 0.08
+
+
 def test_extreme_ratios(tokenizer):
     args = DataMixArguments(
         tasks=["chain"],
@@ -502,6 +527,12 @@ BAD_ARGS = [
     ({"budget_weights": [1, 2]}, "budget_weights: has 2 weights for 4 budgets"),
     ({"budget_weights": [1, 2, -1, 1]}, "budget_weights"),
     ({"budget_weights": [0, 0, 0, 0]}, "budget_weights"),
+    ({"rl_budget_weights": [1, 2]}, r"rl_budget_weights: has 2 weights for 4 budgets \[32, 64, 128, 256\]"),
+    ({"rl_budget_weights": [1, 2, -1, 1]}, "rl_budget_weights: must be non-negative"),
+    (
+        {"rl_budget_weights": [0, 0, 0, 0]},
+        "rl_budget_weights: must be non-negative numbers with a positive sum",
+    ),
     ({"think_budget_ratio": 1.5, "no_think_ratio": 0.0, "think_free_ratio": 0.0}, "think_budget_ratio"),
     ({"no_think_ratio": -0.1}, "no_think_ratio"),
     ({"flag_ratio": 2}, "flag_ratio"),

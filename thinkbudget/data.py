@@ -46,7 +46,7 @@ import math
 import random
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -111,6 +111,14 @@ class DataMixArguments:
     budget_weights: list[float] = field(
         default_factory=list,
         metadata={"help": "Relative weights of `budgets` (unitless, one per budget); empty = uniform."},
+    )
+    rl_budget_weights: list[float] = field(
+        default_factory=list,
+        metadata={
+            "help": "Relative weights of `budgets` in the RL rows only (unitless, one per budget); empty = "
+            "budget_weights. GRPO's updates at one budget carry over to the others, so a budget whose "
+            "decision drifts can be drawn more often where its penalty acts; the SFT rows do not change."
+        },
     )
     think_budget_ratio: float = field(
         default=0.5, metadata={"help": "Fraction of rows thinking under a stated budget (0-1)."}
@@ -218,16 +226,17 @@ class DataMixArguments:
             validate_budget(b, field="budgets: every budget", strict=True)
         if self.think_budget_ratio > 0 and not self.budgets:
             raise ValueError("budgets: must list at least one budget (tokens) when think_budget_ratio > 0")
-        if self.budget_weights:
-            if len(self.budget_weights) != len(self.budgets):
+        for name in ("budget_weights", "rl_budget_weights"):
+            weights = getattr(self, name)
+            if not weights:
+                continue
+            if len(weights) != len(self.budgets):
                 raise ValueError(
-                    f"budget_weights: has {len(self.budget_weights)} weights for {len(self.budgets)} budgets; "
-                    "give one weight per budget or none (uniform)"
+                    f"{name}: has {len(weights)} weights for {len(self.budgets)} budgets {self.budgets}; "
+                    "give one weight per budget or none"
                 )
-            if any(not _is_number(w) or w < 0 for w in self.budget_weights) or sum(self.budget_weights) <= 0:
-                raise ValueError(
-                    f"budget_weights: must be non-negative numbers with a positive sum, got {self.budget_weights}"
-                )
+            if any(not _is_number(w) or w < 0 for w in weights) or sum(weights) <= 0:
+                raise ValueError(f"{name}: must be non-negative numbers with a positive sum, got {weights}")
         for name in ("think_budget_ratio", "think_free_ratio", "no_think_ratio", "auto_ratio", "flag_ratio"):
             v = getattr(self, name)
             if not _is_number(v) or not 0.0 <= v <= 1.0:
@@ -647,8 +656,10 @@ def build_rl_dataset(args: DataMixArguments, tokenizer: Any, split: str = "train
     args.validate()
     rows: dict[str, list[Any]] = {c: [] for c in RL_COLUMNS}
     rules = {t: target_rule(args, t) for t in args.tasks}
+    # The same draws as the SFT rows' first plan, except which budget a budgeted row states.
+    rl_mix = replace(args, budget_weights=args.rl_budget_weights) if args.rl_budget_weights else args
     for p in tqdm(_problems(args, split), desc=f"rl/{split}", mininterval=5, disable=None):
-        plan = draw_row_plan(args, split, p.id)
+        plan = draw_row_plan(rl_mix, split, p.id)
         row = {
             "prompt": render_row_prompt(tokenizer, p.question, plan, args.system_prompt),
             "question": p.question,

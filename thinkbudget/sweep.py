@@ -59,6 +59,7 @@ ABBREVIATIONS = {
     "per_device_train_batch_size": "bs",
     "gradient_accumulation_steps": "ga",
     "budget_weights": "bw",
+    "rl_budget_weights": "rlbw",
     "max_steps": "steps",
     "temperature": "temp",
 }
