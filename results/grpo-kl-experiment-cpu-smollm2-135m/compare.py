@@ -21,6 +21,7 @@ VARIANTS = {  # folder: what differs from the proof's GRPO
     "kl0.3": "beta 0.3",
     "boundary32": "beta 0, 170 budget-32 prompts added on 5-7-step problems",
     "boundary32-5step": "beta 0, 62 budget-32 prompts added on 5-step problems",
+    "../grpo-sft-anchor-experiment-cpu-smollm2-135m": "beta 0, SFT anchor (PPO-ptx) weight 1",
 }
 
 
