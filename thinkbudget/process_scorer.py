@@ -277,9 +277,8 @@ class ProcessScorer(SavedScorer):
 
     def __init__(self, path: str, **kwargs: Any):
         super().__init__(path, **kwargs)
-        self.outcome_label = bool(
-            self.saved.get("outcome_label", True)
-        )  # does the last token carry a verdict?
+        # Does the last token carry a verdict?
+        self.outcome_label = bool(self.saved.get("outcome_label", True))
 
     def step_logprobs(self, records: Sequence[dict[str, Any]]) -> list[tuple[list[float], list[int], int]]:
         """For each record: (log-probability of "right" at each kept step, the steps' indices as in

@@ -377,6 +377,12 @@ def think_closed(parsed: ParsedCompletion, prompt: Any = None) -> bool:
 # --------------------------------------------------------------------------------------------------
 # Correctness, format, mode
 # --------------------------------------------------------------------------------------------------
+def budget_binds(row: dict[str, Any]) -> bool:
+    """Whether a row's thinking is held to a stated budget: a think or auto row with a budget. These are the
+    rows ``budget_cutoff`` pays and ``correctness_unbudgeted`` leaves to it."""
+    return row["budget"] is not None and (row["mode"] == "think" or row["auto"])
+
+
 class CorrectnessReward(Reward):
     """``correctness``: 1 if ``grading.is_correct(answer section, gold)`` else 0; None without gold.
 
@@ -391,7 +397,7 @@ class CorrectnessReward(Reward):
         return None if c is None else float(c)
 
 
-class UnbudgetedCorrectnessReward(Reward):
+class UnbudgetedCorrectnessReward(CorrectnessReward):
     """``correctness_unbudgeted``: ``correctness`` on rows without a stated budget (thinking off, free
     thinking); None on the rows ``budget_cutoff`` pays (a stated budget), so that with it a right answer
     past the budget earns no more than a wrong one.
@@ -405,10 +411,7 @@ class UnbudgetedCorrectnessReward(Reward):
     bounds = (0.0, 1.0)
 
     def row(self, row):
-        if row["budget"] is not None and (row["mode"] == "think" or row["auto"]):
-            return None
-        c = self.correct(row)
-        return None if c is None else float(c)
+        return None if budget_binds(row) else super().row(row)
 
 
 class FormatReward(Reward):
@@ -537,7 +540,7 @@ class BudgetCutoffReward(Reward):
     bounds = (0.0, 1.0)
 
     def row(self, row):
-        if row["budget"] is None or (row["mode"] != "think" and not row["auto"]):
+        if not budget_binds(row):
             return None
         correct = self.correct(row)
         if correct is None:
